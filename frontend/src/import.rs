@@ -515,11 +515,15 @@ impl NodeCtx<'_> {
     }
 
     /// Puts a value in the graph (constants become `Const` nodes).
-    pub(crate) fn materialize(&mut self, v: &Value, label: &str) -> Result<NodeId, FrontendError> {
+    /// A constant is named after the node input it fills (`slot`), e.g. the initializer name.
+    pub(crate) fn materialize(&mut self, v: &Value, slot: usize) -> Result<NodeId, FrontendError> {
         match v {
             Value::Node(id) => Ok(*id),
             Value::Const(c) => {
-                let name = format!("{}:{label}", self.name());
+                let name = match self.node.input.get(slot).filter(|n| !n.is_empty()) {
+                    Some(n) => n.clone(),
+                    None => format!("{}:in{slot}", self.name()),
+                };
                 self.graph
                     .add_node(name, Op::Const(c.to_f32()), &[])
                     .map_err(|e| self.err(e.to_string()))
@@ -550,7 +554,7 @@ impl NodeCtx<'_> {
         }
         let mut ids = vec![];
         for (i, v) in inputs.iter().enumerate() {
-            ids.push(self.materialize(v, &format!("in{i}"))?);
+            ids.push(self.materialize(v, i)?);
         }
         let name = self.name();
         let id = self.graph.add_node(name, op, &ids).map_err(|e| match e {

@@ -1,0 +1,1 @@
+//! Dataset loading for `fhec eval` and `fhec sweep` (being written).
