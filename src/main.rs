@@ -1,6 +1,92 @@
-//! `fhec`: the command-line driver (being written).
+//! `fhec`: the command-line driver.
+//!
+//! `main` parses the command line (clap), dispatches to one module per command under
+//! [`cli`], and turns every failure — including an unexpected panic — into an
+//! `error: ...` report on stderr with exit code 2.
 
+use std::panic::{self, AssertUnwindSafe};
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
 #[allow(dead_code)]
 mod data;
+mod npyio;
 
-fn main() {}
+/// Compile ONNX neural networks into TFHE circuits and run them on encrypted data.
+#[derive(Parser, Debug)]
+#[command(name = "fhec", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Describe an ONNX model: inputs, outputs, ops, parameters, the lifted IR and
+    /// anything fhec cannot import (exit code 2 when the model is not supported).
+    Inspect(cli::inspect::InspectArgs),
+    /// Run a model on inputs from .npy files and write its first output to a .npy file.
+    Predict(cli::predict::PredictArgs),
+}
+
+/// Exit code of every failure (clap's usage errors use the same).
+const FAILURE: u8 = 2;
+
+/// Message of the last panic, recorded by the panic hook for the error report.
+static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        if let Ok(mut slot) = PANIC_MESSAGE.lock() {
+            *slot = Some(format!("{msg}{at}"));
+        }
+    }));
+    let result = panic::catch_unwind(AssertUnwindSafe(|| run(cli))).unwrap_or_else(|_| {
+        let msg = PANIC_MESSAGE
+            .lock()
+            .ok()
+            .and_then(|mut m| m.take())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(anyhow::anyhow!(
+            "internal error (this is a bug in fhec, please report it): {msg}"
+        ))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::from(FAILURE)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Inspect(args) => cli::inspect::run(&args),
+        Command::Predict(args) => cli::predict::run(&args),
+    }
+}
+
+/// Prints `error: <message>` and one `caused by:` line per underlying cause.
+fn report(e: &anyhow::Error) {
+    use std::io::Write;
+    let mut text = format!("error: {e}\n");
+    for cause in e.chain().skip(1) {
+        text.push_str(&format!("  caused by: {cause}\n"));
+    }
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}

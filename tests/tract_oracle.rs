@@ -39,7 +39,10 @@ fn agree_on_random_inputs(stem: &str, cases: u32) {
             let theirs = theirs[0].to_plain_array_view::<f32>().expect("f32 output");
             prop_assert_eq!(ours[0].shape(), theirs.shape());
             for (a, b) in ours[0].iter().zip(theirs.iter()) {
-                prop_assert!((a - b).abs() <= 1e-4 + 1e-4 * b.abs(), "{stem}: fhec {a} vs tract {b}");
+                prop_assert!(
+                    (a - b).abs() <= 1e-4 + 1e-4 * b.abs(),
+                    "{stem}: fhec {a} vs tract {b}"
+                );
             }
             Ok(())
         })

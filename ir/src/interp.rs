@@ -77,20 +77,19 @@ pub fn run_trace(graph: &Graph, inputs: &[Tensor]) -> Result<HashMap<NodeId, Ten
 }
 
 fn not_evaluated(graph: &Graph, id: NodeId) -> InterpError {
-    match graph.node_ids().any(|n| n == id) {
-        true => {
-            let node = graph.node(id);
-            InterpError::Op {
-                node: node.name.clone(),
-                op: node.op.name(),
-                message: "was never evaluated (is the graph cyclic?)".into(),
-            }
+    if graph.node_ids().any(|n| n == id) {
+        let node = graph.node(id);
+        InterpError::Op {
+            node: node.name.clone(),
+            op: node.op.name(),
+            message: "was never evaluated (is the graph cyclic?)".into(),
         }
-        false => InterpError::Op {
+    } else {
+        InterpError::Op {
             node: format!("{id:?}"),
             op: "?",
             message: "the node does not exist".into(),
-        },
+        }
     }
 }
 
@@ -104,16 +103,14 @@ fn execute<'a>(
     check_inputs(graph, inputs)?;
     let order = graph.topo_order();
     let node_inputs: Vec<Vec<NodeId>> = order.iter().map(|&id| graph.node_inputs(id)).collect();
+    // Remaining consumer slots of each value; graph outputs are never dropped.
     let mut uses: HashMap<NodeId, usize> = HashMap::new();
     if !keep_all {
-        for ins in &node_inputs {
-            for &i in ins {
-                *uses.entry(i).or_default() += 1;
-            }
+        for &i in node_inputs.iter().flatten() {
+            *uses.entry(i).or_default() += 1;
         }
-        for &o in graph.outputs() {
-            // Outputs are never dropped.
-            *uses.entry(o).or_default() += usize::MAX / 2;
+        for o in graph.outputs() {
+            uses.remove(o);
         }
     }
     let mut values: HashMap<NodeId, Cow<'a, Tensor>> = HashMap::new();
@@ -222,6 +219,12 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor], out: &TensorFact) -> Result<Tensor, 
         Op::Cast { to } => elementwise::cast(inputs[0], *to),
         Op::QuantizeLinear(q) => elementwise::quantize(q, inputs[0], inputs[1], inputs[2])?,
         Op::DequantizeLinear(q) => elementwise::dequantize(q, inputs[0], inputs[1], inputs[2])?,
+        Op::IntConst(_) | Op::Quantize(_) | Op::Dequantize(_) | Op::Tlu(_) | Op::SumPool(_) => {
+            return Err(format!(
+                "{} is an integer op: run quantised graphs with int_interp",
+                op.name()
+            ))
+        }
     };
     if result.shape() != shape {
         return Err(format!(

@@ -8,15 +8,18 @@
 
 pub mod fact;
 pub mod graph;
+pub mod int_interp;
 pub mod interp;
 pub mod op;
 pub mod print;
+pub mod quant;
 
 pub use fact::{DType, TensorFact};
 pub use graph::{Graph, IrError, Node, NodeId};
 pub use op::{
     BinaryOp, ConvAttrs, GemmAttrs, Op, PadMode, PoolAttrs, QuantAttrs, ShapeError, UnaryOp,
 };
+pub use quant::{QParams, Rounding, RoundingMode, Tlu};
 
 /// Float tensor values. Integer-valued tensors of the float graph (quantized int8/uint8) are
 /// held exactly in f32 too.

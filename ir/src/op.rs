@@ -4,6 +4,7 @@
 //! fully known. The frontend does the resolving, so passes and interpreters see one form.
 
 use crate::fact::{DType, TensorFact};
+use crate::quant::{QParams, Tlu};
 use crate::Tensor;
 
 /// Element-wise functions of one tensor.
@@ -149,6 +150,18 @@ pub enum Op {
     QuantizeLinear(QuantAttrs),
     /// `(x - zero_point) * scale`; inputs x, scale, zero_point.
     DequantizeLinear(QuantAttrs),
+
+    // Integer ops (after quantisation; see `quant` and `int_interp`).
+    /// Integer constant (quantised weights and biases).
+    IntConst(ndarray::ArrayD<i64>),
+    /// Real to integer (client side): `clamp(round(x / scale) + zero_point)`.
+    Quantize(QParams),
+    /// Integer to real (client side): `scale * (q - zero_point)`.
+    Dequantize(QParams),
+    /// Element-wise table lookup: one programmable bootstrap per element in FHE.
+    Tlu(Tlu),
+    /// Window sum (average pooling with the division folded into the next table).
+    SumPool(PoolAttrs),
 }
 
 /// Why shape inference rejected an op's inputs.
@@ -204,13 +217,18 @@ impl Op {
             Op::Cast { .. } => "Cast",
             Op::QuantizeLinear(_) => "QuantizeLinear",
             Op::DequantizeLinear(_) => "DequantizeLinear",
+            Op::IntConst(_) => "IntConst",
+            Op::Quantize(_) => "Quantize",
+            Op::Dequantize(_) => "Dequantize",
+            Op::Tlu(_) => "Tlu",
+            Op::SumPool(_) => "SumPool",
         }
     }
 
     /// Allowed number of inputs (inclusive range).
     pub fn arity(&self) -> (usize, usize) {
         match self {
-            Op::Input | Op::Const(_) => (0, 0),
+            Op::Input | Op::Const(_) | Op::IntConst(_) => (0, 0),
             Op::Binary(_) | Op::MatMul => (2, 2),
             Op::Gemm(_) | Op::Conv(_) => (2, 3),
             Op::BatchNorm { .. } => (5, 5),
@@ -240,7 +258,8 @@ impl Op {
                 let shape = broadcast_shapes(&inputs[0].shape, &inputs[1].shape)?;
                 Ok(TensorFact::new(inputs[0].dtype, shape))
             }
-            Op::MatMul => matmul_shape(&inputs[0].shape, &inputs[1].shape).map(TensorFact::f32),
+            Op::MatMul => matmul_shape(&inputs[0].shape, &inputs[1].shape)
+                .map(|s| TensorFact::new(linear_dtype(inputs), s)),
             Op::Gemm(a) => {
                 let (sa, sb) = (&inputs[0].shape, &inputs[1].shape);
                 if sa.len() != 2 || sb.len() != 2 {
@@ -268,10 +287,10 @@ impl Op {
                         );
                     }
                 }
-                Ok(TensorFact::f32([m, n]))
+                Ok(TensorFact::new(linear_dtype(inputs), [m, n]))
             }
             Op::Conv(a) => conv_shape(a, inputs),
-            Op::AveragePool(p) | Op::MaxPool(p) => {
+            Op::AveragePool(p) | Op::MaxPool(p) | Op::SumPool(p) => {
                 let x = &inputs[0].shape;
                 let sp = p.kernel.len();
                 if x.len() != sp + 2 {
@@ -292,7 +311,7 @@ impl Op {
                         p.ceil_mode,
                     )?);
                 }
-                Ok(TensorFact::f32(out))
+                Ok(TensorFact::new(linear_dtype(inputs), out))
             }
             Op::GlobalAveragePool => {
                 let x = &inputs[0].shape;
@@ -422,6 +441,32 @@ impl Op {
                 };
                 Ok(TensorFact::new(dtype, x.clone()))
             }
+            Op::IntConst(a) => Ok(TensorFact::new(DType::I64, a.shape())),
+            Op::Quantize(_) => Ok(TensorFact::new(DType::I64, inputs[0].shape.clone())),
+            Op::Dequantize(_) => {
+                if inputs[0].dtype != DType::I64 {
+                    return shape_err!("Dequantize takes an integer tensor, got {}", inputs[0]);
+                }
+                Ok(TensorFact::f32(inputs[0].shape.clone()))
+            }
+            Op::Tlu(t) => {
+                let x = inputs[0];
+                if x.dtype != DType::I64 {
+                    return shape_err!("a table lookup takes an integer tensor, got {x}");
+                }
+                let want = match t.axis {
+                    None => 1,
+                    Some(a) if a < x.rank() => x.shape[a],
+                    Some(a) => return shape_err!("table axis {a} out of range for {x}"),
+                };
+                if t.tables.len() != want || t.tables.iter().any(Vec::is_empty) {
+                    return shape_err!(
+                        "{} table(s) given, {want} non-empty needed",
+                        t.tables.len()
+                    );
+                }
+                Ok(x.clone())
+            }
         }
     }
 }
@@ -519,7 +564,16 @@ fn conv_shape(a: &ConvAttrs, inputs: &[&TensorFact]) -> Result<TensorFact, Shape
             false,
         )?);
     }
-    Ok(TensorFact::f32(out))
+    Ok(TensorFact::new(linear_dtype(inputs), out))
+}
+
+/// Linear ops on integer tensors give integers; otherwise reals.
+fn linear_dtype(inputs: &[&TensorFact]) -> DType {
+    if inputs[0].dtype == DType::I64 {
+        DType::I64
+    } else {
+        DType::F32
+    }
 }
 
 /// Output length of a sliding window along one axis (ONNX/PyTorch rule for `ceil_mode`: a

@@ -25,6 +25,7 @@ pub fn print_graph(graph: &Graph) -> String {
         let body = match &node.op {
             Op::Input => format!("input {}", node.fact),
             Op::Const(t) => format!("const {} {}", node.fact, summarize(t)),
+            Op::IntConst(a) => format!("const {} {}", node.fact, summarize_ints(a.iter().copied())),
             op => format!(
                 "{}{} ({}) : {}",
                 op.name(),
@@ -72,6 +73,31 @@ pub fn summarize(t: &Tensor) -> String {
         f(hi),
         f((sum / t.len() as f64) as f32)
     )
+}
+
+/// Small integer tensors in full, large ones as min/max plus a checksum (so any change shows).
+pub fn summarize_ints(values: impl ExactSizeIterator<Item = i64> + Clone) -> String {
+    let len = values.len();
+    if len <= 16 {
+        let v: Vec<String> = values.map(|x| x.to_string()).collect();
+        return format!("[{}]", v.join(", "));
+    }
+    let (lo, hi) = values
+        .clone()
+        .fold((i64::MAX, i64::MIN), |(l, h), x| (l.min(x), h.max(x)));
+    // FNV-1a over the values: stable across platforms.
+    let hash = values.fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
+        (h ^ x as u64).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{{len {len}, min {lo}, max {hi}, fnv {:08x}}}", hash as u32)
+}
+
+fn qparams(q: &crate::quant::QParams) -> Vec<String> {
+    vec![
+        format!("scale={:e}", q.scale),
+        format!("zp={}", q.zero_point),
+        format!("bits={}{}", q.bits, if q.signed { "s" } else { "u" }),
+    ]
 }
 
 fn list(v: &[usize]) -> String {
@@ -128,7 +154,7 @@ pub fn attrs(op: &Op) -> String {
             format!("pads={}", pads(&c.pads)),
             format!("group={}", c.group),
         ],
-        Op::AveragePool(p) | Op::MaxPool(p) => {
+        Op::AveragePool(p) | Op::MaxPool(p) | Op::SumPool(p) => {
             let mut v = vec![
                 format!("kernel={}", list(&p.kernel)),
                 format!("strides={}", list(&p.strides)),
@@ -163,6 +189,26 @@ pub fn attrs(op: &Op) -> String {
             v
         }
         Op::Cast { to } => vec![format!("to={to}")],
+        Op::Quantize(q) | Op::Dequantize(q) => qparams(q),
+        Op::Tlu(t) => {
+            let mut v = vec![
+                format!("in_min={}", t.input_min),
+                format!("in_bits={}", t.input_bits()),
+            ];
+            if let Some(r) = t.rounding {
+                v.push(format!("round={}:{:?}", r.shift, r.mode).to_lowercase());
+            }
+            if let Some(a) = t.axis {
+                v.push(format!("axis={a}"));
+            }
+            for (i, table) in t.tables.iter().enumerate().take(4) {
+                v.push(format!("t{i}={}", summarize_ints(table.iter().copied())));
+            }
+            if t.tables.len() > 4 {
+                v.push(format!("+{} tables", t.tables.len() - 4));
+            }
+            v
+        }
         Op::QuantizeLinear(q) | Op::DequantizeLinear(q) => {
             let mut v = vec![format!("dtype={}", q.dtype)];
             if let Some(a) = q.axis {

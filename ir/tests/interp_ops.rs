@@ -1,4 +1,5 @@
 //! Hand-computed cases for every kernel of the float interpreter.
+#![allow(clippy::cloned_ref_to_slice_refs)]
 
 use fhec_ir::interp::{self, InterpError};
 use fhec_ir::{
@@ -80,7 +81,7 @@ fn sigmoid_tanh() {
     assert_close(
         &y,
         &[5],
-        &[0.5, 0.731_058_6, 0.268_941_43, 1.0, 3.720_076e-44],
+        &[0.5, 0.731_058_6, 0.268_941_43, 1.0, (-100f64).exp() as f32],
         1e-6,
     );
     assert!(y.iter().all(|v| v.is_finite()));
@@ -122,7 +123,13 @@ fn softplus_is_stable() {
     assert_close(
         &y,
         &[5],
-        &[0.693_147_2, 1.313_261_7, 100.0, 3.720_076e-44, 1000.0],
+        &[
+            std::f32::consts::LN_2,
+            1.313_261_7,
+            100.0,
+            (-100f64).exp() as f32,
+            1000.0,
+        ],
         1e-6,
     );
     assert!(y.iter().all(|v| v.is_finite()));
@@ -503,9 +510,8 @@ fn avgpool_ceil_mode_excludes_overhang() {
 
 #[test]
 fn avgpool_ceil_mode_drops_window_starting_in_padding() {
-    // ONNX test_averagepool_2d_ceil_last_window_starts_on_pad (1-D slice of it): input 3,
-    // kernel 3, stride 2, pads (1,1): ceil would give 2 windows but the 2nd starts on the end
-    // pad, so only 1... here (2-1)*2 = 2 < 3+1, kept; use stride 3 instead.
+    // ceil_mode keeps a partial last window only if it starts inside the input or the begin
+    // padding (ONNX / PyTorch rule).
     let x = t(&[1, 1, 3], &[1.0, 2.0, 3.0]);
     let p = pool_attrs(&[2], &[3], &[(1, 1)], true, true);
     // padded [P 1 2 3 P]: span 2, steps 3 -> ceil(3/3)+1 = 2; (2-1)*3 = 3 < 3+1 -> 2 windows:
@@ -728,6 +734,9 @@ fn cast_truncates_and_saturates() {
     assert_eq!(y, x);
     let y = eval(Op::Cast { to: DType::U8 }, &[t(&[2], &[300.0, 255.9])]);
     assert_exact(&y, &[2], &[255.0, 255.0]);
+    // Integers have no negative zero.
+    let y = eval(Op::Cast { to: DType::I8 }, &[t(&[1], &[-0.5])]);
+    assert_eq!(y[[0]].to_bits(), 0.0f32.to_bits());
 }
 
 fn quant(axis: Option<usize>, dtype: DType) -> QuantAttrs {
@@ -894,4 +903,115 @@ fn empty_tensors_do_not_panic() {
         ],
     );
     assert_eq!(y.shape(), &[1, 0]);
+}
+
+#[test]
+fn pool3d() {
+    let x = iota(&[1, 1, 2, 2, 2]);
+    let p = pool_attrs(&[2, 2, 2], &[1, 1, 1], &[(0, 0); 3], false, false);
+    assert_exact(
+        &eval(Op::MaxPool(p.clone()), &[x.clone()]),
+        &[1, 1, 1, 1, 1],
+        &[7.0],
+    );
+    assert_exact(
+        &eval(Op::AveragePool(p), &[x.clone()]),
+        &[1, 1, 1, 1, 1],
+        &[3.5],
+    );
+    // Pad the first axis by one on each side: windows {P,0..3}, {0..7}, {4..7,P}.
+    let p = pool_attrs(
+        &[2, 2, 2],
+        &[1, 1, 1],
+        &[(1, 1), (0, 0), (0, 0)],
+        false,
+        true,
+    );
+    assert_exact(
+        &eval(Op::AveragePool(p.clone()), &[x.clone()]),
+        &[1, 1, 3, 1, 1],
+        &[0.75, 3.5, 2.75],
+    );
+    let p = PoolAttrs {
+        count_include_pad: false,
+        ..p
+    };
+    assert_exact(
+        &eval(Op::AveragePool(p.clone()), &[x.clone()]),
+        &[1, 1, 3, 1, 1],
+        &[1.5, 3.5, 5.5],
+    );
+    assert_exact(
+        &eval(Op::MaxPool(p), &[x]),
+        &[1, 1, 3, 1, 1],
+        &[3.0, 7.0, 7.0],
+    );
+}
+
+#[test]
+fn pool_windows_entirely_in_padding() {
+    // kernel 1 with padding: the first and last windows see only padding.
+    let x = t(&[1, 1, 2], &[1.0, 2.0]);
+    let p = pool_attrs(&[1], &[1], &[(1, 1)], false, false);
+    let y = eval(Op::MaxPool(p.clone()), &[x.clone()]);
+    assert_exact(
+        &y,
+        &[1, 1, 4],
+        &[f32::NEG_INFINITY, 1.0, 2.0, f32::NEG_INFINITY],
+    );
+    let y = eval(Op::AveragePool(p.clone()), &[x.clone()]);
+    assert!(y[[0, 0, 0]].is_nan() && y[[0, 0, 3]].is_nan());
+    assert_exact(
+        &y.slice(ndarray::s![.., .., 1..3]).to_owned().into_dyn(),
+        &[1, 1, 2],
+        &[1.0, 2.0],
+    );
+    let p = PoolAttrs {
+        count_include_pad: true,
+        ..p
+    };
+    let y = eval(Op::AveragePool(p), &[x]);
+    assert_exact(&y, &[1, 1, 4], &[0.0, 1.0, 2.0, 0.0]);
+}
+
+#[test]
+fn gemm_empty_inner_dimension_gives_bias() {
+    let attrs = GemmAttrs {
+        alpha: 1.0,
+        beta: 2.0,
+        trans_a: false,
+        trans_b: true,
+    };
+    let y = eval(
+        Op::Gemm(attrs),
+        &[t(&[2, 0], &[]), t(&[3, 0], &[]), t(&[3], &[1.0, 2.0, 3.0])],
+    );
+    assert_exact(&y, &[2, 3], &[2.0, 4.0, 6.0, 2.0, 4.0, 6.0]);
+}
+
+#[test]
+fn run_frees_intermediates_but_keeps_outputs() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorFact::f32([3]));
+    let a = g.add_node("a", Op::Unary(UnaryOp::Relu), &[x]).unwrap();
+    let b = g.add_node("b", Op::Unary(UnaryOp::Neg), &[a]).unwrap();
+    let c = g.add_node("c", Op::Binary(BinaryOp::Mul), &[a, b]).unwrap();
+    let d = g.add_node("d", Op::Binary(BinaryOp::Add), &[c, c]).unwrap();
+    let k = g
+        .add_node("k", Op::Const(t(&[3], &[1.0, 2.0, 3.0])), &[])
+        .unwrap();
+    let e = g.add_node("e", Op::Binary(BinaryOp::Add), &[d, k]).unwrap();
+    g.set_outputs(vec![e, a, e, x, k]);
+    g.verify().unwrap();
+    let xs = t(&[3], &[-1.0, 2.0, 3.0]);
+    let out = interp::run(&g, std::slice::from_ref(&xs)).unwrap();
+    assert_eq!(out.len(), 5);
+    assert_exact(&out[0], &[3], &[1.0, -6.0, -15.0]);
+    assert_exact(&out[1], &[3], &[0.0, 2.0, 3.0]);
+    assert_eq!(out[0], out[2]);
+    assert_eq!(out[3], xs);
+    assert_exact(&out[4], &[3], &[1.0, 2.0, 3.0]);
+    let trace = interp::run_trace(&g, &[xs]).unwrap();
+    assert_eq!(trace.len(), 7);
+    assert_exact(&trace[&c], &[3], &[0.0, -4.0, -9.0]);
 }

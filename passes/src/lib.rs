@@ -1,26 +1,101 @@
 //! Graph passes of fhec, run in one ordered pipeline between the frontend and the backend.
 //!
-//! This crate is the home of canonicalisation, pruning, calibration, quantisation, TLU fusion,
-//! accumulator bit-width analysis, rounding and egg rewrites. Only the pipeline scaffold exists
-//! so far: [`PIPELINE`] lists the passes in the order they run.
+//! Every pass rewrites the float [`Graph`] in place, keeps its semantics (up to float rounding;
+//! pruning with a non-zero threshold is the one deliberate approximation) and leaves a graph
+//! that passes [`Graph::verify`]. What the graph cannot hold goes into the [`PassContext`]:
+//! options in, a [`PipelineReport`] out (per pass: what changed; the client-side
+//! post-processing split off the outputs; the neurons pruned per layer).
+//!
+//! The pipeline ([`PIPELINE`]; add a pass there and here), in order:
+//!
+//! 1. [`canonicalize::drop_identity`]: drop `Identity` (and inference `Dropout`).
+//! 2. [`canonicalize::fold_constants`]: evaluate ops whose inputs are all constants.
+//! 3. [`canonicalize::split_postprocessing`]: move a final `Softmax` chain to the client.
+//! 4. [`canonicalize::matmul_to_gemm`]: `MatMul(x, W) (+ bias)` becomes one `Gemm`.
+//! 5. [`canonicalize::fold_batchnorm`]: fold `BatchNorm` and per-channel `Mul`/`Add`/`Sub`/`Div`
+//!    into the weights of the `Conv`/`Gemm` before them.
+//! 6. [`canonicalize::simplify_layout`]: cancel, merge and drop `Transpose`/`Reshape`, and fold a
+//!    transpose before a flatten into the next `Gemm`'s weights.
+//! 7. [`prune`]: remove constant and dead neurons between two linear layers.
+//!
+//! Quantisation, TLU fusion, bit-width analysis and rounding come after these.
+
+pub mod canonicalize;
+mod context;
+pub mod prune;
+pub mod quantize;
+pub mod tlu_rewrite;
+mod util;
+
+pub use context::{PassContext, PassOptions, PassReport, PipelineReport, PostOp, PrunedLayer};
 
 use fhec_ir::{Graph, IrError};
 
 /// A transformation of the graph; the verifier runs after each one.
 pub struct Pass {
     pub name: &'static str,
-    pub run: fn(&mut Graph) -> Result<(), IrError>,
+    /// One line on what the pass does.
+    pub summary: &'static str,
+    /// Rewrites the graph; records what it changed through [`PassContext::note`].
+    pub run: fn(&mut Graph, &mut PassContext) -> Result<(), IrError>,
 }
 
-/// The passes, in the order they run. Empty until the quantisation work lands.
-pub const PIPELINE: &[Pass] = &[];
+/// A pass that failed or left a graph the verifier rejects.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("pass '{pass}': {source}")]
+pub struct PassError {
+    pub pass: &'static str,
+    #[source]
+    pub source: IrError,
+}
 
-/// Runs every pass of [`PIPELINE`], verifying the graph after each.
-pub fn run_pipeline(graph: &mut Graph) -> Result<(), IrError> {
-    graph.verify()?;
-    for pass in PIPELINE {
-        (pass.run)(graph)?;
-        graph.verify()?;
+/// The passes, in the order they run.
+pub const PIPELINE: &[Pass] = &[
+    canonicalize::drop_identity::PASS,
+    canonicalize::fold_constants::PASS,
+    canonicalize::split_postprocessing::PASS,
+    canonicalize::matmul_to_gemm::PASS,
+    canonicalize::fold_batchnorm::PASS,
+    canonicalize::simplify_layout::PASS,
+    prune::PASS,
+];
+
+/// Runs one pass: records its entry in the report, runs it and verifies the result.
+pub fn run_pass(graph: &mut Graph, ctx: &mut PassContext, pass: &Pass) -> Result<(), PassError> {
+    let fail = |source| PassError {
+        pass: pass.name,
+        source,
+    };
+    ctx.report.passes.push(PassReport {
+        pass: pass.name,
+        nodes_before: graph.node_count(),
+        nodes_after: graph.node_count(),
+        changes: vec![],
+    });
+    (pass.run)(graph, ctx).map_err(fail)?;
+    if let Some(r) = ctx.report.passes.last_mut() {
+        r.nodes_after = graph.node_count();
+    }
+    graph.verify().map_err(fail)
+}
+
+/// Runs the given passes in order, verifying the graph before the first and after each.
+pub fn run_passes(
+    graph: &mut Graph,
+    ctx: &mut PassContext,
+    passes: &[Pass],
+) -> Result<(), PassError> {
+    graph.verify().map_err(|source| PassError {
+        pass: "(input)",
+        source,
+    })?;
+    for pass in passes {
+        run_pass(graph, ctx, pass)?;
     }
     Ok(())
+}
+
+/// Runs every pass of [`PIPELINE`], verifying the graph after each.
+pub fn run_pipeline(graph: &mut Graph, ctx: &mut PassContext) -> Result<(), PassError> {
+    run_passes(graph, ctx, PIPELINE)
 }

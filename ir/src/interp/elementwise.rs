@@ -123,7 +123,8 @@ pub(super) fn cast(x: &Tensor, to: DType) -> Tensor {
                 if v.is_nan() {
                     0.0
                 } else {
-                    f64::from(v.trunc()).clamp(lo, hi) as f32
+                    // `+ 0.0` turns -0 (from truncating -0.x) into 0.
+                    f64::from(v.trunc()).clamp(lo, hi) as f32 + 0.0
                 }
             })
         }

@@ -3,7 +3,7 @@
 use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array3, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, Ix2, IxDyn};
 
-use super::{from_vec, gather, row_major, row_major_strides, unravel};
+use super::{from_vec, row_major, row_major_strides, unravel};
 use crate::op::{broadcast_shapes, ConvAttrs, GemmAttrs};
 use crate::Tensor;
 
@@ -116,7 +116,8 @@ pub(super) fn gemm(
 ///
 /// Per image and group, the receptive fields are gathered into a `[C/g * K, P]` matrix
 /// (`K` kernel positions, `P` output positions) that the group's `[M/g, C/g * K]` weights
-/// multiply.
+/// multiply. Depthwise convolutions (one input channel per output channel) accumulate shifted
+/// input planes instead, and pointwise ones multiply the input planes directly.
 pub(super) fn conv(
     attrs: &ConvAttrs,
     x: &Tensor,
@@ -151,61 +152,81 @@ pub(super) fn conv(
     let plane_out: usize = outs.iter().product();
     let rows = cg * kk;
 
-    // tables[i][k][o]: input coordinate along axis i read by kernel tap k at output o.
-    let mut tables: Vec<Vec<Vec<Option<usize>>>> = Vec::with_capacity(sp);
-    for i in 0..sp {
-        let (stride, dil, pad) = (attrs.strides[i], attrs.dilations[i], attrs.pads[i].0);
-        let per_k = (0..ks[i])
-            .map(|k| {
-                (0..outs[i])
-                    .map(|o| {
-                        (o * stride + k * dil)
-                            .checked_sub(pad)
-                            .filter(|&p| p < ins[i])
-                    })
-                    .collect()
-            })
-            .collect();
-        tables.push(per_k);
-    }
+    // taps[i][k]: which outputs along axis i kernel tap k reads, and where.
+    let taps: Vec<Vec<AxisTap>> = (0..sp)
+        .map(|i| {
+            (0..ks[i])
+                .map(|k| {
+                    AxisTap::new(
+                        ins[i],
+                        outs[i],
+                        attrs.strides[i],
+                        k * attrs.dilations[i],
+                        attrs.pads[i].0,
+                    )
+                })
+                .collect()
+        })
+        .collect();
     let in_strides = row_major_strides(ins);
     let xs = row_major(x);
     let ws = row_major(w);
     let wmat = ArrayView2::from_shape((m, rows), &ws).map_err(|e| e.to_string())?;
+    let mut out = vec![0.0f32; n * m * plane_out];
+    if plane_out == 0 {
+        return from_vec(out_shape, out);
+    }
+    let mut kidx = vec![0usize; sp];
+    let mut tap_row: Vec<AxisTap> = Vec::with_capacity(sp);
+    let mut select_taps = |k: usize, tap_row: &mut Vec<AxisTap>| {
+        unravel(k, ks, &mut kidx);
+        tap_row.clear();
+        tap_row.extend(taps.iter().zip(&kidx).map(|(t, &k)| t[k]));
+    };
     // A 1x1 kernel with unit strides and no padding reads the input planes as they are.
-    let direct = kk == 1
+    let pointwise = kk == 1
         && attrs.strides.iter().all(|&s| s == 1)
         && attrs.pads.iter().all(|&p| p == (0, 0))
         && ins == outs;
-    let mut col = vec![0.0f32; if direct { 0 } else { rows * plane_out }];
-    let mut out = vec![0.0f32; n * m * plane_out];
-    let mut kidx = vec![0usize; sp];
-    let mut maps: Vec<&[Option<usize>]> = Vec::with_capacity(sp);
-    for ni in 0..n {
-        for gi in 0..g {
-            let first = (ni * c + gi * cg) * plane_in;
-            let cols = if direct {
-                ArrayView2::from_shape((rows, plane_out), &xs[first..first + cg * plane_in])
-            } else {
-                if plane_out > 0 {
+    if cg == 1 && !pointwise {
+        for (i, dst) in out.chunks_mut(plane_out).enumerate() {
+            let (ni, mi) = (i / m, i % m);
+            let ci = ni * c + mi / mg;
+            let plane = &xs[ci * plane_in..(ci + 1) * plane_in];
+            for (k, &wv) in ws[mi * kk..(mi + 1) * kk].iter().enumerate() {
+                select_taps(k, &mut tap_row);
+                gather_taps(&tap_row, &in_strides, plane, 0, dst, &mut |d, v| {
+                    *d += wv * v
+                });
+            }
+        }
+    } else {
+        let mut col = vec![0.0f32; if pointwise { 0 } else { rows * plane_out }];
+        for ni in 0..n {
+            for gi in 0..g {
+                let first = (ni * c + gi * cg) * plane_in;
+                let cols = if pointwise {
+                    ArrayView2::from_shape((rows, plane_out), &xs[first..first + cg * plane_in])
+                } else {
                     for (r, row) in col.chunks_mut(plane_out).enumerate() {
                         let (ci, k) = (r / kk, r % kk);
-                        unravel(k, ks, &mut kidx);
-                        maps.clear();
-                        maps.extend(tables.iter().zip(&kidx).map(|(t, &k)| t[k].as_slice()));
+                        select_taps(k, &mut tap_row);
                         let plane = &xs[first + ci * plane_in..first + (ci + 1) * plane_in];
-                        gather(&maps, &in_strides, plane, 0, 0.0, row);
+                        row.fill(0.0);
+                        gather_taps(&tap_row, &in_strides, plane, 0, row, &mut |d, v| *d = v);
                     }
+                    ArrayView2::from_shape((rows, plane_out), &col[..])
                 }
-                ArrayView2::from_shape((rows, plane_out), &col[..])
+                .map_err(|e| e.to_string())?;
+                let wg = wmat.slice(s![gi * mg..(gi + 1) * mg, ..]);
+                let start = (ni * m + gi * mg) * plane_out;
+                let mut ov = ArrayViewMut2::from_shape(
+                    (mg, plane_out),
+                    &mut out[start..start + mg * plane_out],
+                )
+                .map_err(|e| e.to_string())?;
+                mat_mul_into(&wg, &cols, &mut ov);
             }
-            .map_err(|e| e.to_string())?;
-            let wg = wmat.slice(s![gi * mg..(gi + 1) * mg, ..]);
-            let start = (ni * m + gi * mg) * plane_out;
-            let mut ov =
-                ArrayViewMut2::from_shape((mg, plane_out), &mut out[start..start + mg * plane_out])
-                    .map_err(|e| e.to_string())?;
-            mat_mul_into(&wg, &cols, &mut ov);
         }
     }
     if let Some(b) = bias {
@@ -213,12 +234,96 @@ pub(super) fn conv(
         if bs.len() != m {
             return Err(format!("Conv bias has {} elements, expected {m}", bs.len()));
         }
-        if plane_out > 0 {
-            for (i, chunk) in out.chunks_mut(plane_out).enumerate() {
-                let bv = bs[i % m];
-                chunk.iter_mut().for_each(|v| *v += bv);
-            }
+        for (i, chunk) in out.chunks_mut(plane_out).enumerate() {
+            let bv = bs[i % m];
+            chunk.iter_mut().for_each(|v| *v += bv);
         }
     }
     from_vec(out_shape, out)
+}
+
+/// The outputs along one axis that one kernel tap reads inside the input: outputs
+/// `lo..hi` read input coordinates `src + (o - lo) * step`; the others read zero padding.
+#[derive(Clone, Copy, Debug)]
+struct AxisTap {
+    /// Number of outputs along the axis.
+    len: usize,
+    lo: usize,
+    hi: usize,
+    src: usize,
+    step: usize,
+}
+
+impl AxisTap {
+    /// Output `o` reads input coordinate `o * stride + offset - pad`.
+    fn new(input: usize, len: usize, stride: usize, offset: usize, pad: usize) -> Self {
+        // First output whose coordinate is >= 0, and the first past the input's end.
+        let lo = pad.saturating_sub(offset).div_ceil(stride).min(len);
+        let hi = (input + pad)
+            .saturating_sub(offset)
+            .div_ceil(stride)
+            .clamp(lo, len);
+        AxisTap {
+            len,
+            lo,
+            hi,
+            src: (lo * stride + offset).saturating_sub(pad),
+            step: stride,
+        }
+    }
+}
+
+/// Calls `f(dst, value)` for every output position (row-major over the taps' axes) that reads
+/// an input element, passing that element; positions in the padding are left alone.
+fn gather_taps(
+    taps: &[AxisTap],
+    strides: &[usize],
+    src: &[f32],
+    base: usize,
+    dst: &mut [f32],
+    f: &mut impl FnMut(&mut f32, f32),
+) {
+    let Some((t, rest)) = taps.split_first() else {
+        if let Some(d) = dst.first_mut() {
+            f(d, src[base]);
+        }
+        return;
+    };
+    if dst.is_empty() || t.len == 0 {
+        return;
+    }
+    let count = t.hi - t.lo;
+    if count == 0 {
+        return;
+    }
+    let stride = strides[0];
+    let first = base + t.src * stride;
+    if rest.is_empty() {
+        let dst = &mut dst[t.lo..t.hi];
+        if t.step * stride == 1 {
+            for (d, &v) in dst.iter_mut().zip(&src[first..first + count]) {
+                f(d, v);
+            }
+        } else {
+            let step = t.step * stride;
+            for (j, d) in dst.iter_mut().enumerate() {
+                f(d, src[first + j * step]);
+            }
+        }
+        return;
+    }
+    let chunk = dst.len() / t.len;
+    for (j, sub) in dst[t.lo * chunk..t.hi * chunk]
+        .chunks_mut(chunk)
+        .enumerate()
+    {
+        gather_taps(
+            rest,
+            &strides[1..],
+            src,
+            first + j * t.step * stride,
+            sub,
+            f,
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! Pooling kernels: average, max and global average pooling over N-C-spatial tensors.
 
-use super::{from_vec, row_major, row_major_strides, unravel};
+use super::{from_vec, row_major};
 use crate::op::PoolAttrs;
 use crate::Tensor;
 
@@ -43,22 +43,50 @@ fn axis_windows(p: &PoolAttrs, axis: usize, input: usize, output: usize) -> Vec<
         .collect()
 }
 
-/// Calls `f` on every element of the window given by per-axis coordinate lists.
-fn for_window(
-    lists: &[&[usize]],
-    strides: &[usize],
-    src: &[f32],
-    base: usize,
-    f: &mut impl FnMut(f32),
-) {
-    match lists.split_first() {
-        None => f(src[base]),
-        Some((list, rest)) => {
-            for &i in *list {
-                for_window(rest, &strides[1..], src, base + i * strides[0], f);
+/// One pass of separable pooling: reduces the middle axis of `src`, viewed as
+/// `[outer, len_in, inner]`, to `windows.len()` window results.
+///
+/// Max and sum over a box window factor into one pass per axis, and so does the average's
+/// divisor (a product of per-axis counts), so N-D pooling costs the sum, not the product, of
+/// the kernel sizes.
+fn pool_axis<T: Copy>(
+    src: &[T],
+    (outer, len_in, inner): (usize, usize, usize),
+    windows: &[AxisWindow],
+    init: T,
+    fold: impl Fn(T, T) -> T,
+    finish: impl Fn(T, &AxisWindow) -> T,
+) -> Vec<T> {
+    let mut out = vec![init; outer * windows.len() * inner];
+    if out.is_empty() {
+        return out;
+    }
+    if inner == 1 {
+        // Innermost axis: fold scalars directly.
+        for (r, dst_row) in out.chunks_mut(windows.len()).enumerate() {
+            let src_row = &src[r * len_in..(r + 1) * len_in];
+            for (d, w) in dst_row.iter_mut().zip(windows) {
+                let acc = w.valid.iter().fold(init, |a, &i| fold(a, src_row[i]));
+                *d = finish(acc, w);
+            }
+        }
+        return out;
+    }
+    for (o_blk, dst_outer) in out.chunks_mut(windows.len() * inner).enumerate() {
+        let src_outer = &src[o_blk * len_in * inner..(o_blk + 1) * len_in * inner];
+        for (w, dst) in windows.iter().zip(dst_outer.chunks_mut(inner)) {
+            for &i in &w.valid {
+                let row = &src_outer[i * inner..(i + 1) * inner];
+                for (d, &v) in dst.iter_mut().zip(row) {
+                    *d = fold(*d, v);
+                }
+            }
+            for d in dst.iter_mut() {
+                *d = finish(*d, w);
             }
         }
     }
+    out
 }
 
 /// AveragePool or MaxPool with explicit pads, dilations and ceil mode (the output shape,
@@ -88,57 +116,50 @@ pub(super) fn pool(
             "pooling attributes do not fit input {xsh:?} and output {out_shape:?}"
         ));
     }
-    let (ins, outs) = (&xsh[2..], &out_shape[2..]);
-    let windows: Vec<Vec<AxisWindow>> = (0..sp)
-        .map(|i| axis_windows(p, i, ins[i], outs[i]))
-        .collect();
-    let strides = row_major_strides(ins);
-    let plane_in: usize = ins.iter().product();
-    let plane_out: usize = outs.iter().product();
-    let planes = xsh[0] * xsh[1];
+    // Current extents: output lengths on the axes already reduced, input lengths after.
+    let mut dims = xsh.to_vec();
     let xs = row_major(x);
-    let mut out = Vec::with_capacity(planes * plane_out);
-    let mut oidx = vec![0usize; sp];
-    let mut lists: Vec<&[usize]> = Vec::with_capacity(sp);
-    for pl in 0..planes {
-        let src = &xs[pl * plane_in..(pl + 1) * plane_in];
-        for flat in 0..plane_out {
-            unravel(flat, outs, &mut oidx);
-            lists.clear();
-            lists.extend(
-                windows
-                    .iter()
-                    .zip(&oidx)
-                    .map(|(w, &o)| w[o].valid.as_slice()),
-            );
-            let v = match kind {
-                PoolKind::Max => {
-                    let mut m = f32::NEG_INFINITY;
-                    for_window(&lists, &strides, src, 0, &mut |v| {
-                        if v.is_nan() || v > m {
-                            m = v;
-                        }
-                    });
-                    m
-                }
-                PoolKind::Average => {
-                    let mut sum = 0.0f64;
-                    for_window(&lists, &strides, src, 0, &mut |v| sum += f64::from(v));
-                    let count: usize = if p.count_include_pad {
-                        windows
-                            .iter()
-                            .zip(&oidx)
-                            .map(|(w, &o)| w[o].padded)
-                            .product()
-                    } else {
-                        lists.iter().map(|l| l.len()).product()
-                    };
-                    (sum / count as f64) as f32
-                }
-            };
-            out.push(v);
+    let axis_pass = |i: usize, dims: &[usize]| {
+        let outer: usize = dims[..2 + i].iter().product();
+        let inner: usize = dims[3 + i..].iter().product();
+        let windows = axis_windows(p, i, xsh[2 + i], out_shape[2 + i]);
+        (outer, inner, windows)
+    };
+    let out: Vec<f32> = match kind {
+        PoolKind::Max => {
+            let mut buf: Vec<f32> = xs.into_owned();
+            for i in 0..sp {
+                let (outer, inner, windows) = axis_pass(i, &dims);
+                buf = pool_axis(
+                    &buf,
+                    (outer, xsh[2 + i], inner),
+                    &windows,
+                    f32::NEG_INFINITY,
+                    |m, v| if v.is_nan() || v > m { v } else { m },
+                    |m, _| m,
+                );
+                dims[2 + i] = out_shape[2 + i];
+            }
+            buf
         }
-    }
+        PoolKind::Average => {
+            let mut buf: Vec<f64> = xs.iter().map(|&v| f64::from(v)).collect();
+            let cip = p.count_include_pad;
+            for i in 0..sp {
+                let (outer, inner, windows) = axis_pass(i, &dims);
+                buf = pool_axis(
+                    &buf,
+                    (outer, xsh[2 + i], inner),
+                    &windows,
+                    0.0,
+                    |s, v| s + v,
+                    |s, w| s / (if cip { w.padded } else { w.valid.len() }) as f64,
+                );
+                dims[2 + i] = out_shape[2 + i];
+            }
+            buf.into_iter().map(|v| v as f32).collect()
+        }
+    };
     from_vec(out_shape, out)
 }
 

@@ -1,0 +1,378 @@
+//! Integer interpreter: the exact semantics of a quantised graph, which the FHE circuit must
+//! reproduce bit for bit.
+//!
+//! Graph inputs are real tensors; `Quantize` nodes turn them into integers (client side),
+//! integer ops run in i64, and `Dequantize` nodes turn outputs back into reals. Any overflow
+//! or out-of-table value is an error, never a silently wrapped result.
+
+use std::collections::HashMap;
+
+use ndarray::{ArrayD, Axis, IxDyn};
+
+use crate::graph::{Graph, NodeId};
+use crate::interp::{check_inputs, InterpError};
+use crate::op::{ConvAttrs, GemmAttrs, Op, PadMode, PoolAttrs};
+use crate::quant::Tlu;
+use crate::Tensor;
+
+/// A value during integer execution.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Real(Tensor),
+    Int(ArrayD<i64>),
+}
+
+impl Value {
+    pub fn as_int(&self) -> Option<&ArrayD<i64>> {
+        match self {
+            Value::Int(a) => Some(a),
+            Value::Real(_) => None,
+        }
+    }
+}
+
+/// Runs a quantised graph on real inputs and returns its (dequantised) outputs.
+pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, InterpError> {
+    let values = run_trace(graph, inputs)?;
+    graph
+        .outputs()
+        .iter()
+        .map(|o| match &values[o] {
+            Value::Real(t) => Ok(t.clone()),
+            Value::Int(a) => Ok(a.mapv(|v| v as f32)),
+        })
+        .collect()
+}
+
+/// Runs the graph and returns every node's value (bit-width observation reads these).
+pub fn run_trace(graph: &Graph, inputs: &[Tensor]) -> Result<HashMap<NodeId, Value>, InterpError> {
+    check_inputs(graph, inputs)?;
+    let mut values: HashMap<NodeId, Value> = HashMap::new();
+    for (&id, x) in graph.inputs().iter().zip(inputs) {
+        values.insert(id, Value::Real(x.clone()));
+    }
+    for id in graph.topo_order() {
+        let node = graph.node(id);
+        if matches!(node.op, Op::Input) {
+            continue;
+        }
+        let ins: Vec<&Value> = graph.node_inputs(id).iter().map(|i| &values[i]).collect();
+        let out = eval(&node.op, &ins, &node.fact.shape).map_err(|message| InterpError::Op {
+            node: node.name.clone(),
+            op: node.op.name(),
+            message,
+        })?;
+        values.insert(id, out);
+    }
+    Ok(values)
+}
+
+fn ints<'a>(v: &'a Value, what: &str) -> Result<&'a ArrayD<i64>, String> {
+    v.as_int()
+        .ok_or_else(|| format!("{what} is a real tensor where an integer one is needed"))
+}
+
+/// Evaluates one op on integer (or, at the boundaries, real) values.
+pub fn eval(op: &Op, ins: &[&Value], out_shape: &[usize]) -> Result<Value, String> {
+    let out = match op {
+        Op::Const(t) => Value::Real(t.clone()),
+        Op::IntConst(a) => Value::Int(a.clone()),
+        Op::Quantize(q) => match ins[0] {
+            Value::Real(x) => Value::Int(x.mapv(|v| q.quantize(v))),
+            Value::Int(_) => return Err("Quantize takes a real tensor".into()),
+        },
+        Op::Dequantize(q) => Value::Real(ints(ins[0], "the input")?.mapv(|v| q.dequantize(v))),
+        Op::Tlu(t) => Value::Int(tlu(t, ints(ins[0], "the input")?)?),
+        Op::Identity => ins[0].clone(),
+        Op::Gemm(g) => {
+            let c = ins.get(2).map(|v| ints(v, "the bias")).transpose()?;
+            Value::Int(gemm(g, ints(ins[0], "A")?, ints(ins[1], "B")?, c)?)
+        }
+        Op::MatMul => Value::Int(matmul(ints(ins[0], "A")?, ints(ins[1], "B")?)?),
+        Op::Conv(c) => {
+            let b = ins.get(2).map(|v| ints(v, "the bias")).transpose()?;
+            Value::Int(conv(
+                c,
+                ints(ins[0], "X")?,
+                ints(ins[1], "W")?,
+                b,
+                out_shape,
+            )?)
+        }
+        Op::SumPool(p) => Value::Int(pool(p, ints(ins[0], "X")?, out_shape, false)?),
+        Op::MaxPool(p) => Value::Int(pool(p, ints(ins[0], "X")?, out_shape, true)?),
+        Op::Binary(b) => {
+            let (x, y) = (ints(ins[0], "A")?, ints(ins[1], "B")?);
+            let shape = crate::op::broadcast_shapes(x.shape(), y.shape()).map_err(|e| e.0)?;
+            let xb = x
+                .broadcast(IxDyn(&shape))
+                .ok_or("operands do not broadcast")?;
+            let yb = y
+                .broadcast(IxDyn(&shape))
+                .ok_or("operands do not broadcast")?;
+            let f = match b {
+                crate::op::BinaryOp::Add => i64::checked_add,
+                crate::op::BinaryOp::Sub => i64::checked_sub,
+                crate::op::BinaryOp::Mul => i64::checked_mul,
+                other => return Err(format!("{other:?} has no integer semantics")),
+            };
+            let v: Option<Vec<i64>> = xb.iter().zip(yb.iter()).map(|(&p, &q)| f(p, q)).collect();
+            Value::Int(
+                ArrayD::from_shape_vec(IxDyn(&shape), v.ok_or("integer overflow")?)
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        Op::Reshape { shape } => Value::Int(
+            ints(ins[0], "the input")?
+                .as_standard_layout()
+                .into_owned()
+                .into_shape_with_order(IxDyn(shape))
+                .map_err(|e| e.to_string())?,
+        ),
+        Op::Transpose { perm } => Value::Int(
+            ints(ins[0], "the input")?
+                .clone()
+                .permuted_axes(IxDyn(perm))
+                .as_standard_layout()
+                .into_owned(),
+        ),
+        Op::Concat { axis } => {
+            let arrays = ins
+                .iter()
+                .map(|v| ints(v, "an input").map(|a| a.view()))
+                .collect::<Result<Vec<_>, _>>()?;
+            Value::Int(ndarray::concatenate(Axis(*axis), &arrays).map_err(|e| e.to_string())?)
+        }
+        Op::Pad {
+            pads,
+            mode: PadMode::Constant,
+            value,
+        } => {
+            let x = ints(ins[0], "the input")?;
+            let mut out = ArrayD::from_elem(IxDyn(out_shape), *value as i64);
+            let mut view = out.view_mut();
+            for (ax, &(b, _)) in pads.iter().enumerate() {
+                view.slice_axis_inplace(Axis(ax), ndarray::Slice::from(b..b + x.shape()[ax]));
+            }
+            view.assign(x);
+            Value::Int(out)
+        }
+        other => return Err(format!("{} has no integer semantics", other.name())),
+    };
+    let shape = match &out {
+        Value::Real(t) => t.shape(),
+        Value::Int(a) => a.shape(),
+    };
+    if shape != out_shape {
+        return Err(format!("produced shape {shape:?}, expected {out_shape:?}"));
+    }
+    Ok(out)
+}
+
+fn tlu(t: &Tlu, x: &ArrayD<i64>) -> Result<ArrayD<i64>, String> {
+    let mut out = x.clone();
+    let per_channel = t.axis;
+    for (idx, v) in out.indexed_iter_mut() {
+        let table = per_channel.map_or(0, |a| idx[a]);
+        let acc = *v;
+        *v = t.lookup(table, acc).ok_or_else(|| {
+            format!(
+                "value {acc} is outside the table domain starting at {} (table {table})",
+                t.input_min
+            )
+        })?;
+    }
+    Ok(out)
+}
+
+fn mac(acc: i64, a: i64, b: i64) -> Result<i64, String> {
+    a.checked_mul(b)
+        .and_then(|p| acc.checked_add(p))
+        .ok_or_else(|| "integer overflow".to_string())
+}
+
+fn gemm(
+    g: &GemmAttrs,
+    a: &ArrayD<i64>,
+    b: &ArrayD<i64>,
+    c: Option<&ArrayD<i64>>,
+) -> Result<ArrayD<i64>, String> {
+    if g.alpha != 1.0 || g.beta != 1.0 {
+        return Err("integer Gemm needs alpha = beta = 1".into());
+    }
+    let a2 = a
+        .view()
+        .into_dimensionality::<ndarray::Ix2>()
+        .map_err(|e| e.to_string())?;
+    let b2 = b
+        .view()
+        .into_dimensionality::<ndarray::Ix2>()
+        .map_err(|e| e.to_string())?;
+    let a2 = if g.trans_a { a2.reversed_axes() } else { a2 };
+    let b2 = if g.trans_b { b2.reversed_axes() } else { b2 };
+    let (m, k, n) = (a2.nrows(), a2.ncols(), b2.ncols());
+    let mut out = ndarray::Array2::<i64>::zeros((m, n));
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0i64;
+            for p in 0..k {
+                acc = mac(acc, a2[(i, p)], b2[(p, j)])?;
+            }
+            out[(i, j)] = acc;
+        }
+    }
+    let mut out = out.into_dyn();
+    if let Some(c) = c {
+        let cb = c
+            .broadcast(out.raw_dim())
+            .ok_or("bias does not broadcast")?;
+        out.zip_mut_with(&cb, |o, &b| *o += b);
+    }
+    Ok(out)
+}
+
+fn matmul(a: &ArrayD<i64>, b: &ArrayD<i64>) -> Result<ArrayD<i64>, String> {
+    if a.ndim() != 2 || b.ndim() != 2 {
+        return Err(format!(
+            "integer MatMul supports 2-D operands, got {:?} @ {:?}",
+            a.shape(),
+            b.shape()
+        ));
+    }
+    let attrs = GemmAttrs {
+        alpha: 1.0,
+        beta: 1.0,
+        trans_a: false,
+        trans_b: false,
+    };
+    gemm(&attrs, a, b, None)
+}
+
+/// Visits every window position: `f(out_index, in_index_or_None_for_padding)`.
+fn for_each_window(
+    in_spatial: &[usize],
+    out_spatial: &[usize],
+    kernel: &[usize],
+    strides: &[usize],
+    dilations: &[usize],
+    pads: &[(usize, usize)],
+    mut f: impl FnMut(&[usize], &[usize], Option<&[usize]>),
+) {
+    let sp = kernel.len();
+    let mut o = vec![0usize; sp];
+    let mut k = vec![0usize; sp];
+    let mut pos = vec![0usize; sp];
+    let total_out: usize = out_spatial.iter().product();
+    let total_k: usize = kernel.iter().product();
+    for oi in 0..total_out {
+        let mut r = oi;
+        for d in (0..sp).rev() {
+            o[d] = r % out_spatial[d];
+            r /= out_spatial[d];
+        }
+        for ki in 0..total_k {
+            let mut r = ki;
+            for d in (0..sp).rev() {
+                k[d] = r % kernel[d];
+                r /= kernel[d];
+            }
+            let mut inside = true;
+            for d in 0..sp {
+                let p = (o[d] * strides[d] + k[d] * dilations[d]) as i64 - pads[d].0 as i64;
+                if p < 0 || p >= in_spatial[d] as i64 {
+                    inside = false;
+                    break;
+                }
+                pos[d] = p as usize;
+            }
+            f(&o, &k, inside.then_some(pos.as_slice()));
+        }
+    }
+}
+
+fn conv(
+    c: &ConvAttrs,
+    x: &ArrayD<i64>,
+    w: &ArrayD<i64>,
+    b: Option<&ArrayD<i64>>,
+    out_shape: &[usize],
+) -> Result<ArrayD<i64>, String> {
+    let (n, cin, cout) = (x.shape()[0], x.shape()[1], w.shape()[0]);
+    let cin_g = cin / c.group;
+    let cout_g = cout / c.group;
+    let kernel = &w.shape()[2..];
+    let mut out = ArrayD::<i64>::zeros(IxDyn(out_shape));
+    let mut err = None;
+    for bn in 0..n {
+        for oc in 0..cout {
+            let g = oc / cout_g;
+            let bias = b.map_or(0, |b| b[[oc]]);
+            let mut plane = out.index_axis_mut(Axis(0), bn);
+            let mut plane = plane.index_axis_mut(Axis(0), oc);
+            plane.fill(bias);
+            for_each_window(
+                &x.shape()[2..],
+                &out_shape[2..],
+                kernel,
+                &c.strides,
+                &c.dilations,
+                &c.pads,
+                |o, k, pos| {
+                    let Some(pos) = pos else { return };
+                    let mut s = plane[IxDyn(o)];
+                    for ic in 0..cin_g {
+                        let mut xi = vec![bn, g * cin_g + ic];
+                        xi.extend_from_slice(pos);
+                        let mut wi = vec![oc, ic];
+                        wi.extend_from_slice(k);
+                        match mac(s, x[IxDyn(&xi)], w[IxDyn(&wi)]) {
+                            Ok(v) => s = v,
+                            Err(e) => err = Some(e),
+                        }
+                    }
+                    plane[IxDyn(o)] = s;
+                },
+            );
+        }
+    }
+    match err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+fn pool(
+    p: &PoolAttrs,
+    x: &ArrayD<i64>,
+    out_shape: &[usize],
+    max: bool,
+) -> Result<ArrayD<i64>, String> {
+    let (n, ch) = (x.shape()[0], x.shape()[1]);
+    let mut out = ArrayD::<i64>::from_elem(IxDyn(out_shape), if max { i64::MIN } else { 0 });
+    for bn in 0..n {
+        for c in 0..ch {
+            for_each_window(
+                &x.shape()[2..],
+                &out_shape[2..],
+                &p.kernel,
+                &p.strides,
+                &p.dilations,
+                &p.pads,
+                |o, _, pos| {
+                    let Some(pos) = pos else { return };
+                    let mut xi = vec![bn, c];
+                    xi.extend_from_slice(pos);
+                    let v = x[IxDyn(&xi)];
+                    let mut oi = vec![bn, c];
+                    oi.extend_from_slice(o);
+                    let slot = &mut out[IxDyn(&oi)];
+                    *slot = if max { (*slot).max(v) } else { *slot + v };
+                },
+            );
+        }
+    }
+    if max && out.iter().any(|&v| v == i64::MIN) {
+        return Err("a max-pooling window lies entirely in padding".into());
+    }
+    Ok(out)
+}

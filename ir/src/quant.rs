@@ -1,0 +1,158 @@
+//! Attributes of the integer ops that quantisation introduces.
+//!
+//! An integer tensor stands for the real tensor `scale * (q - zero_point)`. Linear ops (Gemm,
+//! MatMul, Conv, SumPool, Add/Sub of two tensors, layout ops) act on the integers directly
+//! with integer weights; everything univariate between them is one table lookup ([`Tlu`]).
+//! These semantics are what the FHE circuit computes, bit for bit.
+
+use serde::{Deserialize, Serialize};
+
+/// Affine quantisation of a real tensor to `bits`-bit integers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QParams {
+    pub scale: f32,
+    pub zero_point: i64,
+    pub bits: u32,
+    pub signed: bool,
+}
+
+impl QParams {
+    /// Inclusive integer range of the quantised values.
+    pub fn range(&self) -> (i64, i64) {
+        if self.signed {
+            (-(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1)
+        } else {
+            (0, (1 << self.bits) - 1)
+        }
+    }
+
+    /// Unsigned asymmetric parameters covering `[lo, hi]` (0 is always representable).
+    pub fn unsigned_for_range(lo: f32, hi: f32, bits: u32) -> QParams {
+        let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+        let levels = ((1u64 << bits) - 1) as f32;
+        let scale = if hi > lo { (hi - lo) / levels } else { 1.0 };
+        let zero_point = (-lo / scale).round() as i64;
+        QParams {
+            scale,
+            zero_point: zero_point.clamp(0, levels as i64),
+            bits,
+            signed: false,
+        }
+    }
+
+    /// Quantises one real value (round half to even, saturating).
+    pub fn quantize(&self, x: f32) -> i64 {
+        let (lo, hi) = self.range();
+        ((x / self.scale).round_ties_even() as i64 + self.zero_point).clamp(lo, hi)
+    }
+
+    pub fn dequantize(&self, q: i64) -> f32 {
+        self.scale * (q - self.zero_point) as f32
+    }
+}
+
+/// How an accumulator wider than the table's input is reduced before the lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RoundingMode {
+    /// `(acc + 2^(shift-1)) >> shift` computed exactly (extra bootstraps in FHE).
+    Exact,
+    /// Same nominal value as `Exact`; FHE reads the top bits directly, so an accumulator
+    /// within the noise margin of a rounding boundary may land on the neighbouring value
+    /// (off by one). The clear interpreter computes the nominal value.
+    Approximate,
+}
+
+/// Keep the top bits of an accumulator: `round(acc / 2^shift)`, ties upward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Rounding {
+    pub shift: u32,
+    pub mode: RoundingMode,
+}
+
+impl Rounding {
+    pub fn apply(&self, acc: i64) -> i64 {
+        if self.shift == 0 {
+            acc
+        } else {
+            (acc + (1 << (self.shift - 1))) >> self.shift
+        }
+    }
+}
+
+/// Element-wise table lookup: `out = table[round(acc) - input_min]`.
+///
+/// `tables` holds one table, or one per index of `axis` (per-channel functions).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Tlu {
+    /// Smallest (rounded) input the table covers; the table covers `input_min ..
+    /// input_min + len`.
+    pub input_min: i64,
+    pub rounding: Option<Rounding>,
+    pub tables: Vec<Vec<i64>>,
+    pub axis: Option<usize>,
+}
+
+impl Tlu {
+    /// Width in bits of the table's input domain.
+    pub fn input_bits(&self) -> u32 {
+        let len = self.tables.iter().map(Vec::len).max().unwrap_or(1).max(1) as u64;
+        64 - (len - 1).leading_zeros()
+    }
+
+    /// Looks one accumulator value up in table `t`; `None` when outside the domain.
+    pub fn lookup(&self, t: usize, acc: i64) -> Option<i64> {
+        let r = self.rounding.map_or(acc, |r| r.apply(acc));
+        let idx = usize::try_from(r - self.input_min).ok()?;
+        self.tables.get(t)?.get(idx).copied()
+    }
+}
+
+/// Bits needed to hold every integer of `[lo, hi]` as an offset from `lo`.
+pub fn span_bits(lo: i64, hi: i64) -> u32 {
+    let span = (hi - lo).max(0) as u64;
+    64 - span.leading_zeros()
+}
+
+/// Bits of a signed or unsigned two's-complement integer holding `[lo, hi]`.
+pub fn int_bits(lo: i64, hi: i64) -> u32 {
+    let unsigned = |v: i64| 64 - (v as u64).leading_zeros();
+    if lo >= 0 {
+        unsigned(hi).max(1)
+    } else {
+        1 + unsigned(hi.max(0)).max(unsigned(-(lo + 1)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_keeps_top_bits_ties_up() {
+        let r = Rounding {
+            shift: 2,
+            mode: RoundingMode::Exact,
+        };
+        assert_eq!(
+            [-6, -5, -3, -2, 0, 1, 2, 5, 6].map(|a| r.apply(a)),
+            [-1, -1, -1, 0, 0, 0, 1, 1, 2]
+        );
+    }
+
+    #[test]
+    fn bit_widths() {
+        assert_eq!(int_bits(0, 255), 8);
+        assert_eq!(int_bits(-128, 127), 8);
+        assert_eq!(int_bits(-129, 0), 9);
+        assert_eq!(span_bits(-4, 3), 3);
+        assert_eq!(span_bits(5, 5), 0);
+    }
+
+    #[test]
+    fn unsigned_params_cover_range() {
+        let q = QParams::unsigned_for_range(-1.0, 3.0, 4);
+        assert_eq!(q.quantize(-1.0), 0);
+        assert_eq!(q.quantize(3.0), 15);
+        assert!((q.dequantize(q.quantize(0.0))).abs() < 1e-6);
+    }
+}

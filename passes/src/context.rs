@@ -1,0 +1,156 @@
+//! What passes read (options) and write (the report) besides the graph.
+
+use std::fmt;
+
+use fhec_ir::{Op, Tensor, TensorFact};
+
+/// Options of the passes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PassOptions {
+    /// Pruning treats a weight `w` as zero when `|w| <= prune_threshold`. With the default
+    /// 0.0 only exact zeros count and pruning keeps the outputs exact.
+    pub prune_threshold: f32,
+}
+
+/// Options in, report out; one per pipeline run.
+#[derive(Clone, Debug, Default)]
+pub struct PassContext {
+    pub options: PassOptions,
+    pub report: PipelineReport,
+}
+
+impl PassContext {
+    pub fn new(options: PassOptions) -> Self {
+        PassContext {
+            options,
+            report: PipelineReport::default(),
+        }
+    }
+
+    /// Records one change made by the running pass.
+    pub fn note(&mut self, change: impl Into<String>) {
+        if self.report.passes.is_empty() {
+            self.report.passes.push(PassReport {
+                pass: "(direct call)",
+                nodes_before: 0,
+                nodes_after: 0,
+                changes: vec![],
+            });
+        }
+        let last = self.report.passes.last_mut().expect("pushed above");
+        last.changes.push(change.into());
+    }
+}
+
+/// Everything the pipeline tells the rest of the compiler and the user.
+#[derive(Clone, Debug, Default)]
+pub struct PipelineReport {
+    /// One entry per pass run, in order.
+    pub passes: Vec<PassReport>,
+    /// Ops removed from the graph outputs that the client applies to the decrypted outputs,
+    /// in the order it applies them.
+    pub postprocessing: Vec<PostOp>,
+    /// Layers whose neuron count pruning reduced, in the order first pruned.
+    pub pruned: Vec<PrunedLayer>,
+}
+
+/// What one pass did.
+#[derive(Clone, Debug)]
+pub struct PassReport {
+    pub pass: &'static str,
+    pub nodes_before: usize,
+    pub nodes_after: usize,
+    /// One line per rewrite.
+    pub changes: Vec<String>,
+}
+
+/// One client-side post-processing op of a graph output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PostOp {
+    /// Index of the graph output it applies to.
+    pub output: usize,
+    /// Name of the node it came from.
+    pub node: String,
+    pub op: Op,
+}
+
+/// Neuron count of a pruned layer (a `Gemm`'s output columns or a `Conv`'s output channels).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrunedLayer {
+    pub layer: String,
+    pub before: usize,
+    pub after: usize,
+    /// Neurons removed because they output a constant (zero incoming weights).
+    pub constant: usize,
+    /// Neurons removed because the next layer ignores them (zero outgoing weights).
+    pub dead: usize,
+}
+
+impl PipelineReport {
+    /// Applies the recorded post-processing to the graph's outputs, giving what the graph
+    /// computed before the ops were split off.
+    pub fn apply_postprocessing(&self, mut outputs: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
+        for p in &self.postprocessing {
+            let x = outputs
+                .get(p.output)
+                .ok_or_else(|| format!("post-processing of missing output {}", p.output))?;
+            let fact =
+                p.op.infer(&[&TensorFact::f32(x.shape())])
+                    .map_err(|e| e.0)?;
+            outputs[p.output] = fhec_ir::interp::eval_op(&p.op, &[x], &fact)?;
+        }
+        Ok(outputs)
+    }
+
+    /// The changes of the pass of this name (empty if it did not run).
+    pub fn changes(&self, pass: &str) -> Vec<&str> {
+        self.passes
+            .iter()
+            .filter(|p| p.pass == pass)
+            .flat_map(|p| p.changes.iter().map(String::as_str))
+            .collect()
+    }
+}
+
+impl fmt::Display for PipelineReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in &self.passes {
+            writeln!(
+                f,
+                "{}: {} -> {} nodes, {} change(s)",
+                p.pass,
+                p.nodes_before,
+                p.nodes_after,
+                p.changes.len()
+            )?;
+            for c in &p.changes {
+                writeln!(f, "  {c}")?;
+            }
+        }
+        if !self.postprocessing.is_empty() {
+            writeln!(f, "client post-processing:")?;
+            for p in &self.postprocessing {
+                let attrs = fhec_ir::print::attrs(&p.op);
+                writeln!(
+                    f,
+                    "  output {}: {}{}  # {}",
+                    p.output,
+                    p.op.name(),
+                    attrs,
+                    p.node
+                )?;
+            }
+        }
+        if !self.pruned.is_empty() {
+            writeln!(f, "pruned neurons:")?;
+            for l in &self.pruned {
+                writeln!(
+                    f,
+                    "  {}: {} -> {} ({} constant, {} dead)",
+                    l.layer, l.before, l.after, l.constant, l.dead
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

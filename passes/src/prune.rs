@@ -1,0 +1,247 @@
+//! Removes neurons that zero weights make useless, between two linear layers.
+//!
+//! A layer L1 (`Gemm`, or `Conv` with `group = 1`) feeds exactly one next layer L2 (`Gemm` or
+//! `Conv` with `group = 1`) through per-channel ops only: univariate activations, pooling,
+//! and for `Conv -> Gemm` one flattening `Reshape`. A weight `w` counts as zero when
+//! `|w| <= T` ([`PassOptions::prune_threshold`](crate::PassOptions), default 0). A neuron `j` of
+//! L1 (Gemm output column, Conv output channel) is removed from both layers when
+//!
+//! * its incoming weights are all zero: it outputs the constant `act(b_j)`, whose
+//!   contribution `act(b_j) * W2[:, j]` moves into L2's bias (when the constant is not 0 this
+//!   needs L2 to see it at every position: no padding in a Conv L2, no average pooling that
+//!   counts padding in between; otherwise the neuron stays), or
+//! * its outgoing weights (L2's inputs fed by it) are all zero: it is dead.
+//!
+//! Removing neurons can zero more rows or columns, so the pass repeats until nothing changes.
+//! The removed neurons per layer go to [`PipelineReport::pruned`](crate::PipelineReport).
+
+use std::ops::Range;
+
+use fhec_ir::interp::eval_op;
+use fhec_ir::{Graph, IrError, NodeId, Op, Tensor, TensorFact};
+use ndarray::{Array1, Axis, IxDyn};
+
+use crate::util::{sole_consumer, Linear, LinearKind};
+use crate::{Pass, PassContext, PrunedLayer};
+
+pub const PASS: Pass = Pass {
+    name: "prune",
+    summary: "remove constant and dead neurons between two linear layers",
+    run,
+};
+
+/// L1, the per-channel ops after it, and L2.
+struct Pair {
+    l1: Linear,
+    chain: Vec<NodeId>,
+    /// The flattening `Reshape` in `chain` (Conv -> Gemm), with the elements per channel.
+    flatten: Option<(NodeId, usize)>,
+    l2: Linear,
+    /// L2 is a Conv with padding: it sees a constant channel as that constant only inside.
+    l2_padded: bool,
+}
+
+fn run(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
+    let t = ctx.options.prune_threshold;
+    loop {
+        let mut changed = false;
+        for id in g.topo_order() {
+            let Some(pair) = find_pair(g, id) else {
+                continue;
+            };
+            if let Some(rec) = prune_pair(g, pair, t)? {
+                ctx.note(format!(
+                    "'{}': {} -> {} neurons ({} constant, {} dead)",
+                    rec.layer, rec.before, rec.after, rec.constant, rec.dead
+                ));
+                merge_record(&mut ctx.report.pruned, rec);
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(());
+        }
+    }
+}
+
+fn merge_record(records: &mut Vec<PrunedLayer>, rec: PrunedLayer) {
+    match records.iter_mut().find(|r| r.layer == rec.layer) {
+        Some(r) => {
+            r.after = rec.after;
+            r.constant += rec.constant;
+            r.dead += rec.dead;
+        }
+        None => records.push(rec),
+    }
+}
+
+fn prunable(lin: &Linear) -> bool {
+    matches!(
+        lin.kind,
+        LinearKind::Gemm { .. } | LinearKind::Conv { group: 1 }
+    )
+}
+
+/// The L1 -> L2 pair starting at `id`, if `id` is a prunable layer followed by one.
+fn find_pair(g: &Graph, id: NodeId) -> Option<Pair> {
+    let l1 = Linear::read(g, id).filter(prunable)?;
+    let is_conv = matches!(l1.kind, LinearKind::Conv { .. });
+    let (mut chain, mut flatten, mut l2_padded) = (vec![], None, false);
+    let mut cur = id;
+    let l2 = loop {
+        let next = sole_consumer(g, cur)?;
+        let node = g.node(next);
+        match &node.op {
+            Op::Unary(_)
+            | Op::Identity
+            | Op::MaxPool(_)
+            | Op::AveragePool(_)
+            | Op::GlobalAveragePool => {}
+            Op::Reshape { shape } if is_conv && flatten.is_none() => {
+                let x = &g.node(cur).fact.shape;
+                let per_channel: usize = x[2..].iter().product();
+                if x[0] != 1 || shape.len() != 2 || shape[0] != 1 {
+                    return None;
+                }
+                flatten = Some((next, per_channel));
+            }
+            Op::Gemm(a) if !a.trans_a && (!is_conv || flatten.is_some()) => {
+                break Linear::read(g, next)?;
+            }
+            Op::Conv(c) if is_conv && flatten.is_none() => {
+                l2_padded = c.pads.iter().any(|&(a, b)| a != 0 || b != 0);
+                break Linear::read(g, next)?;
+            }
+            _ => return None,
+        }
+        chain.push(next);
+        cur = next;
+    };
+    if !prunable(&l2) || g.node_inputs(l2.id)[0] != cur {
+        return None;
+    }
+    let per = flatten.map_or(1, |f| f.1);
+    (l2.w.shape()[l2.in_axis()] == l1.outputs() * per).then_some(Pair {
+        l1,
+        chain,
+        flatten,
+        l2,
+        l2_padded,
+    })
+}
+
+/// Prunes one pair; the record of what was removed, or `None` if nothing was.
+fn prune_pair(g: &mut Graph, pair: Pair, t: f32) -> Result<Option<PrunedLayer>, IrError> {
+    let Pair {
+        l1,
+        chain,
+        flatten,
+        mut l2,
+        l2_padded,
+    } = pair;
+    let per = flatten.map_or(1, |f| f.1);
+    let lanes = |j: usize| j * per..(j + 1) * per;
+    let zero = |v: &f32| v.abs() <= t;
+    let n = l1.outputs();
+    let (mut keep, mut constant, mut dead) = (vec![], 0, 0);
+    let mut shift = Array1::<f32>::zeros(l2.outputs());
+    for j in 0..n {
+        let incoming_zero = l1.w.index_axis(Axis(l1.out_axis()), j).iter().all(zero);
+        let outgoing_zero =
+            lanes(j).all(|l| l2.w.index_axis(Axis(l2.in_axis()), l).iter().all(zero));
+        // Keep at least one neuron so no tensor becomes empty.
+        let last_chance = keep.is_empty() && j + 1 == n;
+        if outgoing_zero && !last_chance {
+            dead += 1;
+            continue;
+        }
+        if incoming_zero && !last_chance {
+            match constant_output(g, &chain, l1.bias[j])? {
+                Some(0.0) => {}
+                Some(v) if !l2_padded && v.is_finite() => {
+                    shift += &(contribution(&l2, lanes(j)) * v);
+                }
+                _ => {
+                    keep.push(j);
+                    continue;
+                }
+            }
+            constant += 1;
+            continue;
+        }
+        keep.push(j);
+    }
+    if keep.len() == n {
+        return Ok(None);
+    }
+    let l2_keep: Vec<usize> = keep.iter().flat_map(|&j| lanes(j)).collect();
+    let mut l1 = l1;
+    l1.w = l1.w.select(Axis(l1.out_axis()), &keep);
+    l1.bias = l1.bias.select(Axis(0), &keep);
+    l2.w = l2.w.select(Axis(l2.in_axis()), &l2_keep);
+    if shift.iter().any(|&v| v != 0.0) {
+        l2.shift_outputs(shift.as_slice().expect("1-D"));
+    }
+    l1.write(g)?;
+    for &c in &chain {
+        if let Some((r, per)) = flatten.filter(|f| f.0 == c) {
+            g.node_mut(r).op = Op::Reshape {
+                shape: vec![1, keep.len() * per],
+            };
+        }
+        g.reinfer(c)?;
+    }
+    l2.write(g)?;
+    Ok(Some(PrunedLayer {
+        layer: g.node(l1.id).name.clone(),
+        before: n,
+        after: keep.len(),
+        constant,
+        dead,
+    }))
+}
+
+/// The value a neuron with zero incoming weights and bias `b` has at every position when it
+/// reaches L2, or `None` if it is not the same everywhere (average pooling that counts
+/// padding turns a non-zero constant into smaller values at the borders).
+fn constant_output(g: &Graph, chain: &[NodeId], b: f32) -> Result<Option<f32>, IrError> {
+    let mut v = Tensor::from_elem(IxDyn(&[1]), b);
+    for &c in chain {
+        match &g.node(c).op {
+            op @ Op::Unary(_) => {
+                v = eval_op(op, &[&v], &TensorFact::f32([1])).map_err(|e| {
+                    IrError::Invalid(format!("evaluating '{}': {e}", g.node(c).name))
+                })?;
+            }
+            Op::AveragePool(p)
+                if p.count_include_pad
+                    && (p.ceil_mode || p.pads.iter().any(|&(a, b)| a != 0 || b != 0))
+                    && v[0] != 0.0 =>
+            {
+                return Ok(None);
+            }
+            _ => {}
+        }
+    }
+    Ok(Some(v[0]))
+}
+
+/// Per output of L2, the sum of its weights on the inputs `lanes` (over all kernel
+/// positions for a Conv): what a constant 1 on those inputs adds to it.
+fn contribution(l2: &Linear, lanes: Range<usize>) -> Array1<f32> {
+    let mut out = Array1::<f32>::zeros(l2.outputs());
+    let out_axis = l2.out_axis();
+    for l in lanes {
+        let sub = l2.w.index_axis(Axis(l2.in_axis()), l);
+        // Removing the in axis shifts the out axis down when it came after it.
+        let axis = if out_axis > l2.in_axis() {
+            out_axis - 1
+        } else {
+            out_axis
+        };
+        for (o, lane) in out.iter_mut().zip(sub.axis_iter(Axis(axis))) {
+            *o += lane.sum();
+        }
+    }
+    out
+}

@@ -1,0 +1,1021 @@
+//! The float-to-integer lowering itself; see the module documentation.
+
+use std::collections::HashMap;
+
+use fhec_ir::op::BinaryOp;
+use fhec_ir::quant::{int_bits, QParams, Tlu};
+use fhec_ir::{DType, GemmAttrs, Graph, NodeId, Op, PadMode, PoolAttrs, Tensor, TensorFact};
+use ndarray::{ArrayD, Axis, IxDyn};
+
+use super::Calibration as Ranges;
+
+/// Bit widths of the quantisation (Concrete ML users know them as n_bits op_weights,
+/// op_inputs, model_inputs and model_outputs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantOptions {
+    pub weight_bits: u32,
+    pub activation_bits: u32,
+    pub input_bits: u32,
+    /// Requantise graph outputs to this width with a table lookup; `None` dequantises the
+    /// final accumulator directly on the client (no bootstrap).
+    pub output_bits: Option<u32>,
+}
+
+impl QuantOptions {
+    /// Every width equal to `bits`, outputs left as accumulators.
+    pub fn uniform(bits: u32) -> Self {
+        QuantOptions {
+            weight_bits: bits,
+            activation_bits: bits,
+            input_bits: bits,
+            output_bits: None,
+        }
+    }
+}
+
+/// Why a graph cannot be quantised.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QuantError {
+    #[error("node '{node}' ({op}): {message}")]
+    Unsupported {
+        node: String,
+        op: &'static str,
+        message: String,
+    },
+    #[error("node '{node}': no calibration range; calibrate on data before quantising")]
+    NoRange { node: String },
+    #[error("invalid quantisation options: {0}")]
+    Options(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// The integer graph and its worst-case value ranges.
+#[derive(Clone, Debug)]
+pub struct Quantized {
+    pub graph: Graph,
+    /// Worst-case integer range of every integer node, from weight and input ranges.
+    pub worst_ranges: HashMap<NodeId, (i64, i64)>,
+}
+
+/// Largest table domain × channel count built before rounding (tables beyond need
+/// `--rounding-bits`).
+const MAX_TABLE_CELLS: usize = 1 << 24;
+
+/// How a float node is represented in the integer graph.
+#[derive(Clone, Debug)]
+enum Repr {
+    /// A real tensor in the new graph (graph inputs before quantisation).
+    Real(NodeId),
+    /// A float constant.
+    Const(Tensor),
+    /// An integer constant meaning `scale * (q - zp)` (dequantised QAT weights).
+    QConst { q: ArrayD<i64>, scale: f32, zp: i64 },
+    /// Integer tensor `id` meaning `scale * (q - zp)`.
+    Int { id: NodeId, scale: f32, zp: i64 },
+    /// Univariate float ops (nodes of the float graph, with the slot of their data input)
+    /// still to apply to `Int { base, scale, zp }`: they become one table lookup.
+    Chain {
+        base: NodeId,
+        scale: f32,
+        zp: i64,
+        /// Per-channel factors of `scale` along axis 1 (per-channel weight scales).
+        ch: Option<Vec<f32>>,
+        ops: Vec<(NodeId, usize)>,
+    },
+}
+
+struct Lowering<'a> {
+    src: &'a Graph,
+    ranges: &'a Ranges,
+    opts: &'a QuantOptions,
+    out: Graph,
+    worst: HashMap<NodeId, (i64, i64)>,
+    repr: HashMap<NodeId, Repr>,
+}
+
+/// Quantises and lowers `graph`, using `ranges` from [`super::calibrate`].
+pub fn quantize(
+    graph: &Graph,
+    ranges: &Ranges,
+    opts: &QuantOptions,
+) -> Result<Quantized, QuantError> {
+    for (what, b) in [
+        ("weight", opts.weight_bits),
+        ("activation", opts.activation_bits),
+        ("input", opts.input_bits),
+        ("output", opts.output_bits.unwrap_or(8)),
+    ] {
+        if !(2..=16).contains(&b) {
+            return Err(QuantError::Options(format!(
+                "{what} bits must be within 2..=16, got {b}"
+            )));
+        }
+    }
+    let mut l = Lowering {
+        src: graph,
+        ranges,
+        opts,
+        out: Graph::new(),
+        worst: HashMap::new(),
+        repr: HashMap::new(),
+    };
+    for id in graph.topo_order() {
+        let r = l.lower_node(id)?;
+        l.repr.insert(id, r);
+    }
+    let mut outputs = vec![];
+    for &o in graph.outputs() {
+        outputs.push(l.lower_output(o)?);
+    }
+    l.out.set_outputs(outputs);
+    l.out.remove_dead_nodes();
+    l.worst.retain(|id, _| l.out.node_ids().any(|n| n == *id));
+    l.out
+        .verify()
+        .map_err(|e| QuantError::Internal(format!("integer graph fails verification: {e}")))?;
+    Ok(Quantized {
+        graph: l.out,
+        worst_ranges: l.worst,
+    })
+}
+
+fn float_op_is_univariate(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Unary(_)
+            | Op::Binary(_)
+            | Op::BatchNorm { .. }
+            | Op::QuantizeLinear(_)
+            | Op::DequantizeLinear(_)
+            | Op::Identity
+            | Op::Cast { .. }
+    )
+}
+
+impl<'a> Lowering<'a> {
+    fn node_err(&self, id: NodeId, message: impl Into<String>) -> QuantError {
+        let n = self.src.node(id);
+        QuantError::Unsupported {
+            node: n.name.clone(),
+            op: n.op.name(),
+            message: message.into(),
+        }
+    }
+
+    fn add(
+        &mut self,
+        name: &str,
+        op: Op,
+        inputs: &[NodeId],
+        range: (i64, i64),
+    ) -> Result<NodeId, QuantError> {
+        let id = self
+            .out
+            .add_node(name, op, inputs)
+            .map_err(|e| QuantError::Internal(e.to_string()))?;
+        self.worst.insert(id, range);
+        Ok(id)
+    }
+
+    fn range_of(&self, id: NodeId) -> (i64, i64) {
+        self.worst[&id]
+    }
+
+    fn calib(&self, id: NodeId) -> Result<(f32, f32), QuantError> {
+        self.ranges
+            .ranges
+            .get(&id)
+            .copied()
+            .ok_or_else(|| QuantError::NoRange {
+                node: self.src.node(id).name.clone(),
+            })
+    }
+
+    /// Unsigned parameters for node `id` at `bits`: the calibrated min/max, or at
+    /// `clip_below` bits and below the clipped range that minimises the squared quantisation error on the
+    /// calibration values (a few outliers otherwise waste most of the levels).
+    fn activation_params(
+        &self,
+        id: NodeId,
+        bits: u32,
+        clip_below: u32,
+    ) -> Result<QParams, QuantError> {
+        let (lo, hi) = self.calib(id)?;
+        let full = QParams::unsigned_for_range(lo, hi, bits);
+        let Some(values) = self
+            .ranges
+            .samples
+            .get(&id)
+            .filter(|v| !v.is_empty() && bits <= clip_below)
+        else {
+            return Ok(full);
+        };
+        let mse = |q: &QParams| -> f64 {
+            values
+                .iter()
+                .map(|&v| {
+                    let e = (q.dequantize(q.quantize(v)) - v) as f64;
+                    e * e
+                })
+                .sum()
+        };
+        let mut best = (mse(&full), full);
+        for i in 1..20 {
+            let r = 1.0 - i as f32 * 0.045;
+            let cand = QParams::unsigned_for_range(lo * r, hi * r, bits);
+            let e = mse(&cand);
+            if e < best.0 {
+                best = (e, cand);
+            }
+        }
+        Ok(best.1)
+    }
+
+    fn lower_node(&mut self, id: NodeId) -> Result<Repr, QuantError> {
+        let node = self.src.node(id);
+        let ins = self.src.node_inputs(id);
+        match &node.op {
+            Op::Input => {
+                let nid = self.out.add_input(node.name.clone(), node.fact.clone());
+                return Ok(Repr::Real(nid));
+            }
+            Op::Const(t) => return Ok(Repr::Const(t.clone())),
+            _ => {}
+        }
+        // Univariate ops with constant side inputs extend a pending chain.
+        if float_op_is_univariate(&node.op) {
+            let data_slots: Vec<usize> = ins
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| !matches!(self.repr[i], Repr::Const(_) | Repr::QConst { .. }))
+                .map(|(s, _)| s)
+                .collect();
+            match data_slots.as_slice() {
+                [] => return self.fold_const_node(id),
+                [slot] => return self.extend_chain(id, *slot),
+                _ => {}
+            }
+        }
+        match &node.op {
+            Op::Gemm(_) | Op::MatMul | Op::Conv(_) => self.lower_linear(id),
+            Op::AveragePool(p) => self.lower_sum_pool(id, p.clone(), true),
+            Op::GlobalAveragePool => {
+                let x = &self.src.node(ins[0]).fact.shape;
+                let sp = x.len() - 2;
+                let p = PoolAttrs {
+                    kernel: x[2..].to_vec(),
+                    strides: vec![1; sp],
+                    dilations: vec![1; sp],
+                    pads: vec![(0, 0); sp],
+                    ceil_mode: false,
+                    count_include_pad: true,
+                };
+                self.lower_sum_pool(id, p, false)
+            }
+            Op::MaxPool(p) => self.lower_max_pool(id, p.clone()),
+            Op::Reshape { .. } | Op::Transpose { .. } => {
+                let (x, scale, zp) = self.int_input(id, ins[0])?;
+                let r = self.range_of(x);
+                let nid = self.add(&node.name, node.op.clone(), &[x], r)?;
+                Ok(Repr::Int { id: nid, scale, zp })
+            }
+            Op::Pad { pads, mode, value } => {
+                let (x, scale, zp) = self.int_input(id, ins[0])?;
+                let (lo, hi) = self.range_of(x);
+                let q = if *mode == PadMode::Constant {
+                    (*value / scale).round() as i64 + zp
+                } else {
+                    return Err(self.node_err(id, "only constant padding can be quantised"));
+                };
+                let nid = self.add(
+                    &node.name,
+                    Op::Pad {
+                        pads: pads.clone(),
+                        mode: PadMode::Constant,
+                        value: q as f32,
+                    },
+                    &[x],
+                    (lo.min(q), hi.max(q)),
+                )?;
+                Ok(Repr::Int { id: nid, scale, zp })
+            }
+            Op::Concat { axis } => {
+                let mut ids = vec![];
+                let mut params = None;
+                let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+                for &i in &ins {
+                    let (x, s, z) = self.int_input(id, i)?;
+                    if let Some((s0, z0)) = params {
+                        if s0 != s || z0 != z {
+                            return Err(self.node_err(id, "inputs with different quantisation cannot be concatenated yet"));
+                        }
+                    }
+                    params = Some((s, z));
+                    let r = self.range_of(x);
+                    lo = lo.min(r.0);
+                    hi = hi.max(r.1);
+                    ids.push(x);
+                }
+                let (s, z) = params.expect("Concat has inputs");
+                let nid = self.add(&node.name, Op::Concat { axis: *axis }, &ids, (lo, hi))?;
+                Ok(Repr::Int { id: nid, scale: s, zp: z })
+            }
+            Op::Binary(BinaryOp::Add | BinaryOp::Sub) => Err(self.node_err(
+                id,
+                "adding two runtime tensors (residual connections) is not supported by quantisation yet",
+            )),
+            other => Err(self.node_err(id, format!("{} cannot be quantised", other.name()))),
+        }
+    }
+
+    /// An op whose inputs are all constants (left by the frontend around QAT weights).
+    fn fold_const_node(&mut self, id: NodeId) -> Result<Repr, QuantError> {
+        let node = self.src.node(id);
+        let ins = self.src.node_inputs(id);
+        if let Op::DequantizeLinear(q) = &node.op {
+            // Dequantised integer weights: keep the integers and the scale.
+            let (Repr::Const(x), Repr::Const(s), Repr::Const(z)) = (
+                &self.repr[&ins[0]],
+                &self.repr[&ins[1]],
+                &self.repr[&ins[2]],
+            ) else {
+                return Err(self.node_err(id, "unexpected dequantize inputs"));
+            };
+            if q.axis.is_none() {
+                let scale = *s.iter().next().unwrap_or(&1.0);
+                let zp = *z.iter().next().unwrap_or(&0.0) as i64;
+                return Ok(Repr::QConst {
+                    q: x.mapv(|v| v as i64),
+                    scale,
+                    zp,
+                });
+            }
+            return Err(self.node_err(id, "per-channel weight quantisation (axis) is not supported yet; export per-tensor weight scales"));
+        }
+        let vals: Vec<Tensor> = ins
+            .iter()
+            .map(|i| match &self.repr[i] {
+                Repr::Const(t) => Ok(t.clone()),
+                Repr::QConst { q, scale, zp } => Ok(q.mapv(|v| *scale * (v - zp) as f32)),
+                _ => Err(QuantError::Internal("not a constant".into())),
+            })
+            .collect::<Result<_, _>>()?;
+        let refs: Vec<&Tensor> = vals.iter().collect();
+        let t = fhec_ir::interp::eval_op(&node.op, &refs, &node.fact)
+            .map_err(|e| self.node_err(id, e))?;
+        Ok(Repr::Const(t))
+    }
+
+    fn extend_chain(&mut self, id: NodeId, slot: usize) -> Result<Repr, QuantError> {
+        let data = self.src.node_inputs(id)[slot];
+        let node = self.src.node(id);
+        match self.repr[&data].clone() {
+            Repr::Int {
+                id: base,
+                scale,
+                zp,
+            } => {
+                // QAT at the input: Clip / Dequantize straight on the client's quantised input
+                // change its parameters instead of costing a table lookup.
+                if let Some(r) = self.fold_into_client_quantize(id, base, scale, zp)? {
+                    return Ok(r);
+                }
+                Ok(Repr::Chain {
+                    base,
+                    scale,
+                    zp,
+                    ch: None,
+                    ops: vec![(id, slot)],
+                })
+            }
+            Repr::Chain {
+                base,
+                scale,
+                zp,
+                ch,
+                mut ops,
+            } => {
+                ops.push((id, slot));
+                Ok(Repr::Chain {
+                    base,
+                    scale,
+                    zp,
+                    ch,
+                    ops,
+                })
+            }
+            Repr::Real(x) => match &node.op {
+                // A QAT model quantises its own input: that is the client's Quantize.
+                Op::QuantizeLinear(q) if slot == 0 => {
+                    let ins = self.src.node_inputs(id);
+                    let (Repr::Const(s), Repr::Const(z)) =
+                        (&self.repr[&ins[1]], &self.repr[&ins[2]])
+                    else {
+                        return Err(self.node_err(id, "scale and zero point must be constants"));
+                    };
+                    if q.axis.is_some() && s.len() > 1 {
+                        return Err(
+                            self.node_err(id, "per-channel input quantisation is not supported")
+                        );
+                    }
+                    let params = QParams {
+                        scale: *s.iter().next().unwrap_or(&1.0),
+                        zero_point: *z.iter().next().unwrap_or(&0.0) as i64,
+                        bits: 8,
+                        signed: q.dtype == DType::I8,
+                    };
+                    let range = params.range();
+                    let nid = self.add(&node.name, Op::Quantize(params), &[x], range)?;
+                    // The QuantizeLinear output *is* the integer: scale 1, zero point 0.
+                    Ok(Repr::Int {
+                        id: nid,
+                        scale: 1.0,
+                        zp: 0,
+                    })
+                }
+                _ => {
+                    let q = self.quantize_input(data, x)?;
+                    self.repr.insert(data, q);
+                    self.extend_chain(id, slot)
+                }
+            },
+            Repr::Const(_) | Repr::QConst { .. } => {
+                Err(QuantError::Internal("constant data input".into()))
+            }
+        }
+    }
+
+    /// Folds Clip / DequantizeLinear applied directly to a client `Quantize` into it.
+    fn fold_into_client_quantize(
+        &mut self,
+        id: NodeId,
+        base: NodeId,
+        scale: f32,
+        zp: i64,
+    ) -> Result<Option<Repr>, QuantError> {
+        let Op::Quantize(params) = self.out.node(base).op.clone() else {
+            return Ok(None);
+        };
+        let node = self.src.node(id);
+        match &node.op {
+            Op::Unary(fhec_ir::UnaryOp::Clip { min, max }) if scale == 1.0 && zp == 0 => {
+                let (lo, hi) = (min.ceil() as i64, max.floor() as i64);
+                for signed in [false, true] {
+                    for bits in 1..=params.bits {
+                        let p = QParams {
+                            bits,
+                            signed,
+                            ..params.clone()
+                        };
+                        let (plo, phi) = p.range();
+                        if (plo, phi) == (lo, hi) {
+                            self.out.node_mut(base).op = Op::Quantize(p);
+                            self.worst.insert(base, (lo, hi));
+                            return Ok(Some(Repr::Int {
+                                id: base,
+                                scale,
+                                zp,
+                            }));
+                        }
+                    }
+                }
+                Ok(None)
+            }
+            Op::DequantizeLinear(q) if scale == 1.0 && zp == 0 && q.axis.is_none() => {
+                let ins = self.src.node_inputs(id);
+                let (Repr::Const(s), Repr::Const(z)) = (&self.repr[&ins[1]], &self.repr[&ins[2]])
+                else {
+                    return Ok(None);
+                };
+                Ok(Some(Repr::Int {
+                    id: base,
+                    scale: *s.iter().next().unwrap_or(&1.0),
+                    zp: *z.iter().next().unwrap_or(&0.0) as i64,
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Client-side quantisation of a real graph input (PTQ, calibration range).
+    fn quantize_input(&mut self, src_id: NodeId, x: NodeId) -> Result<Repr, QuantError> {
+        // Model inputs (e.g. images, mostly background) keep their full range down to 4 bits.
+        let params = self.activation_params(src_id, self.opts.input_bits, 3)?;
+        let name = format!("{}.quantize", self.src.node(src_id).name);
+        let range = params.range();
+        let (scale, zp) = (params.scale, params.zero_point);
+        let nid = self.add(&name, Op::Quantize(params), &[x], range)?;
+        Ok(Repr::Int { id: nid, scale, zp })
+    }
+
+    /// The integer form of input `src` of node `user`, materialising pending chains.
+    fn int_input(&mut self, user: NodeId, src: NodeId) -> Result<(NodeId, f32, i64), QuantError> {
+        match self.repr[&src].clone() {
+            Repr::Int { id, scale, zp } => Ok((id, scale, zp)),
+            Repr::Chain { .. } => {
+                let r = self.materialize(src, None)?;
+                self.repr.insert(src, r.clone());
+                let Repr::Int { id, scale, zp } = r else {
+                    unreachable!()
+                };
+                Ok((id, scale, zp))
+            }
+            Repr::Real(x) => {
+                let r = self.quantize_input(src, x)?;
+                self.repr.insert(src, r.clone());
+                let Repr::Int { id, scale, zp } = r else {
+                    unreachable!()
+                };
+                Ok((id, scale, zp))
+            }
+            Repr::Const(_) | Repr::QConst { .. } => {
+                Err(self.node_err(user, "a constant where a runtime tensor is expected"))
+            }
+        }
+    }
+
+    /// Turns the pending chain of `src` into one table lookup; `out_bits` overrides the
+    /// activation width (graph outputs).
+    fn materialize(&mut self, src: NodeId, out_bits: Option<u32>) -> Result<Repr, QuantError> {
+        let Repr::Chain {
+            base,
+            scale,
+            zp,
+            ch,
+            ops,
+        } = self.repr[&src].clone()
+        else {
+            return Err(QuantError::Internal("materialize without a chain".into()));
+        };
+        let (lo, hi) = self.range_of(base);
+        // An empty chain is a requantisation of `src` itself.
+        let last = ops.last().map_or(src, |o| o.0);
+        let fact = self.src.node(last).fact.clone();
+        let rank = fact.rank().max(1);
+        // Per-channel when some side input varies (along axis 1), else one table.
+        let channels = if rank >= 2 && (ch.is_some() || self.chain_is_per_channel(&ops, &fact)?) {
+            fact.shape[1]
+        } else {
+            1
+        };
+        let domain = (hi - lo + 1) as usize;
+        if domain.saturating_mul(channels) > MAX_TABLE_CELLS {
+            return Err(self.node_err(
+                last,
+                format!(
+                    "its input accumulator spans {} bits ({domain} values): too wide for a table; use fewer bits or --rounding-bits",
+                    int_bits(lo, hi)
+                ),
+            ));
+        }
+        // Evaluate the chain on every accumulator value at once: X[d, c, 1, ...].
+        let mut shape = vec![domain, channels];
+        shape.extend(std::iter::repeat_n(1, rank.saturating_sub(2)));
+        if rank == 1 {
+            shape = vec![domain];
+        }
+        let mut x = ArrayD::<f32>::zeros(IxDyn(&shape));
+        for (idx, v) in x.indexed_iter_mut() {
+            let factor = ch.as_ref().map_or(1.0, |c| c[idx[1]]);
+            *v = scale * factor * ((lo + idx[0] as i64) - zp) as f32;
+        }
+        // A final DequantizeLinear (QAT) fixes the output grid: the table returns the
+        // integers before it.
+        let qat_grid = match &self.src.node(last).op {
+            Op::DequantizeLinear(q) if q.axis.is_none() && ops.len() >= 2 => {
+                let ins = self.src.node_inputs(last);
+                match (&self.repr[&ins[1]], &self.repr[&ins[2]]) {
+                    (Repr::Const(s), Repr::Const(z)) => Some((
+                        *s.iter().next().unwrap_or(&1.0),
+                        *z.iter().next().unwrap_or(&0.0) as i64,
+                    )),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let eval_ops = if qat_grid.is_some() {
+            &ops[..ops.len() - 1]
+        } else {
+            &ops[..]
+        };
+        for &(op_id, slot) in eval_ops {
+            x = self.eval_univariate(op_id, slot, x)?;
+        }
+        let (tables, out_scale, out_zp, out_range) = if let Some((s, z)) = qat_grid {
+            let tables = self.split_tables(&x, channels, |v| v.round() as i64);
+            let (tlo, thi) = minmax(&tables);
+            (tables, s, z, (tlo, thi))
+        } else {
+            let params =
+                self.activation_params(last, out_bits.unwrap_or(self.opts.activation_bits), 4)?;
+            let tables = self.split_tables(&x, channels, |v| params.quantize(v));
+            let (tlo, thi) = minmax(&tables);
+            (tables, params.scale, params.zero_point, (tlo, thi))
+        };
+        let tlu = Tlu {
+            input_min: lo,
+            rounding: None,
+            tables,
+            axis: (channels > 1).then_some(1),
+        };
+        let name = self.src.node(last).name.clone();
+        let nid = self.add(&name, Op::Tlu(tlu), &[base], out_range)?;
+        Ok(Repr::Int {
+            id: nid,
+            scale: out_scale,
+            zp: out_zp,
+        })
+    }
+
+    fn split_tables(
+        &self,
+        y: &ArrayD<f32>,
+        channels: usize,
+        f: impl Fn(f32) -> i64,
+    ) -> Vec<Vec<i64>> {
+        let domain = y.shape()[0];
+        let flat = y.as_standard_layout();
+        let flat = flat.as_slice().expect("standard layout");
+        (0..channels)
+            .map(|c| (0..domain).map(|d| f(flat[d * channels + c])).collect())
+            .collect()
+    }
+
+    fn chain_is_per_channel(
+        &self,
+        ops: &[(NodeId, usize)],
+        fact: &TensorFact,
+    ) -> Result<bool, QuantError> {
+        let mut per_channel = false;
+        for &(op_id, slot) in ops {
+            let node = self.src.node(op_id);
+            if matches!(node.op, Op::BatchNorm { .. }) {
+                per_channel = true;
+            }
+            for (s, i) in self.src.node_inputs(op_id).iter().enumerate() {
+                if s == slot {
+                    continue;
+                }
+                let shape = self.src.node(*i).fact.shape.clone();
+                let n: usize = shape.iter().product();
+                if n <= 1 {
+                    continue;
+                }
+                // The constant must vary along the channel axis (1) only.
+                let aligned = fhec_ir::op::broadcast_shapes(&shape, &fact.shape).ok();
+                let mut probe = vec![1; fact.rank()];
+                if fact.rank() >= 2 {
+                    probe[1] = fact.shape[1];
+                }
+                if matches!(
+                    node.op,
+                    Op::BatchNorm { .. } | Op::QuantizeLinear(_) | Op::DequantizeLinear(_)
+                ) {
+                    continue;
+                }
+                let fits = aligned.as_deref() == Some(fact.shape.as_slice())
+                    && fhec_ir::op::broadcast_shapes(&shape, &probe)
+                        .ok()
+                        .as_deref()
+                        == Some(probe.as_slice());
+                if !fits {
+                    return Err(self.node_err(op_id, format!("constant of shape {shape:?} varies along more than the channel axis of {:?}", fact.shape)));
+                }
+                per_channel = true;
+            }
+        }
+        Ok(per_channel)
+    }
+
+    /// Applies one univariate float op to the probe tensor (side inputs are constants).
+    fn eval_univariate(
+        &self,
+        op_id: NodeId,
+        slot: usize,
+        x: ArrayD<f32>,
+    ) -> Result<ArrayD<f32>, QuantError> {
+        let node = self.src.node(op_id);
+        let ins = self.src.node_inputs(op_id);
+        let mut vals: Vec<Tensor> = vec![];
+        for (s, i) in ins.iter().enumerate() {
+            if s == slot {
+                vals.push(x.clone());
+            } else {
+                match &self.repr[i] {
+                    Repr::Const(t) => vals.push(t.clone()),
+                    Repr::QConst { q, scale, zp } => {
+                        vals.push(q.mapv(|v| *scale * (v - zp) as f32))
+                    }
+                    _ => return Err(self.node_err(op_id, "side input is not constant")),
+                }
+            }
+        }
+        // Per-channel side inputs of rank-N ops written for [C] need the probe's channel axis.
+        let facts: Vec<TensorFact> = vals.iter().map(|t| TensorFact::f32(t.shape())).collect();
+        let refs: Vec<&TensorFact> = facts.iter().collect();
+        let out = node
+            .op
+            .infer(&refs)
+            .map_err(|e| self.node_err(op_id, e.0))?;
+        let trefs: Vec<&Tensor> = vals.iter().collect();
+        fhec_ir::interp::eval_op(&node.op, &trefs, &out).map_err(|e| self.node_err(op_id, e))
+    }
+
+    fn lower_linear(&mut self, id: NodeId) -> Result<Repr, QuantError> {
+        let node = self.src.node(id).clone();
+        let ins = self.src.node_inputs(id);
+        let (mut x, mut s_x, mut z_x) = self.int_input(id, ins[0])?;
+        // An accumulator feeding a linear op directly is requantised to activation width
+        // first (an identity table), or accumulators would grow layer after layer.
+        let (lo, hi) = self.range_of(x);
+        if int_bits(lo, hi) > self.opts.activation_bits.max(self.opts.input_bits) + 1 {
+            self.repr.insert(
+                ins[0],
+                Repr::Chain {
+                    base: x,
+                    scale: s_x,
+                    zp: z_x,
+                    ch: None,
+                    ops: vec![],
+                },
+            );
+            let r = self.materialize(ins[0], None)?;
+            self.repr.insert(ins[0], r.clone());
+            let Repr::Int { id: nid, scale, zp } = r else {
+                unreachable!()
+            };
+            (x, s_x, z_x) = (nid, scale, zp);
+        }
+        // Weights with output channels first ([out, in] or [out, in/group, k...]) and their
+        // per-output-channel scales: the model's own integers (QAT) or symmetric PTQ, per
+        // channel when a table follows anyway (it absorbs the per-channel scale for free).
+        let trans_b = match &node.op {
+            Op::Gemm(g) if g.trans_a => {
+                return Err(self.node_err(id, "transposed A operands cannot be quantised"))
+            }
+            Op::Gemm(g) => g.trans_b,
+            _ => false,
+        };
+        let out_first = |w: &ArrayD<i64>| -> ArrayD<i64> {
+            if matches!(node.op, Op::Conv(_)) || trans_b {
+                w.clone()
+            } else {
+                w.clone().reversed_axes().as_standard_layout().into_owned()
+            }
+        };
+        let is_output = self.src.outputs().contains(&id);
+        let consumers = self.src.consumers(id);
+        let per_channel_ok = !is_output
+            && !consumers.is_empty()
+            && consumers
+                .iter()
+                .all(|&c| float_op_is_univariate(&self.src.node(c).op));
+        let (w_q, s_w): (ArrayD<i64>, Vec<f32>) = match &self.repr[&ins[1]] {
+            Repr::QConst { q, scale, zp } => {
+                let w = out_first(&q.mapv(|v| v - zp));
+                let n = w.shape()[0];
+                (w, vec![*scale; n])
+            }
+            Repr::Const(w) => {
+                let wf = if matches!(node.op, Op::Conv(_)) || trans_b {
+                    w.clone()
+                } else {
+                    w.clone().reversed_axes().as_standard_layout().into_owned()
+                };
+                let qmax = ((1i64 << (self.opts.weight_bits - 1)) - 1) as f32;
+                let n = wf.shape()[0];
+                let absmax = |v: ndarray::ArrayViewD<f32>| v.iter().fold(0f32, |a, &x| a.max(x.abs()));
+                // Per-channel tables multiply the table size by the channel count: only when
+                // the worst-case accumulator domain stays small enough.
+                let (xl, xh) = self.range_of(x);
+                let fan_in = (wf.len() / n.max(1)) as i64;
+                let worst_span = 2 * fan_in * (qmax as i64) * xl.abs().max(xh.abs()) + 1;
+                let per_channel_ok = per_channel_ok && (worst_span as usize).saturating_mul(n) <= MAX_TABLE_CELLS / 4;
+                let scales: Vec<f32> = if per_channel_ok {
+                    (0..n).map(|j| absmax(wf.index_axis(Axis(0), j))).collect()
+                } else {
+                    vec![absmax(wf.view()); n]
+                };
+                let scales: Vec<f32> = scales.iter().map(|&m| if m > 0.0 { m / qmax } else { 1.0 }).collect();
+                let mut q = ArrayD::<i64>::zeros(wf.raw_dim());
+                for j in 0..n {
+                    let sj = scales[j];
+                    q.index_axis_mut(Axis(0), j)
+                        .zip_mut_with(&wf.index_axis(Axis(0), j), |o, &v| *o = (v / sj).round_ties_even() as i64);
+                }
+                (q, scales)
+            }
+            _ => return Err(self.node_err(id, "weights must be constant (a product of two runtime tensors needs a ciphertext multiplication)")),
+        };
+        let bias: Option<Tensor> = match ins.get(2).map(|b| &self.repr[b]) {
+            None => None,
+            Some(Repr::Const(b)) => Some(b.clone()),
+            Some(Repr::QConst { q, scale, zp }) => Some(q.mapv(|v| *scale * (v - zp) as f32)),
+            Some(_) => return Err(self.node_err(id, "the bias must be constant")),
+        };
+        let (alpha, beta) = match &node.op {
+            Op::Gemm(g) => (g.alpha, g.beta),
+            _ => (1.0, 1.0),
+        };
+        let n_out = w_q.shape()[0];
+        let mut x_in = x;
+        let mut op = node.op.clone();
+        match &mut op {
+            Op::Gemm(_) | Op::MatMul => {
+                if w_q.ndim() != 2 || self.out.node(x).fact.rank() != 2 {
+                    return Err(self.node_err(id, "only 2-D matrix products can be quantised"));
+                }
+                op = Op::Gemm(GemmAttrs {
+                    alpha: 1.0,
+                    beta: 1.0,
+                    trans_a: false,
+                    trans_b: true,
+                });
+            }
+            Op::Conv(c) => {
+                // Pad with the zero point (real 0) explicitly so every window sees the same
+                // zero-point offset, which folds into the bias below.
+                if c.pads.iter().any(|&(a, b)| a > 0 || b > 0) {
+                    let mut pads = vec![(0, 0), (0, 0)];
+                    pads.extend(c.pads.iter().copied());
+                    let (lo, hi) = self.range_of(x);
+                    let pad = Op::Pad {
+                        pads,
+                        mode: PadMode::Constant,
+                        value: z_x as f32,
+                    };
+                    x_in = self.add(
+                        &format!("{}.pad", node.name),
+                        pad,
+                        &[x],
+                        (lo.min(z_x), hi.max(z_x)),
+                    )?;
+                    c.pads = vec![(0, 0); c.pads.len()];
+                }
+            }
+            _ => return Err(QuantError::Internal("not a linear op".into())),
+        }
+        let (x_lo, x_hi) = self.range_of(x_in);
+        let mut b_int = vec![0i64; n_out];
+        let mut lo_hi = (i64::MAX, i64::MIN);
+        for j in 0..n_out {
+            let filt = w_q.index_axis(Axis(0), j);
+            let scale_j = s_x * s_w[j] * alpha;
+            let b = bias.as_ref().map_or(0.0, |b| beta * bias_at(b, j, n_out));
+            b_int[j] = (b / scale_j).round() as i64 - z_x * filt.sum();
+            let (mut lo, mut hi) = (b_int[j], b_int[j]);
+            for &w in filt.iter() {
+                lo += (w * x_lo).min(w * x_hi);
+                hi += (w * x_lo).max(w * x_hi);
+            }
+            lo_hi = (lo_hi.0.min(lo), lo_hi.1.max(hi));
+        }
+        let w_node = self.add(
+            &format!("{}.weight", node.name),
+            Op::IntConst(w_q),
+            &[],
+            (0, 0),
+        )?;
+        let b_arr = ArrayD::from_shape_vec(IxDyn(&[n_out]), b_int).expect("one bias per output");
+        let b_node = self.add(
+            &format!("{}.bias", node.name),
+            Op::IntConst(b_arr),
+            &[],
+            (0, 0),
+        )?;
+        let nid = self.add(&node.name, op, &[x_in, w_node, b_node], lo_hi)?;
+        if s_w.iter().all(|&v| v == s_w[0]) {
+            return Ok(Repr::Int {
+                id: nid,
+                scale: s_x * s_w[0] * alpha,
+                zp: 0,
+            });
+        }
+        Ok(Repr::Chain {
+            base: nid,
+            scale: s_x * alpha,
+            zp: 0,
+            ch: Some(s_w),
+            ops: vec![],
+        })
+    }
+
+    fn lower_sum_pool(
+        &mut self,
+        id: NodeId,
+        p: PoolAttrs,
+        check_pads: bool,
+    ) -> Result<Repr, QuantError> {
+        let node = self.src.node(id).clone();
+        let ins = self.src.node_inputs(id);
+        let (x, s, z) = self.int_input(id, ins[0])?;
+        let padded = p.pads.iter().any(|&(a, b)| a > 0 || b > 0);
+        if check_pads && padded && !p.count_include_pad {
+            return Err(self.node_err(id, "average pooling over padding without count_include_pad divides by a varying count; it cannot be quantised"));
+        }
+        if p.ceil_mode {
+            return Err(self.node_err(id, "average pooling with ceil_mode cannot be quantised"));
+        }
+        let mut x_in = x;
+        let mut attrs = p.clone();
+        if padded {
+            let mut pads = vec![(0, 0), (0, 0)];
+            pads.extend(p.pads.iter().copied());
+            let (lo, hi) = self.range_of(x);
+            x_in = self.add(
+                &format!("{}.pad", node.name),
+                Op::Pad {
+                    pads,
+                    mode: PadMode::Constant,
+                    value: z as f32,
+                },
+                &[x],
+                (lo.min(z), hi.max(z)),
+            )?;
+            attrs.pads = vec![(0, 0); p.pads.len()];
+        }
+        let k: i64 = p.kernel.iter().product::<usize>() as i64;
+        let (lo, hi) = self.range_of(x_in);
+        attrs.count_include_pad = true;
+        let nid = self.add(&node.name, Op::SumPool(attrs), &[x_in], (k * lo, k * hi))?;
+        Ok(Repr::Int {
+            id: nid,
+            scale: s / k as f32,
+            zp: z * k,
+        })
+    }
+
+    fn lower_max_pool(&mut self, id: NodeId, p: PoolAttrs) -> Result<Repr, QuantError> {
+        let node = self.src.node(id).clone();
+        let ins = self.src.node_inputs(id);
+        let (x, s, z) = self.int_input(id, ins[0])?;
+        let r = self.range_of(x);
+        let nid = self.add(&node.name, Op::MaxPool(p), &[x], r)?;
+        Ok(Repr::Int {
+            id: nid,
+            scale: s,
+            zp: z,
+        })
+    }
+
+    /// The dequantised form of a graph output.
+    fn lower_output(&mut self, o: NodeId) -> Result<NodeId, QuantError> {
+        let (x, scale, zp) = match (self.repr[&o].clone(), self.opts.output_bits) {
+            (Repr::Chain { .. }, bits) => {
+                let r = self.materialize(o, bits)?;
+                self.repr.insert(o, r.clone());
+                let Repr::Int { id, scale, zp } = r else {
+                    unreachable!()
+                };
+                (id, scale, zp)
+            }
+            (Repr::Int { id, scale, zp }, Some(bits)) => {
+                // Requantise the accumulator through an identity table.
+                self.repr.insert(
+                    o,
+                    Repr::Chain {
+                        base: id,
+                        scale,
+                        zp,
+                        ch: None,
+                        ops: vec![],
+                    },
+                );
+                let r = self.materialize(o, Some(bits))?;
+                self.repr.insert(o, r.clone());
+                let Repr::Int { id, scale, zp } = r else {
+                    unreachable!()
+                };
+                (id, scale, zp)
+            }
+            _ => self.int_input(o, o)?,
+        };
+        let (lo, hi) = self.range_of(x);
+        let bits = int_bits(lo, hi);
+        let params = QParams {
+            scale,
+            zero_point: zp,
+            bits,
+            signed: lo < 0,
+        };
+        let name = format!("{}.dequantize", self.src.node(o).name);
+        self.add(&name, Op::Dequantize(params), &[x], (0, 0))
+    }
+}
+
+fn bias_at(b: &Tensor, j: usize, n: usize) -> f32 {
+    if b.len() == n {
+        b.iter().nth(j).copied().unwrap_or(0.0)
+    } else {
+        b.iter().next().copied().unwrap_or(0.0)
+    }
+}
+
+fn minmax(tables: &[Vec<i64>]) -> (i64, i64) {
+    tables
+        .iter()
+        .flatten()
+        .fold((i64::MAX, i64::MIN), |(l, h), &v| (l.min(v), h.max(v)))
+}

@@ -1,0 +1,739 @@
+//! The TLU rewrite pass (`tlu_rewrite`): each rewrite on a small hand-built integer graph
+//! (TLU and node counts before and after, and identical `int_interp` outputs), random integer
+//! graphs (proptest), and the quantised fixture models (IR snapshots).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use fhec_ir::print::print_graph;
+use fhec_ir::quant::{QParams, Rounding, RoundingMode, Tlu};
+use fhec_ir::{int_interp, BinaryOp, GemmAttrs, Graph, NodeId, Op, Tensor, TensorFact};
+use fhec_passes::quantize::{calibrate, quantize, QuantOptions};
+use fhec_passes::tlu_rewrite::{estimated_cost, tlu_count, PASS};
+use fhec_passes::{run_pass, run_pipeline, PassContext, PassOptions};
+use ndarray::{ArrayD, Axis, IxDyn};
+use proptest::prelude::*;
+
+// ---------------------------------------------------------------------------------------------
+// Building integer graphs
+
+/// An integer graph under construction, with the worst-case range of every integer node (what
+/// table domains must cover, as quantisation computes them).
+struct Builder {
+    g: Graph,
+    range: HashMap<NodeId, (i64, i64)>,
+    outputs: Vec<NodeId>,
+}
+
+const IN_BITS: u32 = 3;
+
+impl Builder {
+    /// A real input of this shape, quantised on the client to `IN_BITS` unsigned bits.
+    fn new(shape: &[usize]) -> (Builder, NodeId) {
+        let mut g = Graph::new();
+        let x = g.add_input("x", TensorFact::f32(shape));
+        let q = QParams {
+            scale: 1.0,
+            zero_point: 0,
+            bits: IN_BITS,
+            signed: false,
+        };
+        let range = q.range();
+        let mut b = Builder {
+            g,
+            range: HashMap::new(),
+            outputs: vec![],
+        };
+        let id = b.add("x.quantize", Op::Quantize(q), &[x], range);
+        (b, id)
+    }
+
+    fn add(&mut self, name: &str, op: Op, ins: &[NodeId], range: (i64, i64)) -> NodeId {
+        let id = self.g.add_node(name, op, ins).expect("valid node");
+        self.range.insert(id, range);
+        id
+    }
+
+    fn konst(&mut self, name: &str, shape: &[usize], values: &[i64]) -> NodeId {
+        let a = ArrayD::from_shape_vec(IxDyn(shape), values.to_vec()).expect("shape");
+        let r = minmax(values.iter().copied());
+        self.add(name, Op::IntConst(a), &[], r)
+    }
+
+    /// `x @ w + b` with `w` of shape `[k, n]`, given row-major.
+    fn gemm(&mut self, name: &str, x: NodeId, w: &[i64], b: &[i64]) -> NodeId {
+        let k = self.g.node(x).fact.shape[1];
+        let n = b.len();
+        let (lo, hi) = self.range[&x];
+        let wid = self.konst(&format!("{name}.w"), &[k, n], w);
+        let bid = self.konst(&format!("{name}.b"), &[n], b);
+        let (mut rlo, mut rhi) = (i64::MAX, i64::MIN);
+        for j in 0..n {
+            let (mut l, mut h) = (b[j], b[j]);
+            for i in 0..k {
+                let wij = w[i * n + j];
+                l += (wij * lo).min(wij * hi);
+                h += (wij * lo).max(wij * hi);
+            }
+            rlo = rlo.min(l);
+            rhi = rhi.max(h);
+        }
+        let op = Op::Gemm(GemmAttrs {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: false,
+        });
+        self.add(name, op, &[x, wid, bid], (rlo, rhi))
+    }
+
+    fn binary(&mut self, name: &str, op: BinaryOp, a: NodeId, b: NodeId) -> NodeId {
+        let ((al, ah), (bl, bh)) = (self.range[&a], self.range[&b]);
+        let r = match op {
+            BinaryOp::Add => (al + bl, ah + bh),
+            BinaryOp::Sub => (al - bh, ah - bl),
+            BinaryOp::Mul => minmax([al * bl, al * bh, ah * bl, ah * bh].into_iter()),
+            _ => unreachable!(),
+        };
+        self.add(name, Op::Binary(op), &[a, b], r)
+    }
+
+    /// A lookup of `x` covering its worst-case range (after `rounding`): channel `ch` maps a
+    /// (rounded) value `v` to `f(ch, v)`; per channel along `axis`, or one table.
+    fn tlu(
+        &mut self,
+        name: &str,
+        x: NodeId,
+        axis: Option<usize>,
+        shift: u32,
+        f: impl Fn(usize, i64) -> i64,
+    ) -> NodeId {
+        let rounding = (shift > 0).then_some(Rounding {
+            shift,
+            mode: RoundingMode::Exact,
+        });
+        let r = |v: i64| rounding.map_or(v, |r| r.apply(v));
+        let (lo, hi) = self.range[&x];
+        let (lo, hi) = (r(lo), r(hi));
+        let channels = axis.map_or(1, |a| self.g.node(x).fact.shape[a]);
+        let tables: Vec<Vec<i64>> = (0..channels)
+            .map(|ch| (lo..=hi).map(|v| f(ch, v)).collect())
+            .collect();
+        let out = minmax(tables.iter().flatten().copied());
+        let t = Tlu {
+            input_min: lo,
+            rounding,
+            tables,
+            axis,
+        };
+        self.add(name, Op::Tlu(t), &[x], out)
+    }
+
+    /// Dequantises `x` (scale 1, so outputs are the integers themselves) as a graph output.
+    fn output(&mut self, x: NodeId) {
+        let q = QParams {
+            scale: 1.0,
+            zero_point: 0,
+            bits: 16,
+            signed: true,
+        };
+        let name = format!("{}.dequantize", self.g.node(x).name);
+        let id = self.add(&name, Op::Dequantize(q), &[x], (0, 0));
+        self.outputs.push(id);
+    }
+
+    fn finish(mut self) -> Graph {
+        self.g.set_outputs(self.outputs);
+        self.g.verify().expect("test graph verifies");
+        self.g
+    }
+}
+
+fn minmax(values: impl Iterator<Item = i64>) -> (i64, i64) {
+    values.fold((i64::MAX, i64::MIN), |(l, h), v| (l.min(v), h.max(v)))
+}
+
+/// Deterministic pseudo-random numbers (a 64-bit LCG).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+
+    /// Uniform in `lo..=hi`.
+    fn int(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next() % (hi - lo + 1) as u64) as i64
+    }
+}
+
+/// A fixed pseudo-random function of (channel, value) with values in `-20..=20`.
+fn scramble(seed: u64) -> impl Fn(usize, i64) -> i64 {
+    move |ch, v| {
+        let mut r = Lcg(seed ^ ((ch as u64) << 32) ^ v as u64);
+        r.next();
+        r.int(-20, 20)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running and comparing
+
+/// Real inputs covering the quantised range and beyond (saturation).
+fn inputs(g: &Graph, n: usize, seed: u64) -> Vec<Vec<Tensor>> {
+    let mut r = Lcg(seed);
+    let hi = (1i64 << IN_BITS) + 1;
+    (0..n)
+        .map(|_| {
+            g.inputs()
+                .iter()
+                .map(|&i| {
+                    let shape = &g.node(i).fact.shape;
+                    let len = shape.iter().product();
+                    let data = (0..len).map(|_| r.int(-2, hi) as f32).collect();
+                    ArrayD::from_shape_vec(IxDyn(shape), data).expect("shape")
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The graph after the pass, with the pass's notes.
+fn rewrite(g: &Graph) -> (Graph, Vec<String>) {
+    let mut out = g.clone();
+    let mut ctx = PassContext::new(PassOptions::default());
+    run_pass(&mut out, &mut ctx, &PASS).unwrap_or_else(|e| panic!("{e}"));
+    let notes = ctx.report.changes(PASS.name);
+    (out, notes.into_iter().map(String::from).collect())
+}
+
+/// `Err` on the first input where the two graphs' outputs differ in any bit.
+fn same_outputs(before: &Graph, after: &Graph, samples: &[Vec<Tensor>]) -> Result<(), String> {
+    for (i, x) in samples.iter().enumerate() {
+        let want = int_interp::run(before, x).map_err(|e| format!("before, input {i}: {e}"))?;
+        let got = int_interp::run(after, x).map_err(|e| format!("after, input {i}: {e}"))?;
+        let bits = |ts: &[Tensor]| -> Vec<Vec<u32>> {
+            ts.iter()
+                .map(|t| t.iter().map(|v| v.to_bits()).collect())
+                .collect()
+        };
+        if bits(&want) != bits(&got) {
+            return Err(format!("input {i}: {got:?} instead of {want:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// TLU and node counts before and after, checked for identical outputs on many inputs.
+struct Outcome {
+    graph: Graph,
+    notes: Vec<String>,
+    tlus: (usize, usize),
+    nodes: (usize, usize),
+}
+
+fn check(g: &Graph) -> Outcome {
+    let (after, notes) = rewrite(g);
+    same_outputs(g, &after, &inputs(g, 300, 7)).unwrap();
+    assert!(estimated_cost(&after) <= estimated_cost(g));
+    let o = Outcome {
+        tlus: (tlu_count(g), tlu_count(&after)),
+        nodes: (g.node_count(), after.node_count()),
+        graph: after,
+        notes,
+    };
+    println!(
+        "TLUs {} -> {}, nodes {} -> {}\n{}\n{}",
+        o.tlus.0,
+        o.tlus.1,
+        o.nodes.0,
+        o.nodes.1,
+        o.notes.join("\n"),
+        print_graph(&o.graph)
+    );
+    o
+}
+
+fn tlus(g: &Graph) -> Vec<Tlu> {
+    g.topo_order()
+        .into_iter()
+        .filter_map(|n| match &g.node(n).op {
+            Op::Tlu(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn count(g: &Graph, op: &str) -> usize {
+    g.node_ids().filter(|&n| g.node(n).op.name() == op).count()
+}
+
+/// `Quantize → Gemm` with 4 inputs and 3 outputs (accumulators in -27..=29).
+fn gemm_graph() -> (Builder, NodeId) {
+    let (mut b, x) = Builder::new(&[1, 4]);
+    #[rustfmt::skip]
+    let w = [
+        1, -2, 0,
+        2, 1, -1,
+        0, -1, 1,
+        -1, 0, 2,
+    ];
+    let acc = b.gemm("fc", x, &w, &[3, -6, 1]);
+    (b, acc)
+}
+
+/// A requantising activation: accumulator to 4-bit unsigned.
+fn relu4(_ch: usize, v: i64) -> i64 {
+    (v / 2).clamp(0, 15)
+}
+
+// ---------------------------------------------------------------------------------------------
+// One test per rewrite
+
+#[test]
+fn merge_chain_composes_two_lookups() {
+    let (mut b, acc) = gemm_graph();
+    let t1 = b.tlu("act", acc, None, 0, relu4);
+    let t2 = b.tlu("act2", t1, None, 0, |_, v| 15 - v);
+    b.output(t2);
+    let o = check(&b.finish());
+    assert_eq!(o.tlus, (2, 1));
+    assert_eq!(o.nodes, (8, 7));
+}
+
+#[test]
+fn merge_chain_per_channel_inner_and_rounding_outer() {
+    let (mut b, acc) = gemm_graph();
+    // Per-channel inner table (axis 1) with 5-bit outputs; the outer table rounds away a bit.
+    let t1 = b.tlu("bn", acc, Some(1), 0, |ch, v| (v + 3 * ch as i64).clamp(0, 31));
+    let t2 = b.tlu("act", t1, None, 1, |_, v| v * v % 7);
+    b.output(t2);
+    let o = check(&b.finish());
+    assert_eq!(o.tlus, (2, 1));
+    let t = &tlus(&o.graph)[0];
+    assert_eq!((t.axis, t.rounding, t.tables.len()), (Some(1), None, 3));
+}
+
+#[test]
+fn merge_chain_per_tensor_inner_per_channel_outer_and_three_long() {
+    let (mut b, acc) = gemm_graph();
+    let t1 = b.tlu("a", acc, None, 2, |_, v| v + 8);
+    let t2 = b.tlu("b", t1, Some(1), 0, |ch, v| v * (ch as i64 + 1));
+    let t3 = b.tlu("c", t2, None, 0, |_, v| v % 5);
+    b.output(t3);
+    let o = check(&b.finish());
+    assert_eq!(o.tlus, (3, 1));
+    let t = &tlus(&o.graph)[0];
+    // The first table's rounding stays; the result is per channel.
+    assert_eq!(t.rounding.map(|r| r.shift), Some(2));
+    assert_eq!(t.axis, Some(1));
+}
+
+#[test]
+fn merge_chain_keeps_an_inner_lookup_with_another_user() {
+    let (mut b, acc) = gemm_graph();
+    let t1 = b.tlu("act", acc, None, 0, relu4);
+    let t2 = b.tlu("act2", t1, None, 0, |_, v| 15 - v);
+    b.output(t2);
+    b.output(t1);
+    let g = b.finish();
+    let o = check(&g);
+    assert_eq!(o.tlus, (2, 2));
+    assert_eq!(print_graph(&o.graph), print_graph(&g), "graph untouched");
+    assert!(o.notes.is_empty());
+}
+
+#[test]
+fn drop_identity_removes_the_lookup() {
+    let (mut b, acc) = gemm_graph();
+    let id = b.tlu("requant", acc, None, 0, |_, v| v);
+    b.output(id);
+    let o = check(&b.finish());
+    assert_eq!(o.tlus, (1, 0));
+    assert_eq!(o.nodes, (7, 6));
+}
+
+#[test]
+fn drop_identity_needs_no_rounding() {
+    let (mut b, acc) = gemm_graph();
+    let t = b.tlu("requant", acc, None, 1, |_, v| v);
+    b.output(t);
+    let o = check(&b.finish());
+    assert_eq!(o.tlus, (1, 1));
+}
+
+#[test]
+fn fold_scalar_add_and_sub_into_the_table() {
+    for (op, c) in [(BinaryOp::Add, 5), (BinaryOp::Sub, -7)] {
+        let (mut b, acc) = gemm_graph();
+        let c = b.konst("offset", &[], &[c]);
+        let y = b.binary("shift", op, acc, c);
+        let t = b.tlu("act", y, None, 0, relu4);
+        b.output(t);
+        let o = check(&b.finish());
+        assert_eq!(o.tlus, (1, 1));
+        assert_eq!(o.nodes, (9, 7), "{op:?} and its constant are gone");
+        assert_eq!(count(&o.graph, op_name(op)), 0);
+    }
+}
+
+fn op_name(op: BinaryOp) -> &'static str {
+    Op::Binary(op).name()
+}
+
+#[test]
+fn fold_commuted_add() {
+    let (mut b, acc) = gemm_graph();
+    let c = b.konst("offset", &[1], &[-3]);
+    let y = b.binary("shift", BinaryOp::Add, c, acc);
+    let t = b.tlu("act", y, Some(1), 0, scramble(1));
+    b.output(t);
+    let o = check(&b.finish());
+    assert_eq!((o.tlus, o.nodes), ((1, 1), (9, 7)));
+}
+
+#[test]
+fn fold_per_channel_offsets_reindexes_each_table() {
+    let (mut b, acc) = gemm_graph();
+    let c = b.konst("bias", &[1, 3], &[2, -1, 0]);
+    let y = b.binary("shift", BinaryOp::Add, acc, c);
+    let t = b.tlu("act", y, None, 0, scramble(2));
+    b.output(t);
+    let o = check(&b.finish());
+    assert_eq!((o.tlus, o.nodes), ((1, 1), (9, 7)));
+    // One table became one per channel, on a domain all three share.
+    let t = &tlus(&o.graph)[0];
+    assert_eq!((t.axis, t.tables.len()), (Some(1), 3));
+}
+
+#[test]
+fn fold_offset_under_rounding_only_for_multiples_of_the_step() {
+    for (offset, folded) in [(8, true), (6, false)] {
+        let (mut b, acc) = gemm_graph();
+        let c = b.konst("offset", &[], &[offset]);
+        let y = b.binary("shift", BinaryOp::Sub, acc, c);
+        let t = b.tlu("act", y, None, 2, scramble(3));
+        b.output(t);
+        let o = check(&b.finish());
+        let want = if folded { 7 } else { 9 };
+        assert_eq!(o.nodes.1, want, "offset {offset}");
+        assert_eq!(o.tlus, (1, 1));
+    }
+}
+
+#[test]
+fn fold_scale_resamples_and_narrows_the_table() {
+    let (mut b, acc) = gemm_graph();
+    let k = b.konst("k", &[], &[4]);
+    let y = b.binary("scale", BinaryOp::Mul, k, acc);
+    let t = b.tlu("act", y, Some(1), 0, scramble(4));
+    b.output(t);
+    let g = b.finish();
+    let before = tlus(&g)[0].input_bits();
+    let o = check(&g);
+    assert_eq!((o.tlus, o.nodes), ((1, 1), (9, 7)));
+    let after = tlus(&o.graph)[0].input_bits();
+    assert_eq!((before, after), (8, 6), "x4 costs two bits of table input");
+}
+
+#[test]
+fn fold_scale_with_rounding() {
+    let (mut b, acc) = gemm_graph();
+    let k = b.konst("k", &[], &[8]);
+    let y = b.binary("scale", BinaryOp::Mul, acc, k);
+    let t = b.tlu("act", y, None, 2, scramble(5));
+    b.output(t);
+    let o = check(&b.finish());
+    assert_eq!((o.tlus, o.nodes), ((1, 1), (9, 7)));
+    assert_eq!(tlus(&o.graph)[0].rounding, None);
+}
+
+#[test]
+fn share_identical_per_channel_tables() {
+    let (mut b, acc) = gemm_graph();
+    let t = b.tlu("act", acc, Some(1), 0, relu4);
+    b.output(t);
+    let g = b.finish();
+    let o = check(&g);
+    assert_eq!((o.tlus, o.nodes), ((1, 1), (7, 7)));
+    let t = &tlus(&o.graph)[0];
+    assert_eq!((t.axis, t.tables.len()), (None, 1));
+    assert!(estimated_cost(&o.graph) < estimated_cost(&g));
+}
+
+#[test]
+fn dedupe_equal_lookups_of_one_input() {
+    let (mut b, acc) = gemm_graph();
+    let t1 = b.tlu("act", acc, None, 0, relu4);
+    let t2 = b.tlu("act_copy", acc, None, 0, relu4);
+    let other = b.tlu("other", acc, None, 0, scramble(6));
+    let sum = b.binary("sum", BinaryOp::Add, t1, t2);
+    b.output(sum);
+    b.output(other);
+    let o = check(&b.finish());
+    assert_eq!((o.tlus, o.nodes), ((3, 2), (11, 10)));
+}
+
+#[test]
+fn rewrites_combine() {
+    // Gemm → -5 → table → identity → x2 → table: one lookup of the accumulator remains.
+    let (mut b, acc) = gemm_graph();
+    let c = b.konst("c", &[], &[5]);
+    let y = b.binary("shift", BinaryOp::Sub, acc, c);
+    let t1 = b.tlu("act", y, None, 0, relu4);
+    let id = b.tlu("requant", t1, None, 0, |_, v| v);
+    let k = b.konst("k", &[], &[2]);
+    let z = b.binary("double", BinaryOp::Mul, id, k);
+    let t2 = b.tlu("act2", z, Some(1), 0, scramble(7));
+    b.output(t2);
+    let o = check(&b.finish());
+    assert_eq!((o.tlus, o.nodes), ((3, 1), (13, 7)));
+    assert_eq!(o.notes.len(), 2, "{:?}", o.notes);
+}
+
+#[test]
+fn float_graphs_and_graphs_without_chances_are_untouched() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorFact::f32([1, 4]));
+    let r = g
+        .add_node("relu", Op::Unary(fhec_ir::UnaryOp::Relu), &[x])
+        .unwrap();
+    let y = g.add_node("add", Op::Binary(BinaryOp::Add), &[r, x]).unwrap();
+    g.set_outputs(vec![y]);
+    let (after, notes) = rewrite(&g);
+    assert_eq!(print_graph(&after), print_graph(&g));
+    assert!(notes.is_empty());
+
+    let (mut b, acc) = gemm_graph();
+    let t = b.tlu("act", acc, None, 0, relu4);
+    b.output(t);
+    let g = b.finish();
+    let (after, notes) = rewrite(&g);
+    assert_eq!(print_graph(&after), print_graph(&g));
+    assert!(notes.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random integer graphs
+
+/// One step of a random graph, applied to the current tensor.
+#[derive(Clone, Debug)]
+enum Step {
+    /// A lookup: per channel or not, rounding shift, and what its tables hold.
+    Tlu {
+        per_channel: bool,
+        shift: u32,
+        tables: Tables,
+    },
+    /// `x + c`, `x - c` or `c + x` with a scalar or per-channel constant in -8..=8.
+    Offset {
+        op: u8,
+        per_channel: bool,
+        seed: u64,
+    },
+    /// `x * k` or `k * x`.
+    Scale { k: i64, left: bool },
+    /// Also return the current tensor (a second user).
+    SideOutput,
+    /// The same lookup twice on the current tensor, summed.
+    Twice { seed: u64 },
+    /// `x + earlier` for an earlier tensor of the chain (a two-tensor add).
+    Residual { back: usize },
+}
+
+#[derive(Clone, Debug)]
+enum Tables {
+    Random(u64),
+    Identity,
+    /// Per-channel tables that are all equal.
+    Equal(u64),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let tables = prop_oneof![
+        3 => any::<u64>().prop_map(Tables::Random),
+        1 => Just(Tables::Identity),
+        1 => any::<u64>().prop_map(Tables::Equal),
+    ];
+    prop_oneof![
+        4 => (any::<bool>(), 0u32..3, tables).prop_map(|(per_channel, shift, tables)| Step::Tlu {
+            per_channel,
+            shift,
+            tables
+        }),
+        2 => (0u8..3, any::<bool>(), any::<u64>()).prop_map(|(op, per_channel, seed)| {
+            Step::Offset { op, per_channel, seed }
+        }),
+        1 => (1i64..5, any::<bool>()).prop_map(|(k, left)| Step::Scale { k, left }),
+        1 => Just(Step::SideOutput),
+        1 => any::<u64>().prop_map(|seed| Step::Twice { seed }),
+        1 => (0usize..4).prop_map(|back| Step::Residual { back }),
+    ]
+}
+
+/// Applies the steps after a Gemm of a `[rows, 3]` input to `[rows, channels]`.
+fn random_graph(rows: usize, channels: usize, steps: &[Step]) -> Graph {
+    let (mut b, x) = Builder::new(&[rows, 3]);
+    let w: Vec<i64> = (0..3 * channels).map(|i| (i as i64 * 7 % 5) - 2).collect();
+    let bias: Vec<i64> = (0..channels).map(|j| j as i64 - 1).collect();
+    let mut cur = b.gemm("fc", x, &w, &bias);
+    let mut chain = vec![cur];
+    for (i, s) in steps.iter().enumerate() {
+        let name = format!("s{i}");
+        // Keep table domains small: requantise a wide tensor first.
+        let (lo, hi) = b.range[&cur];
+        if hi - lo > 2000 {
+            cur = b.tlu(&format!("{name}.narrow"), cur, None, 4, |_, v| v.clamp(-30, 30));
+        }
+        cur = match s {
+            Step::Tlu {
+                per_channel,
+                shift,
+                tables,
+            } => {
+                let axis = per_channel.then_some(1);
+                match tables {
+                    Tables::Identity => b.tlu(&name, cur, axis, 0, |_, v| v),
+                    Tables::Random(seed) => b.tlu(&name, cur, axis, *shift, scramble(*seed)),
+                    Tables::Equal(seed) => {
+                        let f = scramble(*seed);
+                        b.tlu(&name, cur, Some(1), *shift, move |_, v| f(0, v))
+                    }
+                }
+            }
+            Step::Offset {
+                op,
+                per_channel,
+                seed,
+            } => {
+                let mut r = Lcg(*seed);
+                let (shape, n) = if *per_channel {
+                    (vec![1, channels], channels)
+                } else {
+                    (vec![], 1)
+                };
+                let values: Vec<i64> = (0..n).map(|_| r.int(-8, 8)).collect();
+                let c = b.konst(&format!("{name}.c"), &shape, &values);
+                match op {
+                    0 => b.binary(&name, BinaryOp::Add, cur, c),
+                    1 => b.binary(&name, BinaryOp::Sub, cur, c),
+                    _ => b.binary(&name, BinaryOp::Add, c, cur),
+                }
+            }
+            Step::Scale { k, left } => {
+                let k = b.konst(&format!("{name}.k"), &[], &[*k]);
+                if *left {
+                    b.binary(&name, BinaryOp::Mul, k, cur)
+                } else {
+                    b.binary(&name, BinaryOp::Mul, cur, k)
+                }
+            }
+            Step::SideOutput => {
+                b.output(cur);
+                cur
+            }
+            Step::Twice { seed } => {
+                let t1 = b.tlu(&format!("{name}.a"), cur, None, 0, scramble(*seed));
+                let t2 = b.tlu(&format!("{name}.b"), cur, None, 0, scramble(*seed));
+                b.binary(&name, BinaryOp::Add, t1, t2)
+            }
+            Step::Residual { back } => {
+                let earlier = chain[chain.len().saturating_sub(1 + back)];
+                b.binary(&name, BinaryOp::Add, cur, earlier)
+            }
+        };
+        chain.push(cur);
+    }
+    b.output(cur);
+    b.finish()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn random_integer_graphs_keep_their_outputs(
+        rows in 1usize..3,
+        channels in 1usize..4,
+        steps in prop::collection::vec(step(), 1..7),
+    ) {
+        let g = random_graph(rows, channels, &steps);
+        let (after, _) = rewrite(&g);
+        same_outputs(&g, &after, &inputs(&g, 40, 11)).map_err(TestCaseError::fail)?;
+        prop_assert!(tlu_count(&after) <= tlu_count(&g));
+        prop_assert!(estimated_cost(&after) <= estimated_cost(&g));
+        // The pass is idempotent: a second run finds nothing cheaper.
+        let (again, notes) = rewrite(&after);
+        prop_assert_eq!(print_graph(&again), print_graph(&after), "{:?}", notes);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quantised fixture models
+
+fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+/// The fixture after the float pipeline, quantised to `bits` (calibrated on 100 training
+/// samples), with test samples.
+fn quantized_fixture(stem: &str, data: &str, bits: u32) -> (Graph, Vec<Tensor>) {
+    let path = fixtures().join(format!("{stem}.onnx"));
+    let mut g = fhec_frontend::import_file(&path, &Default::default())
+        .expect("import")
+        .graph;
+    run_pipeline(&mut g, &mut PassContext::new(PassOptions::default())).expect("pipeline");
+    let file = std::fs::File::open(fixtures().join("data").join(data)).expect("data");
+    let mut npz = ndarray_npy::NpzReader::new(file).expect("npz");
+    let mut samples = |key: &str, n: usize| -> Vec<Tensor> {
+        let x: ArrayD<f32> = npz.by_name(key).expect("array");
+        x.axis_iter(Axis(0))
+            .take(n)
+            .map(|s| s.insert_axis(Axis(0)).to_owned())
+            .collect()
+    };
+    let calib: Vec<Vec<Tensor>> = samples("x_train", 100)
+        .into_iter()
+        .map(|x| vec![x])
+        .collect();
+    let test = samples("x_test", 20);
+    let ranges = calibrate(&g, &calib).expect("calibrate");
+    let q = quantize(&g, &ranges, &QuantOptions::uniform(bits)).expect("quantize");
+    (q.graph, test)
+}
+
+#[test]
+fn fixture_models_after_the_pass() {
+    for (stem, data) in [
+        ("mlp_torch", "breast_cancer.npz"),
+        ("cnn_torch_28", "digits_28.npz"),
+        ("cnn_brevitas_28", "digits_28.npz"),
+    ] {
+        let (g, test) = quantized_fixture(stem, data, 6);
+        let (after, notes) = rewrite(&g);
+        let samples: Vec<Vec<Tensor>> = test.into_iter().map(|x| vec![x]).collect();
+        same_outputs(&g, &after, &samples).unwrap_or_else(|e| panic!("{stem}: {e}"));
+        let summary = format!(
+            "TLU nodes: {} -> {}\nestimated cost: {} -> {}\nnodes: {} -> {}\nchanges:\n{}\n",
+            tlu_count(&g),
+            tlu_count(&after),
+            estimated_cost(&g),
+            estimated_cost(&after),
+            g.node_count(),
+            after.node_count(),
+            notes
+                .iter()
+                .map(|n| format!("  {n}\n"))
+                .collect::<String>()
+        );
+        println!("{stem} (6 bits)\n{summary}");
+        insta::assert_snapshot!(
+            format!("{stem}_6bits"),
+            format!("{summary}\n{}", print_graph(&after))
+        );
+    }
+}
