@@ -33,6 +33,14 @@ pub enum IrError {
     },
     #[error("verifier: {0}")]
     Invalid(String),
+    /// A graph that is valid but that a transformation cannot handle (e.g. quantisation of
+    /// an op it has no integer form for).
+    #[error("node '{node}' ({op}): {message}")]
+    Unsupported {
+        node: String,
+        op: &'static str,
+        message: String,
+    },
 }
 
 /// A DAG of nodes; edges run producer → consumer and carry the consumer's input slot.

@@ -79,13 +79,15 @@ impl Rounding {
     }
 }
 
-/// Element-wise table lookup: `out = table[round(acc) - input_min]`.
+/// Element-wise table lookup: `out = table[index(acc)]` with
+/// `index(acc) = round((acc - input_min) / 2^shift)` (no shift without rounding).
 ///
+/// The offset `acc - input_min` is non-negative by construction (it is what the circuit
+/// bootstraps, with the padding bit clear); rounding keeps its top bits.
 /// `tables` holds one table, or one per index of `axis` (per-channel functions).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Tlu {
-    /// Smallest (rounded) input the table covers; the table covers `input_min ..
-    /// input_min + len`.
+    /// Smallest accumulator value the table covers.
     pub input_min: i64,
     pub rounding: Option<Rounding>,
     pub tables: Vec<Vec<i64>>,
@@ -93,17 +95,25 @@ pub struct Tlu {
 }
 
 impl Tlu {
-    /// Width in bits of the table's input domain.
+    /// Width in bits of the table's (rounded) input domain: the precision of the bootstrap.
     pub fn input_bits(&self) -> u32 {
         let len = self.tables.iter().map(Vec::len).max().unwrap_or(1).max(1) as u64;
         64 - (len - 1).leading_zeros()
     }
 
+    /// Table index of an accumulator value; `None` below the domain.
+    pub fn index(&self, acc: i64) -> Option<usize> {
+        let off = acc.checked_sub(self.input_min)?;
+        if off < 0 {
+            return None;
+        }
+        let r = self.rounding.map_or(off, |r| r.apply(off));
+        usize::try_from(r).ok()
+    }
+
     /// Looks one accumulator value up in table `t`; `None` when outside the domain.
     pub fn lookup(&self, t: usize, acc: i64) -> Option<i64> {
-        let r = self.rounding.map_or(acc, |r| r.apply(acc));
-        let idx = usize::try_from(r - self.input_min).ok()?;
-        self.tables.get(t)?.get(idx).copied()
+        self.tables.get(t)?.get(self.index(acc)?).copied()
     }
 }
 

@@ -2,7 +2,10 @@
 
 use std::fmt;
 
-use fhec_ir::{Op, Tensor, TensorFact};
+use fhec_ir::{Op, RoundingMode, Tensor, TensorFact};
+
+use crate::bitwidth::LayerBits;
+use crate::quantize::{Calibration, QuantOptions};
 
 /// Options of the passes.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -10,12 +13,29 @@ pub struct PassOptions {
     /// Pruning treats a weight `w` as zero when `|w| <= prune_threshold`. With the default
     /// 0.0 only exact zeros count and pruning keeps the outputs exact.
     pub prune_threshold: f32,
+    /// Quantise to an integer graph; `None` keeps the float graph (the integer passes are
+    /// then no-ops).
+    pub quantization: Option<QuantOptions>,
+    /// Keep only the top bits of accumulators wider than this before each table lookup.
+    pub rounding: Option<RoundingOptions>,
 }
 
-/// Options in, report out; one per pipeline run.
+/// `--rounding-bits R --rounding-mode M`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoundingOptions {
+    pub bits: u32,
+    pub mode: RoundingMode,
+}
+
+/// Options and data in, report out; one per pipeline run.
 #[derive(Clone, Debug, Default)]
 pub struct PassContext {
     pub options: PassOptions,
+    /// Calibration samples (one `Vec` of graph inputs each) for PTQ ranges and observed
+    /// accumulator widths.
+    pub calibration_inputs: Vec<Vec<Tensor>>,
+    /// What calibration measured on the float graph (valid until quantisation replaces it).
+    pub calibration: Option<Calibration>,
     pub report: PipelineReport,
 }
 
@@ -23,7 +43,7 @@ impl PassContext {
     pub fn new(options: PassOptions) -> Self {
         PassContext {
             options,
-            report: PipelineReport::default(),
+            ..Default::default()
         }
     }
 
@@ -52,6 +72,8 @@ pub struct PipelineReport {
     pub postprocessing: Vec<PostOp>,
     /// Layers whose neuron count pruning reduced, in the order first pruned.
     pub pruned: Vec<PrunedLayer>,
+    /// Accumulator widths per layer of the integer graph (worst case and observed).
+    pub bit_widths: Vec<LayerBits>,
 }
 
 /// What one pass did.
@@ -139,6 +161,15 @@ impl fmt::Display for PipelineReport {
                     attrs,
                     p.node
                 )?;
+            }
+        }
+        if !self.bit_widths.is_empty() {
+            writeln!(
+                f,
+                "accumulator bits (worst case / observed on calibration):"
+            )?;
+            for l in &self.bit_widths {
+                writeln!(f, "  {l}")?;
             }
         }
         if !self.pruned.is_empty() {

@@ -17,17 +17,27 @@
 //! 6. [`canonicalize::simplify_layout`]: cancel, merge and drop `Transpose`/`Reshape`, and fold a
 //!    transpose before a flatten into the next `Gemm`'s weights.
 //! 7. [`prune`]: remove constant and dead neurons between two linear layers.
+//! 8. [`quantize::CALIBRATE`]: run the float graph on calibration data (tensor ranges).
+//! 9. [`quantize::QUANTIZE`]: PTQ (or the model's QAT scales) and lowering to an integer
+//!    graph with one table lookup per chain of univariate ops.
+//! 10. [`rounding`]: keep the top `--rounding-bits` of wide accumulators before tables.
+//! 11. [`tlu_rewrite`]: egg rewrites of table lookups (merge, fold, share, drop).
+//! 12. [`bitwidth`]: worst-case and observed accumulator widths per layer.
 //!
-//! Quantisation, TLU fusion, bit-width analysis and rounding come after these.
+//! Passes 8-12 do nothing unless [`PassOptions::quantization`] is set.
 
+pub mod bitwidth;
 pub mod canonicalize;
 mod context;
 pub mod prune;
 pub mod quantize;
+pub mod rounding;
 pub mod tlu_rewrite;
 mod util;
 
-pub use context::{PassContext, PassOptions, PassReport, PipelineReport, PostOp, PrunedLayer};
+pub use context::{
+    PassContext, PassOptions, PassReport, PipelineReport, PostOp, PrunedLayer, RoundingOptions,
+};
 
 use fhec_ir::{Graph, IrError};
 
@@ -58,6 +68,11 @@ pub const PIPELINE: &[Pass] = &[
     canonicalize::fold_batchnorm::PASS,
     canonicalize::simplify_layout::PASS,
     prune::PASS,
+    quantize::CALIBRATE,
+    quantize::QUANTIZE,
+    rounding::PASS,
+    tlu_rewrite::PASS,
+    bitwidth::PASS,
 ];
 
 /// Runs one pass: records its entry in the report, runs it and verifies the result.

@@ -98,8 +98,9 @@ impl Builder {
         self.add(name, Op::Binary(op), &[a, b], r)
     }
 
-    /// A lookup of `x` covering its worst-case range (after `rounding`): channel `ch` maps a
-    /// (rounded) value `v` to `f(ch, v)`; per channel along `axis`, or one table.
+    /// A lookup of `x` covering its worst-case range: entry `i` of channel `ch` is
+    /// `f(ch, v)` for the accumulator value `v = lo + i * 2^shift` it stands for; per channel
+    /// along `axis`, or one table.
     fn tlu(
         &mut self,
         name: &str,
@@ -112,12 +113,11 @@ impl Builder {
             shift,
             mode: RoundingMode::Exact,
         });
-        let r = |v: i64| rounding.map_or(v, |r| r.apply(v));
         let (lo, hi) = self.range[&x];
-        let (lo, hi) = (r(lo), r(hi));
+        let len = rounding.map_or(hi - lo, |r| r.apply(hi - lo)) + 1;
         let channels = axis.map_or(1, |a| self.g.node(x).fact.shape[a]);
         let tables: Vec<Vec<i64>> = (0..channels)
-            .map(|ch| (lo..=hi).map(|v| f(ch, v)).collect())
+            .map(|ch| (0..len).map(|i| f(ch, lo + (i << shift))).collect())
             .collect();
         let out = minmax(tables.iter().flatten().copied());
         let t = Tlu {
@@ -309,7 +309,9 @@ fn merge_chain_composes_two_lookups() {
 fn merge_chain_per_channel_inner_and_rounding_outer() {
     let (mut b, acc) = gemm_graph();
     // Per-channel inner table (axis 1) with 5-bit outputs; the outer table rounds away a bit.
-    let t1 = b.tlu("bn", acc, Some(1), 0, |ch, v| (v + 3 * ch as i64).clamp(0, 31));
+    let t1 = b.tlu("bn", acc, Some(1), 0, |ch, v| {
+        (v + 3 * ch as i64).clamp(0, 31)
+    });
     let t2 = b.tlu("act", t1, None, 1, |_, v| v * v % 7);
     b.output(t2);
     let o = check(&b.finish());
@@ -360,9 +362,12 @@ fn drop_identity_removes_the_lookup() {
 #[test]
 fn drop_identity_needs_no_rounding() {
     let (mut b, acc) = gemm_graph();
-    let t = b.tlu("requant", acc, None, 1, |_, v| v);
+    // Entry i is input_min + i, but the lookup rounds away a bit first.
+    let t = b.tlu("requant", acc, None, 1, |_, v| -27 + (v + 27) / 2);
     b.output(t);
-    let o = check(&b.finish());
+    let g = b.finish();
+    assert_eq!(tlus(&g)[0].tables[0], (-27..=-1).collect::<Vec<i64>>());
+    let o = check(&g);
     assert_eq!(o.tlus, (1, 1));
 }
 
@@ -411,16 +416,24 @@ fn fold_per_channel_offsets_reindexes_each_table() {
 }
 
 #[test]
-fn fold_offset_under_rounding_only_for_multiples_of_the_step() {
-    for (offset, folded) in [(8, true), (6, false)] {
+fn fold_offsets_under_rounding() {
+    // A scalar always folds (input_min moves); per-channel offsets must agree modulo 2^shift
+    // and are folded only if the re-indexed tables (15 entries, plus one per 4 of spread)
+    // keep their 4-bit input.
+    for (shape, offsets, folded) in [
+        (vec![], vec![6], true),
+        (vec![3], vec![4, 0, 4], true),
+        (vec![3], vec![1, 0, 0], false),
+        (vec![3], vec![4, 0, -4], false),
+    ] {
         let (mut b, acc) = gemm_graph();
-        let c = b.konst("offset", &[], &[offset]);
+        let c = b.konst("offset", &shape, &offsets);
         let y = b.binary("shift", BinaryOp::Sub, acc, c);
         let t = b.tlu("act", y, None, 2, scramble(3));
         b.output(t);
         let o = check(&b.finish());
         let want = if folded { 7 } else { 9 };
-        assert_eq!(o.nodes.1, want, "offset {offset}");
+        assert_eq!(o.nodes.1, want, "offsets {offsets:?}");
         assert_eq!(o.tlus, (1, 1));
     }
 }
@@ -502,7 +515,9 @@ fn float_graphs_and_graphs_without_chances_are_untouched() {
     let r = g
         .add_node("relu", Op::Unary(fhec_ir::UnaryOp::Relu), &[x])
         .unwrap();
-    let y = g.add_node("add", Op::Binary(BinaryOp::Add), &[r, x]).unwrap();
+    let y = g
+        .add_node("add", Op::Binary(BinaryOp::Add), &[r, x])
+        .unwrap();
     g.set_outputs(vec![y]);
     let (after, notes) = rewrite(&g);
     assert_eq!(print_graph(&after), print_graph(&g));
@@ -523,18 +538,15 @@ fn float_graphs_and_graphs_without_chances_are_untouched() {
 /// One step of a random graph, applied to the current tensor.
 #[derive(Clone, Debug)]
 enum Step {
-    /// A lookup: per channel or not, rounding shift, and what its tables hold.
+    /// A lookup: per channel along `axis` or not, rounding shift, and what its tables hold.
     Tlu {
-        per_channel: bool,
+        axis: Option<usize>,
         shift: u32,
         tables: Tables,
     },
-    /// `x + c`, `x - c` or `c + x` with a scalar or per-channel constant in -8..=8.
-    Offset {
-        op: u8,
-        per_channel: bool,
-        seed: u64,
-    },
+    /// `x + c`, `x - c` or `c + x` with a constant in -8..=8 of shape `[]`, `[channels]`,
+    /// `[1, channels]` or `[rows, 1]` (`shape` 0 to 3).
+    Offset { op: u8, shape: u8, seed: u64 },
     /// `x * k` or `k * x`.
     Scale { k: i64, left: bool },
     /// Also return the current tensor (a second user).
@@ -559,14 +571,15 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Tables::Identity),
         1 => any::<u64>().prop_map(Tables::Equal),
     ];
+    let axis = prop_oneof![Just(None), Just(Some(0)), Just(Some(1))];
     prop_oneof![
-        4 => (any::<bool>(), 0u32..3, tables).prop_map(|(per_channel, shift, tables)| Step::Tlu {
-            per_channel,
+        4 => (axis, 0u32..3, tables).prop_map(|(axis, shift, tables)| Step::Tlu {
+            axis,
             shift,
             tables
         }),
-        2 => (0u8..3, any::<bool>(), any::<u64>()).prop_map(|(op, per_channel, seed)| {
-            Step::Offset { op, per_channel, seed }
+        2 => (0u8..3, 0u8..4, any::<u64>()).prop_map(|(op, shape, seed)| {
+            Step::Offset { op, shape, seed }
         }),
         1 => (1i64..5, any::<bool>()).prop_map(|(k, left)| Step::Scale { k, left }),
         1 => Just(Step::SideOutput),
@@ -587,35 +600,32 @@ fn random_graph(rows: usize, channels: usize, steps: &[Step]) -> Graph {
         // Keep table domains small: requantise a wide tensor first.
         let (lo, hi) = b.range[&cur];
         if hi - lo > 2000 {
-            cur = b.tlu(&format!("{name}.narrow"), cur, None, 4, |_, v| v.clamp(-30, 30));
+            cur = b.tlu(&format!("{name}.narrow"), cur, None, 4, |_, v| {
+                v.clamp(-30, 30)
+            });
         }
         cur = match s {
             Step::Tlu {
-                per_channel,
+                axis,
                 shift,
                 tables,
-            } => {
-                let axis = per_channel.then_some(1);
-                match tables {
-                    Tables::Identity => b.tlu(&name, cur, axis, 0, |_, v| v),
-                    Tables::Random(seed) => b.tlu(&name, cur, axis, *shift, scramble(*seed)),
-                    Tables::Equal(seed) => {
-                        let f = scramble(*seed);
-                        b.tlu(&name, cur, Some(1), *shift, move |_, v| f(0, v))
-                    }
+            } => match tables {
+                Tables::Identity => b.tlu(&name, cur, *axis, 0, |_, v| v),
+                Tables::Random(seed) => b.tlu(&name, cur, *axis, *shift, scramble(*seed)),
+                Tables::Equal(seed) => {
+                    let f = scramble(*seed);
+                    b.tlu(&name, cur, Some(1), *shift, move |_, v| f(0, v))
                 }
-            }
-            Step::Offset {
-                op,
-                per_channel,
-                seed,
-            } => {
+            },
+            Step::Offset { op, shape, seed } => {
                 let mut r = Lcg(*seed);
-                let (shape, n) = if *per_channel {
-                    (vec![1, channels], channels)
-                } else {
-                    (vec![], 1)
+                let shape = match shape {
+                    0 => vec![],
+                    1 => vec![channels],
+                    2 => vec![1, channels],
+                    _ => vec![rows, 1],
                 };
+                let n = shape.iter().product();
                 let values: Vec<i64> = (0..n).map(|_| r.int(-8, 8)).collect();
                 let c = b.konst(&format!("{name}.c"), &shape, &values);
                 match op {
@@ -725,10 +735,7 @@ fn fixture_models_after_the_pass() {
             estimated_cost(&after),
             g.node_count(),
             after.node_count(),
-            notes
-                .iter()
-                .map(|n| format!("  {n}\n"))
-                .collect::<String>()
+            notes.iter().map(|n| format!("  {n}\n")).collect::<String>()
         );
         println!("{stem} (6 bits)\n{summary}");
         insta::assert_snapshot!(

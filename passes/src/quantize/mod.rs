@@ -17,6 +17,9 @@
 //!   FHE); graph outputs are dequantised on the client.
 
 mod lower;
+mod pass;
+
+pub use pass::{CALIBRATE, QUANTIZE};
 
 pub use lower::{quantize, QuantError, QuantOptions, Quantized};
 

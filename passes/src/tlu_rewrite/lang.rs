@@ -175,7 +175,12 @@ pub fn single_use(egraph: &IntEGraph, class: Id) -> bool {
     let mut outside = 0;
     for (c, users, others) in &egraph.analysis.users {
         if egraph.find(*c) == class {
-            inside.extend(users.iter().map(|&u| egraph.find(u)).filter(|&u| u != class));
+            inside.extend(
+                users
+                    .iter()
+                    .map(|&u| egraph.find(u))
+                    .filter(|&u| u != class),
+            );
             outside += others;
         }
     }

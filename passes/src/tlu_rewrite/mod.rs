@@ -39,12 +39,13 @@
 //! - **drop-identity** `Tlu(x, id) → x`: a table without rounding that maps every value of
 //!   its domain to itself costs a bootstrap for nothing.
 //! - **fold-add / fold-sub** `Tlu(x ± c) → Tlu'(x)` for an integer constant `c`, one value or
-//!   one per channel along an axis: the table's domain moves instead of the values. A
-//!   scalar moves `input_min`; per-channel offsets re-index each channel's table onto a
-//!   domain all channels share (the TLU becomes per-channel along the constant's axis). A
-//!   rounding table needs offsets that are multiples of `2^shift`. Only when the add has no
-//!   other user. The add is cheap, so this mostly shortens the graph; extraction declines
-//!   it when the shared domain would need a wider table.
+//!   one per channel along an axis: the table's domain moves instead of the values. A lookup
+//!   indexes its table with `round((acc - input_min) / 2^shift)`, so a scalar only moves
+//!   `input_min`, rounding or not. Per-channel offsets re-index each channel's table onto
+//!   one `input_min` (the TLU becomes per-channel along the constant's axis); under rounding
+//!   they must agree modulo `2^shift`, so each table moves by whole entries. Only when the
+//!   add has no other user. The add is cheap, so this mostly shortens the graph; extraction
+//!   declines it when the re-indexed tables would need a wider input.
 //! - **fold-mul** `Tlu(x * k) → Tlu'(x)` for a positive integer scalar `k`: the table is
 //!   resampled at the multiples of `k` over exactly the `x` it accepted, which also narrows
 //!   its input by about `log2(k)` bits (a rounding table becomes a plain one; extraction

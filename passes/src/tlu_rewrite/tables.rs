@@ -75,48 +75,58 @@ pub fn share(t: &Tlu) -> Option<Tlu> {
 
 /// `t` applied to `x + d`, as a table on `x`.
 ///
-/// A rounding TLU (shift `s`) needs every offset to be a multiple of `2^s`; then
-/// `round(x + d) = round(x) + d / 2^s` exactly. A scalar offset only moves `input_min`. A
-/// per-channel offset re-indexes each channel's table onto a domain shared by all channels
-/// (the union of the shifted domains); a channel's values outside its own shifted domain
-/// (where the original lookup fails) repeat its edge entries.
+/// A lookup indexes its table with `round((acc - input_min) / 2^shift)`, so a scalar offset
+/// only moves `input_min`, with or without rounding. Per-channel offsets `d[k]` share the
+/// largest one's `input_min`; channel `k` then looks up `(max d - d[k]) / 2^shift` entries
+/// further, so its table is shifted by that many entries (which must be whole: the offsets
+/// must agree modulo `2^shift`), padded in front with its first entry (offsets the original
+/// lookup rejected) and at the end with its last, to one common length.
 pub fn fold_offset(t: &Tlu, d: &Offset) -> Option<Tlu> {
-    let shift = t.rounding.map_or(0, |r| r.shift);
-    let rounded = |v: i64| -> Option<i64> { (v.rem_euclid(1 << shift) == 0).then_some(v >> shift) };
-    match d {
-        Offset::Scalar(v) => Some(Tlu {
-            input_min: t.input_min.checked_sub(rounded(*v)?)?,
-            ..t.clone()
-        }),
-        Offset::PerChannel { axis, values } => {
-            if t.axis.is_some_and(|a| a != *axis) {
-                return None;
-            }
-            let d: Vec<i64> = values.iter().map(|&v| rounded(v)).collect::<Option<_>>()?;
-            // Channel k looks up rounded x at index x + d[k] - input_min.
-            let ranges: Vec<(i64, i64)> = d
-                .iter()
-                .enumerate()
-                .map(|(k, &dk)| {
-                    let lo = t.input_min.checked_sub(dk)?;
-                    let len = t.tables[table_of(t, k)].len() as i64;
-                    Some((lo, lo.checked_add(len - 1)?))
-                })
-                .collect::<Option<_>>()?;
-            let (input_min, tables) = resample(&ranges, |k, x| {
-                let table = &t.tables[table_of(t, k)];
-                table
-                    .get(usize::try_from(x + d[k] - t.input_min).ok()?)
-                    .copied()
-            })?;
-            Some(Tlu {
-                input_min,
-                rounding: t.rounding,
-                tables,
-                axis: Some(*axis),
+    let (axis, values) = match d {
+        Offset::Scalar(v) => {
+            return Some(Tlu {
+                input_min: t.input_min.checked_sub(*v)?,
+                ..t.clone()
             })
         }
+        Offset::PerChannel { axis, values } => (*axis, values),
+    };
+    if t.axis.is_some_and(|a| a != axis) {
+        return None;
     }
+    let step = 1i64 << t.rounding.map_or(0, |r| r.shift);
+    let top = *values.iter().max()?;
+    // Entries channel k's table moves by.
+    let lead: Vec<usize> = values
+        .iter()
+        .map(|&dk| {
+            let gap = top - dk;
+            (gap % step == 0).then_some((gap / step) as usize)
+        })
+        .collect::<Option<_>>()?;
+    let channel = |k: usize| &t.tables[table_of(t, k)];
+    let len = (0..values.len())
+        .map(|k| channel(k).len() + lead[k])
+        .max()?;
+    if len as i64 > MAX_TABLE_LEN {
+        return None;
+    }
+    let tables = lead
+        .iter()
+        .enumerate()
+        .map(|(k, &j)| {
+            let table = channel(k);
+            (0..len)
+                .map(|i| table[i.saturating_sub(j).min(table.len() - 1)])
+                .collect()
+        })
+        .collect();
+    Some(Tlu {
+        input_min: t.input_min.checked_sub(top)?,
+        rounding: t.rounding,
+        tables,
+        axis: Some(axis),
+    })
 }
 
 /// `t` applied to `x * k` (`k > 0`), as a table without rounding on `x`: each channel's
@@ -142,23 +152,19 @@ pub fn fold_scale(t: &Tlu, k: i64) -> Option<Tlu> {
     })
 }
 
-/// The accumulator values table `ch` of `t` accepts (before rounding).
+/// The accumulator values table `ch` of `t` accepts: from `input_min` to the last one whose
+/// rounded offset still indexes the table.
 fn accepted(t: &Tlu, ch: usize) -> Option<(i64, i64)> {
     let len = t.tables[ch].len() as i64;
-    let hi_excl = t.input_min.checked_add(len)?;
-    match t.rounding {
+    let span = match t.rounding {
+        // (v + h) >> s <= len - 1  iff  v <= len * 2^s - h - 1
         Some(r) if r.shift > 0 => {
-            // round(a) = (a + h) >> s lies in [min, min + len) iff
-            // a in [min * 2^s - h, (min + len) * 2^s - h - 1].
             let h = 1i64 << (r.shift - 1);
-            let scale = 1i64.checked_shl(r.shift)?;
-            Some((
-                t.input_min.checked_mul(scale)? - h,
-                hi_excl.checked_mul(scale)? - h - 1,
-            ))
+            len.checked_mul(1i64.checked_shl(r.shift)?)? - h - 1
         }
-        _ => Some((t.input_min, hi_excl - 1)),
-    }
+        _ => len - 1,
+    };
+    Some((t.input_min, t.input_min.checked_add(span)?))
 }
 
 /// Per-channel tables on one shared domain: channel `k` is `f(k, x)` on its range
@@ -229,18 +235,34 @@ mod tests {
     }
 
     #[test]
-    fn per_channel_offsets_reindex_each_table() {
-        let t = tlu(0, vec![vec![5, 6, 7]], None);
-        let d = Offset::PerChannel {
-            axis: 1,
-            values: vec![0, 2],
-        };
-        let f = fold_offset(&t, &d).unwrap();
-        assert_eq!(f.input_min, -2);
-        for (ch, &dk) in [0i64, 2].iter().enumerate() {
-            for x in -dk..3 - dk {
-                assert_eq!(f.lookup(ch, x), t.lookup(0, x + dk));
+    fn offsets_fold_exactly() {
+        let mut t = tlu(-5, vec![vec![5, 6, 7, 8], vec![1, 2, 3, 4]], Some(1));
+        for (shift, values, folds) in [
+            (0, vec![0, 2], true),
+            (1, vec![3, -1], true),
+            (1, vec![3, 0], false),
+        ] {
+            t.rounding = rounding(shift);
+            let d = Offset::PerChannel { axis: 1, values };
+            let Some(f) = fold_offset(&t, &d) else {
+                assert!(!folds, "{d:?}");
+                continue;
+            };
+            assert!(folds, "{d:?}");
+            let Offset::PerChannel { values, .. } = d else {
+                unreachable!()
+            };
+            for (ch, dk) in values.into_iter().enumerate() {
+                for x in -20..20 {
+                    if let Some(want) = t.lookup(ch, x + dk) {
+                        assert_eq!(f.lookup(ch, x), Some(want), "x = {x}, d = {dk}");
+                    }
+                }
             }
+        }
+        let f = fold_offset(&t, &Offset::Scalar(3)).unwrap();
+        for x in -20..20 {
+            assert_eq!(f.lookup(0, x), t.lookup(0, x + 3));
         }
     }
 

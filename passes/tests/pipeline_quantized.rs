@@ -1,0 +1,156 @@
+//! The whole pipeline with quantisation on: accuracy per bit width (with and without
+//! rounding) and TLU counts, dense vs pruned.
+
+use std::path::Path;
+
+use fhec_ir::{int_interp, interp, RoundingMode, Tensor};
+use fhec_passes::bitwidth::{max_accumulator_bits, tlu_count};
+use fhec_passes::quantize::QuantOptions;
+use fhec_passes::{run_pipeline, PassContext, PassOptions, RoundingOptions};
+use ndarray::{ArrayD, Axis};
+use ndarray_npy::NpzReader;
+
+fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+struct Data {
+    train: Vec<Tensor>,
+    test: Vec<Tensor>,
+    labels: Vec<i64>,
+}
+
+fn data(file: &str, nhwc: bool) -> Data {
+    let mut npz =
+        NpzReader::new(std::fs::File::open(fixtures().join("data").join(file)).unwrap()).unwrap();
+    let mut split = |k: &str| -> Vec<Tensor> {
+        let x: ArrayD<f32> = npz.by_name(k).unwrap();
+        let x = if nhwc {
+            x.permuted_axes(vec![0, 2, 3, 1])
+                .as_standard_layout()
+                .into_owned()
+        } else {
+            x
+        };
+        x.axis_iter(Axis(0))
+            .map(|s| s.insert_axis(Axis(0)).to_owned())
+            .collect()
+    };
+    let train = split("x_train");
+    let test = split("x_test");
+    let y: ndarray::Array1<i64> = npz.by_name("y_test").unwrap();
+    Data {
+        train,
+        test,
+        labels: y.to_vec(),
+    }
+}
+
+fn argmax(t: &Tensor) -> i64 {
+    t.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv {
+                (i, v)
+            } else {
+                (bi, bv)
+            }
+        })
+        .0 as i64
+}
+
+struct Run {
+    accuracy: f64,
+    tlus: usize,
+    max_bits: u32,
+}
+
+fn compile_and_eval(stem: &str, d: &Data, bits: Option<u32>, rounding: Option<u32>) -> Run {
+    let m = fhec_frontend::import_file(
+        &fixtures().join(format!("{stem}.onnx")),
+        &Default::default(),
+    )
+    .unwrap();
+    let mut g = m.graph;
+    let mut ctx = PassContext::new(PassOptions {
+        prune_threshold: 0.0,
+        quantization: bits.map(QuantOptions::uniform),
+        rounding: rounding.map(|bits| RoundingOptions {
+            bits,
+            mode: RoundingMode::Approximate,
+        }),
+    });
+    ctx.calibration_inputs = d.train.iter().take(200).map(|x| vec![x.clone()]).collect();
+    run_pipeline(&mut g, &mut ctx).unwrap_or_else(|e| panic!("{stem}: {e}"));
+    let correct = d
+        .test
+        .iter()
+        .zip(&d.labels)
+        .filter(|(x, &l)| {
+            let out = if bits.is_some() {
+                int_interp::run(&g, &[(*x).clone()])
+            } else {
+                interp::run(&g, &[(*x).clone()])
+            };
+            argmax(&out.unwrap()[0]) == l
+        })
+        .count();
+    Run {
+        accuracy: correct as f64 / d.labels.len() as f64,
+        tlus: tlu_count(&g),
+        max_bits: max_accumulator_bits(&ctx.report.bit_widths),
+    }
+}
+
+#[test]
+fn mlp_meets_accuracy_targets() {
+    let d = data("breast_cancer.npz", false);
+    let float = compile_and_eval("mlp_torch", &d, None, None).accuracy;
+    println!("mlp_torch float {float:.4}");
+    for bits in 2..=8 {
+        let r = compile_and_eval("mlp_torch", &d, Some(bits), None);
+        let r6 = compile_and_eval("mlp_torch", &d, Some(bits), Some(6));
+        println!(
+            "  {bits} bits: {:.4} ({} TLUs, max acc {} bits) | rounding 6: {:.4}",
+            r.accuracy, r.tlus, r.max_bits, r6.accuracy
+        );
+        if bits >= 4 {
+            assert!(
+                r.accuracy >= float - 0.01,
+                "{bits} bits: {} vs float {float}",
+                r.accuracy
+            );
+        }
+    }
+}
+
+#[test]
+fn cnn_meets_accuracy_targets() {
+    let d = data("digits_28.npz", false);
+    let float = compile_and_eval("cnn_torch_28", &d, None, None).accuracy;
+    println!("cnn_torch_28 float {float:.4}");
+    for bits in [4, 5, 6, 7, 8] {
+        let r = compile_and_eval("cnn_torch_28", &d, Some(bits), None);
+        println!(
+            "  {bits} bits: {:.4} ({} TLUs, max acc {} bits)",
+            r.accuracy, r.tlus, r.max_bits
+        );
+        if bits >= 5 {
+            assert!(
+                r.accuracy >= float - 0.02,
+                "{bits} bits: {} vs float {float}",
+                r.accuracy
+            );
+        }
+    }
+}
+
+#[test]
+fn pruned_model_needs_about_half_the_table_lookups() {
+    let d = data("breast_cancer.npz", false);
+    let dense = compile_and_eval("mlp_torch", &d, Some(6), Some(6));
+    let pruned = compile_and_eval("mlp_torch_pruned", &d, Some(6), Some(6));
+    println!("TLUs dense {} pruned {}", dense.tlus, pruned.tlus);
+    assert_eq!(dense.tlus, 96);
+    assert_eq!(pruned.tlus, 48);
+}
