@@ -10,26 +10,26 @@
 //!
 //! # How
 //!
-//! 1. [`convert::build`] puts the integer dataflow into an [e-graph](egg) of the small
-//!    language [`IntLang`](lang::IntLang): `(tlu T x)`, `(add x y)`, `(sub x y)`,
-//!    `(mul x y)`, and leaves: `Table` (the attributes of a lookup), `Const` (an `IntConst`)
-//!    and `Opaque` (any other node: Gemm, Conv, Quantize, ...; its inputs are not seen).
-//!    The tables and constants live in a side arena, [`Arena`](lang::Arena), which is also
-//!    the e-graph analysis: it gives every e-class its tensor shape.
-//! 2. An egg [`Runner`] applies the [rules](rules::rules) below until nothing new appears
+//! 1. `convert::build` puts the integer dataflow into an [e-graph](egg) of the small language
+//!    `lang::IntLang`: `(tlu T x)`, `(add x y)`, `(sub x y)`, `(mul x y)`, and leaves:
+//!    `Table` (the attributes of a lookup), `Const` (an `IntConst`) and `Opaque` (any other
+//!    node: Gemm, Conv, Quantize, ...; its inputs are not seen). The tables and constants
+//!    live in a side arena, `lang::Arena`, which is also the e-graph analysis: it gives every
+//!    e-class its tensor shape and records who uses each value.
+//! 2. An egg [`Runner`] applies the rules below (`rules::rules`) until nothing new appears
 //!    (or a node/iteration limit is reached). A rule never removes anything: it adds an
 //!    equivalent term to the matched e-class, so the e-graph holds every combination of
 //!    rewrites at once.
-//! 3. [`Plan::extract`](convert::Plan::extract) picks the cheapest term of every e-class the
-//!    rest of the graph uses, under the cost model of [`node_cost`](lang::node_cost):
-//!    `PBS_UNIT * 2^input_bits` per element of a lookup (plus one unit per table, to prefer
-//!    a shared table), one unit per element of an add/sub/mul, leaves free.
-//! 4. If that is cheaper than the graph, [`Plan::apply`](convert::Plan::apply) rebuilds the
-//!    changed nodes, points their users at them and drops the dead ones.
+//! 3. `convert::Plan::extract` picks the cheapest term of every e-class the rest of the
+//!    graph uses, under the cost model of `lang::node_cost`: `PBS_UNIT * 2^input_bits` per
+//!    element of a lookup (plus one unit per table, to prefer a shared table), one unit per
+//!    element of an add/sub/mul, leaves free.
+//! 4. If that is cheaper than the graph, `convert::Plan::apply` builds the changed nodes,
+//!    points their users at them and drops the dead ones.
 //!
 //! # Rewrites
 //!
-//! Each one holds exactly; [`tables`] has the arithmetic and says how domains are kept.
+//! Each one holds exactly; `tables` has the arithmetic and says how domains are kept.
 //!
 //! - **merge-chain** `Tlu(Tlu(x, t1), t2) → Tlu(x, t2 ∘ t1)`: two bootstraps become one on
 //!   the inner lookup's domain; the composed table applies the outer rounding to the inner

@@ -204,3 +204,17 @@ pub fn pass(name: &str) -> &'static fhec_passes::Pass {
         .find(|p| p.name == name)
         .unwrap_or_else(|| panic!("no pass {name}"))
 }
+
+/// The first `n` training samples of a fixture data file, each with a batch axis of 1
+/// (transposed to NHWC for Keras models).
+pub fn train_samples(data: &str, nhwc: bool, n: usize) -> Vec<Tensor> {
+    let x = npz_array(&format!("data/{data}"), "x_train");
+    let x = if nhwc {
+        x.permuted_axes(vec![0, 2, 3, 1])
+            .as_standard_layout()
+            .into_owned()
+    } else {
+        x
+    };
+    samples(&x).into_iter().take(n).collect()
+}

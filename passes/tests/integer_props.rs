@@ -1,0 +1,170 @@
+//! Property tests of the integer passes on random MLPs and CNNs:
+//! - the quantised graph runs on ANY input (outliers included) without leaving a table's
+//!   domain, and every value stays inside the worst-case range the bit-width analysis gives
+//!   (what the FHE circuit relies on to never wrap);
+//! - at 8 bits the quantised outputs track the float outputs;
+//! - rounding that is not needed changes nothing, and rounding never leaves the domain.
+
+mod common;
+
+use common::Lcg;
+use fhec_ir::{
+    int_interp, interp, ConvAttrs, GemmAttrs, Graph, Op, RoundingMode, Tensor, TensorFact, UnaryOp,
+};
+use fhec_passes::bitwidth::{observed_ranges, worst_case_ranges};
+use fhec_passes::quantize::QuantOptions;
+use fhec_passes::{run_pipeline, PassContext, PassOptions, RoundingOptions};
+use proptest::prelude::*;
+
+/// A random MLP (Gemm + ReLU/Sigmoid layers) or small CNN (Conv + ReLU + pooling + Gemm).
+fn random_model(seed: u64, conv: bool) -> Graph {
+    let mut r = Lcg::new(seed);
+    let mut g = Graph::new();
+    let mut x;
+    let mut width;
+    if conv {
+        let c_in = 1 + r.below(2);
+        x = g.add_input("x", TensorFact::f32([1, c_in, 8, 8]));
+        let c_out = 2 + r.below(3);
+        let w = g
+            .add_node(
+                "w",
+                Op::Const(r.tensor(&[c_out, c_in, 3, 3], -1.0, 1.0)),
+                &[],
+            )
+            .unwrap();
+        let b = g
+            .add_node("b", Op::Const(r.tensor(&[c_out], -0.5, 0.5)), &[])
+            .unwrap();
+        let attrs = ConvAttrs {
+            strides: vec![1 + r.below(2); 2],
+            dilations: vec![1, 1],
+            pads: vec![(r.below(2), r.below(2)); 2],
+            group: 1,
+        };
+        x = g.add_node("conv", Op::Conv(attrs), &[x, w, b]).unwrap();
+        x = g.add_node("relu", Op::Unary(UnaryOp::Relu), &[x]).unwrap();
+        let n = g.node(x).fact.len();
+        x = g
+            .add_node("flatten", Op::Reshape { shape: vec![1, n] }, &[x])
+            .unwrap();
+        width = n;
+    } else {
+        width = 3 + r.below(8);
+        x = g.add_input("x", TensorFact::f32([1, width]));
+    }
+    for layer in 0..(1 + r.below(3)) {
+        let out = 2 + r.below(10);
+        let w = g
+            .add_node(
+                format!("w{layer}"),
+                Op::Const(r.tensor(&[out, width], -1.0, 1.0)),
+                &[],
+            )
+            .unwrap();
+        let b = g
+            .add_node(
+                format!("b{layer}"),
+                Op::Const(r.tensor(&[out], -0.5, 0.5)),
+                &[],
+            )
+            .unwrap();
+        let gemm = GemmAttrs {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: true,
+        };
+        x = g
+            .add_node(format!("fc{layer}"), Op::Gemm(gemm), &[x, w, b])
+            .unwrap();
+        let act = if r.chance(0.7) {
+            UnaryOp::Relu
+        } else {
+            UnaryOp::Sigmoid
+        };
+        x = g
+            .add_node(format!("act{layer}"), Op::Unary(act), &[x])
+            .unwrap();
+        width = out;
+    }
+    let w = g
+        .add_node("wout", Op::Const(r.tensor(&[3, width], -1.0, 1.0)), &[])
+        .unwrap();
+    let gemm = GemmAttrs {
+        alpha: 1.0,
+        beta: 1.0,
+        trans_a: false,
+        trans_b: true,
+    };
+    x = g.add_node("out", Op::Gemm(gemm), &[x, w]).unwrap();
+    g.set_outputs(vec![x]);
+    g.verify().unwrap();
+    g
+}
+
+fn compile(g: &Graph, seed: u64, bits: u32, rounding: Option<u32>) -> (Graph, Vec<Vec<Tensor>>) {
+    let shape = g.node(g.inputs()[0]).fact.shape.clone();
+    let mut r = Lcg::new(seed ^ 0x5eed);
+    let calib: Vec<Vec<Tensor>> = (0..16).map(|_| vec![r.tensor(&shape, -1.0, 1.0)]).collect();
+    let mut q = g.clone();
+    let mut ctx = PassContext::new(PassOptions {
+        prune_threshold: 0.0,
+        quantization: Some(QuantOptions::uniform(bits)),
+        rounding: rounding.map(|bits| RoundingOptions {
+            bits,
+            mode: RoundingMode::Exact,
+        }),
+    });
+    ctx.calibration_inputs = calib.clone();
+    run_pipeline(&mut q, &mut ctx).expect("pipeline");
+    (q, calib)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn quantised_graphs_stay_in_their_tables_and_ranges(seed in any::<u64>(), conv in any::<bool>(), bits in 2u32..=8, round in proptest::option::of(3u32..=6)) {
+        let g = random_model(seed, conv);
+        let (q, _) = compile(&g, seed, bits, round);
+        let worst = worst_case_ranges(&q).unwrap();
+        let shape = g.node(g.inputs()[0]).fact.shape.clone();
+        let mut r = Lcg::new(seed ^ 0xabc);
+        // Inputs far outside the calibration range included.
+        let inputs: Vec<Vec<Tensor>> = (0..8).map(|i| vec![r.tensor(&shape, -3.0 * i as f32, 3.0 * i as f32 + 0.1)]).collect();
+        let observed = observed_ranges(&q, &inputs).unwrap();
+        for (id, (lo, hi)) in observed {
+            let (wlo, whi) = worst[&id];
+            prop_assert!(wlo <= lo && hi <= whi, "{}: observed [{lo},{hi}] outside worst [{wlo},{whi}]", q.node(id).name);
+        }
+    }
+
+    #[test]
+    fn eight_bit_quantisation_tracks_float(seed in any::<u64>(), conv in any::<bool>()) {
+        let g = random_model(seed, conv);
+        let (q, calib) = compile(&g, seed, 8, None);
+        let mut scale = 0f32;
+        let mut worst = 0f32;
+        for x in &calib {
+            let f = interp::run(&g, x).unwrap();
+            let i = int_interp::run(&q, x).unwrap();
+            for (a, b) in f[0].iter().zip(i[0].iter()) {
+                scale = scale.max(a.abs());
+                worst = worst.max((a - b).abs());
+            }
+        }
+        prop_assert!(worst <= 0.08 * scale + 0.02, "max error {worst} for output scale {scale}");
+    }
+
+    #[test]
+    fn unneeded_rounding_changes_nothing(seed in any::<u64>(), conv in any::<bool>()) {
+        let g = random_model(seed, conv);
+        let (plain, calib) = compile(&g, seed, 3, None);
+        let (rounded, _) = compile(&g, seed, 3, Some(24));
+        prop_assert_eq!(fhec_ir::print::print_graph(&plain), fhec_ir::print::print_graph(&rounded));
+        for x in &calib {
+            prop_assert_eq!(int_interp::run(&plain, x).unwrap(), int_interp::run(&rounded, x).unwrap());
+        }
+    }
+}
