@@ -34,7 +34,7 @@ fn agree_on_random_inputs(stem: &str, cases: u32) {
     runner
         .run(&strategy, |values| {
             let x = ndarray::ArrayD::from_shape_vec(shape.clone(), values).expect("shape");
-            let ours = fhec_ir::interp::run(&m.graph, &[x.clone()]).expect("fhec run");
+            let ours = fhec_ir::interp::run(&m.graph, std::slice::from_ref(&x)).expect("fhec run");
             let theirs = tract.run(tvec!(Tensor::from(x).into())).expect("tract run");
             let theirs = theirs[0].to_plain_array_view::<f32>().expect("f32 output");
             prop_assert_eq!(ours[0].shape(), theirs.shape());

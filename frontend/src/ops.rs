@@ -568,7 +568,7 @@ fn reshape(c: &mut NodeCtx) -> Res {
             .filter(|&(j, _)| j != i)
             .map(|(_, &d)| d)
             .product();
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(c.err(format!("cannot reshape {in_shape:?} to {target:?}")));
         }
         out[i] = total / known;

@@ -95,6 +95,7 @@ fn threshold_prunes_small_weights() {
     let mut g = import_fixture("mlp_torch");
     let mut ctx = PassContext::new(fhec_passes::PassOptions {
         prune_threshold: 10.0,
+        ..Default::default()
     });
     run_pipeline(&mut g, &mut ctx).expect("pipeline");
     assert_eq!(gemm_widths(&g), [1, 1, 2]);

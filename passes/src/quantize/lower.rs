@@ -800,8 +800,7 @@ impl<'a> Lowering<'a> {
                 };
                 let scales: Vec<f32> = scales.iter().map(|&m| if m > 0.0 { m / qmax } else { 1.0 }).collect();
                 let mut q = ArrayD::<i64>::zeros(wf.raw_dim());
-                for j in 0..n {
-                    let sj = scales[j];
+                for (j, &sj) in scales.iter().enumerate() {
                     q.index_axis_mut(Axis(0), j)
                         .zip_mut_with(&wf.index_axis(Axis(0), j), |o, &v| *o = (v / sj).round_ties_even() as i64);
                 }
