@@ -11,7 +11,6 @@ use std::sync::Mutex;
 use clap::{Parser, Subcommand};
 
 mod cli;
-#[allow(dead_code)]
 mod data;
 mod npyio;
 
@@ -28,8 +27,12 @@ enum Command {
     /// Describe an ONNX model: inputs, outputs, ops, parameters, the lifted IR and
     /// anything fhec cannot import (exit code 2 when the model is not supported).
     Inspect(cli::inspect::InspectArgs),
-    /// Run a model on inputs from .npy files and write its first output to a .npy file.
+    /// Run a model on inputs from .npy files and write its first output to a .npy file
+    /// (float, or quantised and executed in the clear with --mode clear).
     Predict(cli::predict::PredictArgs),
+    /// Accuracy of a model on a labelled dataset, float and quantised (clear), with the
+    /// circuit's cost: table lookups, accumulator widths, pruned neurons.
+    Eval(cli::eval::EvalArgs),
 }
 
 /// Exit code of every failure (clap's usage errors use the same).
@@ -78,6 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Inspect(args) => cli::inspect::run(&args),
         Command::Predict(args) => cli::predict::run(&args),
+        Command::Eval(args) => cli::eval::run(&args),
     }
 }
 

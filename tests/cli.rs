@@ -246,13 +246,18 @@ fn version_and_help() {
     assert!(out.starts_with("fhec "), "{out}");
     let help = ok(&fhec(["--help"]));
     assert!(
-        help.contains("inspect") && help.contains("predict"),
+        help.contains("inspect") && help.contains("predict") && help.contains("eval"),
         "{help}"
     );
-    for cmd in ["inspect", "predict"] {
+    for cmd in ["inspect", "predict", "eval"] {
         let h = ok(&fhec([cmd, "--help"]));
         assert!(h.contains("--input-shape"), "{cmd} --help: {h}");
+        for flag in ["--bits", "--rounding-bits", "--calib", "--calib-limit"] {
+            assert!(h.contains(flag), "{cmd} --help lacks {flag}: {h}");
+        }
     }
+    let h = ok(&fhec(["eval", "--help"]));
+    assert!(h.contains("MedMNIST") && h.contains("NHWC"), "{h}");
 }
 
 #[test]

@@ -80,10 +80,11 @@ impl Rounding {
 }
 
 /// Element-wise table lookup: `out = table[index(acc)]` with
-/// `index(acc) = round((acc - input_min) / 2^shift)` (no shift without rounding).
+/// `index(acc) = floor((acc - input_min + 2^(shift-1)) / 2^shift)` (round half up; just
+/// `acc - input_min` without rounding).
 ///
-/// The offset `acc - input_min` is non-negative by construction (it is what the circuit
-/// bootstraps, with the padding bit clear); rounding keeps its top bits.
+/// The bootstrapped value `acc - input_min (+ 2^(shift-1))` is non-negative by construction
+/// (the padding bit stays clear); rounding keeps its top bits.
 /// `tables` holds one table, or one per index of `axis` (per-channel functions).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Tlu {
@@ -102,12 +103,15 @@ impl Tlu {
     }
 
     /// Table index of an accumulator value; `None` below the domain.
+    ///
+    /// With rounding, the circuit bootstraps `acc - input_min + 2^(shift-1)`, so offsets
+    /// down to `-2^(shift-1)` still land on index 0.
     pub fn index(&self, acc: i64) -> Option<usize> {
         let off = acc.checked_sub(self.input_min)?;
-        if off < 0 {
-            return None;
-        }
-        let r = self.rounding.map_or(off, |r| r.apply(off));
+        let r = match self.rounding {
+            Some(r) => r.apply(off),
+            None => off,
+        };
         usize::try_from(r).ok()
     }
 

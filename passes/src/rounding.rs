@@ -32,23 +32,40 @@ fn run(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
         if bits <= opts.bits || t.rounding.is_some() {
             continue;
         }
-        let shift = bits - opts.bits;
-        let rounding = Rounding {
-            shift,
-            mode: opts.mode,
+        // Smallest shift whose rounded domain fits in 2^R entries. Rounding half up can
+        // need one entry more than 2^R; moving `input_min` up by half a bucket (`delta`)
+        // turns it into truncation, which fits, with each entry still sampled at the
+        // centre of its bucket.
+        let span = t.tables.iter().map(Vec::len).max().unwrap_or(1) as i64 - 1;
+        let cap = 1i64 << opts.bits;
+        let mut shift = bits - opts.bits;
+        let (rounding, delta) = loop {
+            let r = Rounding {
+                shift,
+                mode: opts.mode,
+            };
+            let half = 1i64 << (shift - 1);
+            if r.apply(span) < cap {
+                break (r, 0);
+            }
+            if r.apply(span - half) < cap {
+                break (r, half);
+            }
+            shift += 1;
         };
         let tables: Vec<Vec<i64>> = t
             .tables
             .iter()
             .map(|table| {
-                let span = table.len() as i64 - 1;
-                let len = rounding.apply(span) + 1;
+                let last = table.len() as i64 - 1;
+                let len = rounding.apply(span - delta) + 1;
                 (0..len)
-                    .map(|r| table[(r << shift).clamp(0, span) as usize])
+                    .map(|r| table[((r << shift) + delta).clamp(0, last) as usize])
                     .collect()
             })
             .collect();
         let mut t = t.clone();
+        t.input_min += delta;
         t.tables = tables;
         t.rounding = Some(rounding);
         let name = g.node(id).name.clone();

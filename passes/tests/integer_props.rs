@@ -168,3 +168,19 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Every rounded table has at most 2^R entries: the bootstrap precision is R bits.
+    #[test]
+    fn rounded_tables_fit_the_rounding_bits(seed in any::<u64>(), conv in any::<bool>(), bits in 4u32..=8, round in 2u32..=6) {
+        let g = random_model(seed, conv);
+        let (q, _) = compile(&g, seed, bits, Some(round));
+        for id in q.node_ids() {
+            if let Op::Tlu(t) = &q.node(id).op {
+                prop_assert!(t.input_bits() <= round.max(1), "{}: {} input bits > {round}", q.node(id).name, t.input_bits());
+            }
+        }
+    }
+}

@@ -270,6 +270,17 @@ fn random_graphs_exercise_every_pass() {
         if p.name == "fold_constants" {
             continue; // the generators build no constant sub-expressions
         }
+        if [
+            "calibrate",
+            "quantize",
+            "round_accumulators",
+            "tlu_rewrite",
+            "bit_widths",
+        ]
+        .contains(&p.name)
+        {
+            continue; // integer passes: off without quantisation, see integer_props.rs
+        }
         assert!(changed[p.name] > 10, "{}: {changed:?}", p.name);
     }
     println!("{changed:?} pruned layers {pruned}");

@@ -15,9 +15,12 @@ use tract_onnx::pb;
 use tract_onnx::pb::tensor_shape_proto::dimension;
 use tract_onnx::pb::type_proto;
 
+use super::quant_args::{compile, load_calibration, PipelineSummary, QuantArgs};
 use super::{
-    import_model_bytes, ir_dtype_name, onnx_dtype_name, print_out, read_model_bytes, ImportArgs,
+    import_model_bytes, ir_dtype_name, json_text, onnx_dtype_name, print_out, read_model_bytes,
+    ImportArgs,
 };
+use crate::data::DataKeys;
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
@@ -32,6 +35,10 @@ pub struct InspectArgs {
     /// List the ONNX ops fhec can import (MODEL is then optional).
     #[arg(long)]
     pub supported_ops: bool,
+    /// With --bits: also compile the model through the pass pipeline with quantisation on
+    /// and show what each pass did, the table lookups, accumulator widths and final IR.
+    #[command(flatten)]
+    pub quant: QuantArgs,
 }
 
 /// A graph input or output.
@@ -81,6 +88,12 @@ pub struct Report {
     pub supported_ops: Option<Vec<&'static str>>,
     #[serde(skip)]
     pub ir_text: Option<String>,
+    /// What the pass pipeline did (only with `--bits`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineSummary>,
+    /// Text of the pipeline report and the compiled IR (only with `--bits`).
+    #[serde(skip)]
+    pub pipeline_text: Option<String>,
 }
 
 pub fn run(args: &InspectArgs) -> Result<()> {
@@ -95,10 +108,24 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         };
         return print_out(&text);
     };
-    let (mut report, err) = build_report(path, &args.import);
+    if args.quant.any_given() && args.quant.bits.is_none() {
+        anyhow::bail!(
+            "the quantisation options (--calib, --prune-threshold, ...) need --bits N to run \
+             the pipeline"
+        );
+    }
+    let (mut report, model, mut err) = build_report(path, &args.import);
     report.supported_ops = supported_ops;
+    if let (Some(model), None) = (&model, &err) {
+        if args.quant.bits.is_some() {
+            if let Err(e) = run_pipeline_report(path, model, &args.quant, &mut report) {
+                report.error = Some(error_text(&e));
+                err = Some(e);
+            }
+        }
+    }
     if args.json {
-        print_out(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+        print_out(&json_text(&report)?)?;
     } else if report.onnx_nodes.is_some() {
         print_out(&render_text(&report))?;
     }
@@ -143,8 +170,75 @@ fn error_text(e: &anyhow::Error) -> String {
     format!("{e:#}")
 }
 
-/// Builds the report; the error (if any) is why the model cannot be used.
-pub fn build_report(path: &Path, import: &ImportArgs) -> (Report, Option<anyhow::Error>) {
+/// Compiles the model through the pass pipeline and records what it did in the report.
+fn run_pipeline_report(
+    path: &Path,
+    model: &ImportedModel,
+    quant: &QuantArgs,
+    report: &mut Report,
+) -> Result<()> {
+    let calibration = match &quant.calib {
+        Some(c) => {
+            load_calibration(
+                c,
+                &DataKeys::default(),
+                &model.graph,
+                path,
+                quant.calib_limit,
+                true,
+                &mut |line| eprintln!("{line}"),
+            )?
+            .samples
+        }
+        None => vec![],
+    };
+    let n_calib = calibration.len();
+    let compiled = compile(
+        &model.graph,
+        quant,
+        calibration,
+        path,
+        "pass --calib FILE (representative inputs: a .npz train split, .csv or .npy)",
+    )?;
+    let summary = compiled.summary();
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "pipeline: {} ({n_calib} calibration sample{})",
+        quant.describe(),
+        if n_calib == 1 { "" } else { "s" }
+    );
+    for line in compiled.report.to_string().lines() {
+        let _ = writeln!(text, "  {line}");
+    }
+    if let Some(t) = summary.tlu_count {
+        let _ = writeln!(text, "table lookups:   {t} per inference");
+    }
+    if let Some(b) = summary.max_accumulator_bits {
+        let _ = writeln!(text, "max accumulator: {b} bits (worst case)");
+    }
+    let _ = writeln!(
+        text,
+        "nodes:           {} -> {}",
+        model.graph.node_count(),
+        compiled.graph.node_count()
+    );
+    let _ = writeln!(
+        text,
+        "\ncompiled IR:\n{}",
+        fhec_ir::print::print_graph(&compiled.graph).trim_end()
+    );
+    report.pipeline = Some(summary);
+    report.pipeline_text = Some(text);
+    Ok(())
+}
+
+/// Builds the report (with the imported model when the import succeeded); the error (if any)
+/// is why the model cannot be used.
+pub fn build_report(
+    path: &Path,
+    import: &ImportArgs,
+) -> (Report, Option<ImportedModel>, Option<anyhow::Error>) {
     let mut report = Report {
         model: path.display().to_string(),
         ..Default::default()
@@ -153,7 +247,7 @@ pub fn build_report(path: &Path, import: &ImportArgs) -> (Report, Option<anyhow:
         Ok(b) => b,
         Err(e) => {
             report.error = Some(error_text(&e));
-            return (report, Some(e));
+            return (report, None, Some(e));
         }
     };
 
@@ -181,11 +275,11 @@ pub fn build_report(path: &Path, import: &ImportArgs) -> (Report, Option<anyhow:
         Ok(m) => {
             describe_ir(&m, &mut report);
             report.supported = true;
-            (report, None)
+            (report, Some(m), None)
         }
         Err(e) => {
             report.error = Some(error_text(&e));
-            (report, Some(e))
+            (report, None, Some(e))
         }
     }
 }
@@ -362,6 +456,9 @@ pub fn render_text(r: &Report) -> String {
     }
     if let Some(ir) = &r.ir_text {
         let _ = writeln!(out, "\nIR:\n{}", ir.trim_end());
+    }
+    if let Some(p) = &r.pipeline_text {
+        let _ = writeln!(out, "\n{}", p.trim_end());
     }
     if let Some(ops) = &r.supported_ops {
         let _ = writeln!(

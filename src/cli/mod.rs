@@ -7,8 +7,10 @@ use anyhow::{Context, Result};
 use clap::Args;
 use fhec_frontend::{FrontendError, ImportOptions, ImportedModel, InputShape};
 
+pub mod eval;
 pub mod inspect;
 pub mod predict;
+pub mod quant_args;
 
 /// How a model is imported; shared by every command that reads an ONNX model.
 #[derive(Args, Debug, Clone, Default)]
@@ -155,4 +157,80 @@ pub fn ir_dtype_name(d: fhec_ir::DType) -> &'static str {
 pub fn shape_text(shape: &[usize]) -> String {
     let s: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     format!("[{}]", s.join(","))
+}
+
+/// Pretty JSON (two-space indentation, fields in declaration order), except that arrays
+/// holding only numbers, booleans and nulls stay on one line (per-sample predictions,
+/// ranges).
+pub fn json_text<T: serde::Serialize>(value: &T) -> Result<String> {
+    let pretty = serde_json::to_string_pretty(value)?;
+    let chars: Vec<char> = pretty.chars().collect();
+    // End of the array opening at `start` when it holds no array, object or string.
+    let scalar_array_end = |start: usize| -> Option<usize> {
+        for (j, &c) in chars.iter().enumerate().skip(start + 1) {
+            match c {
+                '"' | '[' | '{' => return None,
+                ']' => return Some(j),
+                _ => {}
+            }
+        }
+        None
+    };
+    let mut out = String::with_capacity(pretty.len());
+    let mut in_str = false;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if in_str {
+            out.push(c);
+            if c == '\\' {
+                if let Some(&n) = chars.get(i + 1) {
+                    out.push(n);
+                }
+                i += 1;
+            } else if c == '"' {
+                in_str = false;
+            }
+        } else if c == '"' {
+            in_str = true;
+            out.push(c);
+        } else if let Some(end) = (c == '[').then(|| scalar_array_end(i)).flatten() {
+            let inner: String = chars[i + 1..end].iter().collect();
+            let items: Vec<&str> = inner
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            out.push('[');
+            out.push_str(&items.join(" "));
+            out.push(']');
+            i = end;
+        } else {
+            out.push(c);
+        }
+        i += 1;
+    }
+    out.push('\n');
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_text_keeps_scalar_arrays_on_one_line() {
+        let v = serde_json::json!({
+            "b": [1, 2, 3],
+            "a": [{"x": ["p]", "q\\\"["]}, [1]],
+            "s": "[not, an array]",
+            "e": [],
+            "c": [true, null, -1.5],
+        });
+        let text = super::json_text(&v).unwrap();
+        assert!(text.contains("\"b\": [1, 2, 3]"), "{text}");
+        assert!(text.contains("\"c\": [true, null, -1.5]"), "{text}");
+        assert!(!text.contains(r#""x": ["p]""#), "{text}");
+        assert!(text.contains("\"e\": []"), "{text}");
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, v);
+    }
 }

@@ -3,6 +3,11 @@
 //! Each `--input` holds one sample (the graph input's shape, which has batch 1, with or
 //! without that leading 1) or a batch of samples stacked along axis 0. Samples are run
 //! independently (in parallel) and the first graph output is written batched the same way.
+//!
+//! `--mode clear` compiles the model through the whole pass pipeline with quantisation on
+//! (`--bits`, calibrated on `--calib`) and runs the integer graph in the clear: exactly what
+//! the FHE circuit computes. The written output is dequantised, with any client-side
+//! post-processing (e.g. a split-off softmax) applied.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +17,9 @@ use fhec_ir::{DType, Graph, Tensor, TensorFact};
 use ndarray::{ArrayD, Axis, IxDyn};
 use rayon::prelude::*;
 
+use super::quant_args::{compile, load_calibration, QuantArgs};
 use super::{import_model, ir_dtype_name, print_out, shape_text, ImportArgs};
+use crate::data::DataKeys;
 use crate::npyio::{read_npy, NpyArray, NpyKind, PendingFile};
 
 /// How `predict` executes the model.
@@ -20,12 +27,16 @@ use crate::npyio::{read_npy, NpyArray, NpyKind, PendingFile};
 pub enum Mode {
     /// The imported graph in plain floating point (no quantization, no encryption).
     Float,
+    /// The quantised integer graph, executed in the clear (bit-exact with FHE; needs --bits
+    /// and, unless the model is fully QAT, --calib).
+    Clear,
 }
 
 impl Mode {
     pub fn name(self) -> &'static str {
         match self {
             Mode::Float => "float",
+            Mode::Clear => "clear",
         }
     }
 }
@@ -47,6 +58,8 @@ pub struct PredictArgs {
     pub output: PathBuf,
     #[command(flatten)]
     pub import: ImportArgs,
+    #[command(flatten)]
+    pub quant: QuantArgs,
 }
 
 /// How the samples of one graph input are laid out in its array.
@@ -77,6 +90,17 @@ impl Feed {
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
+    match args.mode {
+        Mode::Float if args.quant.any_given() => bail!(
+            "the quantisation options (--bits, --calib, --rounding-bits, --prune-threshold, ...) \
+             only apply to --mode clear"
+        ),
+        Mode::Clear if args.quant.bits.is_none() => bail!(
+            "--mode clear needs --bits N (2..=8): the quantisation width of weights, activations \
+             and inputs"
+        ),
+        _ => {}
+    }
     let model = import_model(&args.model, &args.import)?;
     let graph = &model.graph;
     let n_inputs = graph.inputs().len();
@@ -101,6 +125,33 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let pending = PendingFile::new(&args.output)?;
     let output = match args.mode {
         Mode::Float => run_float(graph, &feeds, batch)?,
+        Mode::Clear => {
+            let calibration = match &args.quant.calib {
+                Some(path) => {
+                    let c = load_calibration(
+                        path,
+                        &DataKeys::default(),
+                        graph,
+                        &args.model,
+                        args.quant.calib_limit,
+                        true,
+                        &mut |line| eprintln!("{line}"),
+                    )?;
+                    c.samples
+                }
+                None => vec![],
+            };
+            let compiled = compile(
+                graph,
+                &args.quant,
+                calibration,
+                &args.model,
+                "pass --calib FILE (representative inputs: a .npz train split, .csv or .npy)",
+            )?;
+            run_samples(&feeds, batch, "quantised (clear)", |inputs| {
+                compiled.run(inputs)
+            })?
+        }
     };
     let output = assemble(output, batched)?;
     pending.write_npy(&output)?;
@@ -275,12 +326,22 @@ fn common_batch(feeds: &[Feed], paths: &[PathBuf]) -> Result<usize> {
 
 /// Runs every sample through the float interpreter; returns the first output of each.
 fn run_float(graph: &Graph, feeds: &[Feed], batch: usize) -> Result<Vec<Tensor>> {
+    run_samples(feeds, batch, "float", |inputs| {
+        fhec_ir::interp::run(graph, inputs).map_err(anyhow::Error::new)
+    })
+}
+
+/// Runs `f` on every sample in parallel; returns the first output of each.
+fn run_samples<F>(feeds: &[Feed], batch: usize, what: &str, f: F) -> Result<Vec<Tensor>>
+where
+    F: Fn(&[Tensor]) -> Result<Vec<Tensor>> + Sync,
+{
     let results: Vec<Result<Tensor>> = (0..batch)
         .into_par_iter()
         .map(|i| {
             let inputs: Vec<Tensor> = feeds.iter().map(|f| f.sample(i)).collect();
-            let mut outs = fhec_ir::interp::run(graph, &inputs)
-                .with_context(|| format!("float execution failed on sample {i}"))?;
+            let mut outs =
+                f(&inputs).with_context(|| format!("{what} execution failed on sample {i}"))?;
             if outs.is_empty() {
                 bail!("the model produced no output on sample {i}");
             }

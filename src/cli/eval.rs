@@ -1,0 +1,538 @@
+//! `fhec eval`: accuracy of a model on a labelled dataset, in float and quantised (clear)
+//! execution, with what quantisation costs: table lookups, accumulator widths per layer,
+//! pruned neurons, ops before and after the pipeline.
+//!
+//! The float accuracy always comes from the imported float graph; `--mode clear` also compiles
+//! the model through the whole pipeline with quantisation on and runs the integer graph
+//! (`int_interp`: exactly what the FHE circuit computes) on every sample. Samples run in
+//! parallel (rayon). Info and progress lines go to stderr, the report (or, with `--json`, one
+//! JSON object) to stdout.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, ValueEnum};
+use fhec_ir::Tensor;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::quant_args::{
+    histogram_text, layers_json, layers_table, load_calibration, model_samples, op_histogram,
+    postprocessing_json, pruned_json, single_input, Calibration, Compiled, LayerJson, PassJson,
+    PostJson, PrunedJson, QuantArgs, QuantSummary,
+};
+use super::{import_model, json_text, print_out, ImportArgs};
+use crate::data::{load_dataset, DataError, DataKeys, Split};
+
+/// How `eval` executes the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EvalMode {
+    /// The imported float graph only.
+    Float,
+    /// The quantised integer graph in the clear (bit-exact with FHE execution), compared with
+    /// float.
+    Clear,
+}
+
+impl EvalMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            EvalMode::Float => "float",
+            EvalMode::Clear => "clear",
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+#[command(after_long_help = crate::data::layout_note())]
+pub struct EvalArgs {
+    /// The ONNX model to evaluate.
+    #[arg(value_name = "MODEL.onnx")]
+    pub model: PathBuf,
+    /// Labelled data (.npz, .csv, .tsv); its test split is evaluated (layouts below).
+    /// Samples stored NCHW for a model taking NHWC images are transposed automatically.
+    #[arg(long, value_name = "D.npz")]
+    pub data: PathBuf,
+    /// The .npz array holding the test features (read verbatim).
+    #[arg(long, value_name = "KEY")]
+    pub x_key: Option<String>,
+    /// The .npz array (or CSV column) holding the labels.
+    #[arg(long, value_name = "KEY")]
+    pub y_key: Option<String>,
+    /// float: the float model only; clear: also the quantised model (needs --bits).
+    /// [default: clear with --bits, float without]
+    #[arg(long, value_enum)]
+    pub mode: Option<EvalMode>,
+    /// Evaluate only the first K test samples.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// Print one JSON object on stdout instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub quant: QuantArgs,
+    #[command(flatten)]
+    pub import: ImportArgs,
+}
+
+/// Everything `eval` reports; `--json` prints it as is.
+#[derive(Serialize, Debug)]
+pub struct EvalReport {
+    pub model: String,
+    pub data: String,
+    pub mode: &'static str,
+    /// `--bits` (null when not quantised).
+    pub bits: Option<u32>,
+    /// The effective quantisation options.
+    pub quantization: QuantSummary,
+    pub samples: usize,
+    /// Accuracy of the evaluated mode: quantised in clear mode, float in float mode.
+    pub accuracy: f64,
+    pub float_accuracy: f64,
+    /// Quantised accuracy (clear mode only).
+    pub quantized_accuracy: Option<f64>,
+    /// Fraction of samples whose quantised argmax equals the float one (clear mode only).
+    pub agreement: Option<f64>,
+    pub correct: usize,
+    pub float_correct: usize,
+    /// Argmax per sample of the evaluated mode.
+    pub predictions: Vec<usize>,
+    pub float_predictions: Vec<usize>,
+    pub calibration: Option<String>,
+    pub calibration_samples: usize,
+    /// A note when the data was transposed to fit the model input.
+    pub layout: Option<String>,
+    pub tlu_count: Option<usize>,
+    pub max_accumulator_bits: Option<u32>,
+    pub layers: Vec<LayerJson>,
+    pub pruned: Vec<PrunedJson>,
+    pub postprocessing: Vec<PostJson>,
+    pub rounding: Option<RoundingJson>,
+    pub nodes_before: usize,
+    pub nodes_after: Option<usize>,
+    pub ops_before: BTreeMap<String, usize>,
+    pub ops_after: Option<BTreeMap<String, usize>>,
+    pub passes: Vec<PassJson>,
+    pub timings_ms: Timings,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct RoundingJson {
+    pub bits: u32,
+    pub mode: &'static str,
+    /// Table lookups whose input was narrowed.
+    pub tables_rounded: usize,
+}
+
+#[derive(Serialize, Debug, Clone, Default)]
+pub struct Timings {
+    pub import: f64,
+    pub load_data: f64,
+    pub compile: Option<f64>,
+    pub float: f64,
+    pub clear: Option<f64>,
+    pub total: f64,
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e5).round() / 100.0
+}
+
+fn info(line: String) {
+    eprintln!("{line}");
+}
+
+/// Index of the largest value (the first one on ties; NaN never wins).
+pub fn argmax(t: &Tensor) -> usize {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, &v) in t.iter().enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
+}
+
+/// Runs `f` on every sample in parallel; the first failure names its sample.
+fn run_all<F>(samples: &[Tensor], what: &str, f: F) -> Result<Vec<usize>>
+where
+    F: Fn(&Tensor) -> Result<Tensor> + Sync,
+{
+    samples
+        .par_iter()
+        .enumerate()
+        .map(|(i, x)| {
+            f(x).map(|o| argmax(&o))
+                .with_context(|| format!("{what} execution failed on test sample {i}"))
+        })
+        .collect()
+}
+
+pub fn run(args: &EvalArgs) -> Result<()> {
+    let total = Instant::now();
+    let mode = args.mode.unwrap_or(if args.quant.bits.is_some() {
+        EvalMode::Clear
+    } else {
+        EvalMode::Float
+    });
+    if mode == EvalMode::Clear && args.quant.bits.is_none() {
+        bail!("--mode clear needs --bits N (2..=8): the quantisation width of weights, activations and inputs");
+    }
+
+    let t = Instant::now();
+    let model = import_model(&args.model, &args.import)?;
+    let float_graph = &model.graph;
+    let (input, fact) = single_input(float_graph, &args.model)?;
+    let import_time = t.elapsed();
+
+    // Test data (labels required).
+    let t = Instant::now();
+    let keys = DataKeys {
+        x_key: args.x_key.clone(),
+        y_key: args.y_key.clone(),
+    };
+    let ds = load_dataset(&args.data, Split::Test, &keys)
+        .with_context(|| format!("cannot load test data '{}'", args.data.display()))?;
+    let Some(labels) = ds.y.clone() else {
+        bail!(
+            "'{}' has no labels ({}); eval needs labels: y_test / test_labels in a .npz (or name \
+             the array with --y-key), or a label column in a .csv",
+            args.data.display(),
+            ds.source
+        );
+    };
+    if ds.is_empty() {
+        bail!("'{}' holds no test samples", args.data.display());
+    }
+    let ds = match args.limit {
+        Some(k) => ds.head(usize::try_from(k).unwrap_or(usize::MAX)),
+        None => ds,
+    };
+    let labels: Vec<i64> = labels.iter().take(ds.len()).copied().collect();
+    check_labels(&labels, &args.data)?;
+    let (samples, layout) = model_samples(&ds, input, fact, &args.data, "data")?;
+    if let Some(n) = &layout {
+        info(format!("note: {n}"));
+    }
+
+    // Calibration: --calib, else the train split of --data.
+    let calibration = if args.quant.bits.is_some() {
+        match &args.quant.calib {
+            Some(path) => load_calibration(
+                path,
+                &keys,
+                float_graph,
+                &args.model,
+                args.quant.calib_limit,
+                true,
+                &mut info,
+            )?,
+            None => match load_calibration(
+                &args.data,
+                &keys,
+                float_graph,
+                &args.model,
+                args.quant.calib_limit,
+                false,
+                &mut |_| {},
+            ) {
+                Ok(c) => c,
+                Err(e) if no_train_split(&e) => {
+                    info(format!(
+                        "note: '{}' has no train split to calibrate on; pass --calib FILE \
+                         unless the model is fully quantisation-aware",
+                        args.data.display()
+                    ));
+                    Calibration::default()
+                }
+                Err(e) => return Err(e),
+            },
+        }
+    } else {
+        Calibration::default()
+    };
+    let load_time = t.elapsed();
+    let calib_n = calibration.samples.len();
+
+    // Compile.
+    let compiled = if args.quant.bits.is_some() {
+        let used = if calibration.available > calib_n {
+            format!(
+                "the first {calib_n} of {} samples (--calib-limit)",
+                calibration.available
+            )
+        } else {
+            format!("{calib_n} samples")
+        };
+        info(format!(
+            "compiling: {}; calibrating on {used}",
+            args.quant.describe()
+        ));
+        let calib_source = calibration.source.clone();
+        Some((
+            super::quant_args::compile(
+                float_graph,
+                &args.quant,
+                calibration.samples,
+                &args.model,
+                "pass --calib FILE (representative inputs: a .npz train split, .csv or .npy), \
+                 or a --data file that has a train split",
+            )?,
+            calib_source,
+        ))
+    } else {
+        None
+    };
+
+    // Float inference.
+    let t = Instant::now();
+    let float_preds = run_all(&samples, "float", |x| {
+        let mut outs = fhec_ir::interp::run(float_graph, std::slice::from_ref(x))
+            .map_err(|e| anyhow!("{e}"))?;
+        if outs.is_empty() {
+            bail!("the model has no output");
+        }
+        Ok(outs.swap_remove(0))
+    })?;
+    let float_time = t.elapsed();
+
+    // Clear (quantised) inference.
+    let t = Instant::now();
+    let clear_preds = match (&compiled, mode) {
+        (Some((c, _)), EvalMode::Clear) => {
+            info(format!(
+                "running the quantised model on {} samples",
+                samples.len()
+            ));
+            Some(run_all(&samples, "quantised (clear)", |x| {
+                let mut outs = c.run(std::slice::from_ref(x))?;
+                if outs.is_empty() {
+                    bail!("the compiled model has no output");
+                }
+                Ok(outs.swap_remove(0))
+            })?)
+        }
+        _ => None,
+    };
+    let clear_time = clear_preds.as_ref().map(|_| t.elapsed());
+
+    let n = samples.len();
+    let count = |preds: &[usize]| {
+        preds
+            .iter()
+            .zip(&labels)
+            .filter(|(&p, &l)| p as i64 == l)
+            .count()
+    };
+    let float_correct = count(&float_preds);
+    let frac = |k: usize| k as f64 / n as f64;
+    let (correct, predictions) = match &clear_preds {
+        Some(p) => (count(p), p.clone()),
+        None => (float_correct, float_preds.clone()),
+    };
+    let agreement = clear_preds
+        .as_ref()
+        .map(|p| frac(p.iter().zip(&float_preds).filter(|(a, b)| a == b).count()));
+
+    let (comp, calib_source) = match &compiled {
+        Some((c, s)) => (Some(c), s.clone()),
+        None => (None, None),
+    };
+    let report = EvalReport {
+        model: args.model.display().to_string(),
+        data: ds.source.clone(),
+        mode: mode.name(),
+        bits: args.quant.bits,
+        quantization: args.quant.summary(),
+        samples: n,
+        accuracy: frac(correct),
+        float_accuracy: frac(float_correct),
+        quantized_accuracy: clear_preds.as_ref().map(|_| frac(correct)),
+        agreement,
+        correct,
+        float_correct,
+        predictions,
+        float_predictions: float_preds,
+        calibration: calib_source,
+        calibration_samples: calib_n,
+        layout,
+        tlu_count: comp.and_then(Compiled::tlu_count),
+        max_accumulator_bits: comp.and_then(Compiled::max_accumulator_bits),
+        layers: comp.map_or(vec![], |c| layers_json(&c.report.bit_widths)),
+        pruned: comp.map_or(vec![], |c| pruned_json(&c.report)),
+        postprocessing: comp.map_or(vec![], |c| postprocessing_json(&c.report)),
+        rounding: match (comp, args.quant.rounding_bits) {
+            (Some(c), Some(bits)) => Some(RoundingJson {
+                bits,
+                mode: args.quant.rounding_mode().name(),
+                tables_rounded: c.rounded_tables(),
+            }),
+            _ => None,
+        },
+        nodes_before: float_graph.node_count(),
+        nodes_after: comp.map(|c| c.graph.node_count()),
+        ops_before: op_histogram(float_graph),
+        ops_after: comp.map(|c| op_histogram(&c.graph)),
+        passes: comp.map_or(vec![], |c| c.summary().passes),
+        timings_ms: Timings {
+            import: ms(import_time),
+            load_data: ms(load_time),
+            compile: comp.map(|c| ms(c.elapsed)),
+            float: ms(float_time),
+            clear: clear_time.map(ms),
+            total: ms(total.elapsed()),
+        },
+    };
+    if args.json {
+        print_out(&json_text(&report)?)
+    } else {
+        print_out(&render_text(&report, comp, &args.quant))
+    }
+}
+
+/// Whether loading failed only because the file has no train split.
+fn no_train_split(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<DataError>(),
+            Some(DataError::UnknownLayout { .. })
+        )
+    })
+}
+
+/// Labels must be class indices the model can predict.
+fn check_labels(labels: &[i64], data: &std::path::Path) -> Result<()> {
+    if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l < 0) {
+        bail!(
+            "'{}': label of test sample {i} is {l}; labels must be class indices >= 0",
+            data.display()
+        );
+    }
+    Ok(())
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+/// The human-readable report.
+pub fn render_text(r: &EvalReport, c: Option<&Compiled>, q: &QuantArgs) -> String {
+    let mut o = String::new();
+    let n = r.samples;
+    let _ = writeln!(o, "model:        {}", r.model);
+    let _ = writeln!(o, "data:         {}", r.data);
+    if let Some(l) = &r.layout {
+        let _ = writeln!(o, "layout:       {l}");
+    }
+    if let Some(cal) = &r.calibration {
+        let _ = writeln!(o, "calibration:  {cal} ({} samples)", r.calibration_samples);
+    } else if c.is_some() {
+        let _ = writeln!(o, "calibration:  none");
+    }
+    let _ = writeln!(o, "mode:         {}", r.mode);
+    let _ = writeln!(o, "quantisation: {}", q.describe());
+    let _ = writeln!(o, "samples:      {n}");
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "float accuracy:      {:.4} ({}/{n}, {})",
+        r.float_accuracy,
+        r.float_correct,
+        pct(r.float_accuracy)
+    );
+    if let (Some(acc), Some(agree)) = (r.quantized_accuracy, r.agreement) {
+        let _ = writeln!(
+            o,
+            "quantised accuracy:  {acc:.4} ({}/{n}, {}, {:+.2} points)",
+            r.correct,
+            pct(acc),
+            100.0 * (acc - r.float_accuracy)
+        );
+        let _ = writeln!(
+            o,
+            "agreement:           {agree:.4} ({}/{n} argmax equal to float)",
+            (agree * n as f64).round() as usize
+        );
+    }
+    if let Some(c) = c {
+        let _ = writeln!(o);
+        if let Some(t) = r.tlu_count {
+            let _ = writeln!(o, "table lookups:       {t} per inference");
+        }
+        if let Some(b) = r.max_accumulator_bits {
+            let _ = writeln!(o, "max accumulator:     {b} bits (worst case)");
+        }
+        match &r.rounding {
+            Some(ro) => {
+                let _ = writeln!(
+                    o,
+                    "rounding:            top {} bits ({}), {} table(s) narrowed",
+                    ro.bits, ro.mode, ro.tables_rounded
+                );
+            }
+            None => {
+                let _ = writeln!(o, "rounding:            none");
+            }
+        }
+        if r.postprocessing.is_empty() {
+            let _ = writeln!(o, "client post-proc.:   none");
+        } else {
+            let ops: Vec<String> = r
+                .postprocessing
+                .iter()
+                .map(|p| format!("output {}: {}{} ({})", p.output, p.op, p.attrs, p.node))
+                .collect();
+            let _ = writeln!(o, "client post-proc.:   {}", ops.join("; "));
+        }
+        if !c.report.bit_widths.is_empty() {
+            let _ = writeln!(
+                o,
+                "\naccumulator bits per layer (worst case / observed on calibration):"
+            );
+            o.push_str(&layers_table(&c.report.bit_widths));
+        }
+        if r.pruned.is_empty() {
+            let _ = writeln!(o, "\npruned neurons:      none");
+        } else {
+            let _ = writeln!(o, "\npruned neurons:");
+            for p in &r.pruned {
+                let _ = writeln!(
+                    o,
+                    "  {}: {} -> {} ({} constant, {} dead)",
+                    p.layer, p.before, p.after, p.constant, p.dead
+                );
+            }
+        }
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "ops before ({} nodes): {}",
+            r.nodes_before,
+            histogram_text(&r.ops_before)
+        );
+        if let (Some(after), Some(na)) = (&r.ops_after, r.nodes_after) {
+            let _ = writeln!(o, "ops after  ({na} nodes): {}", histogram_text(after));
+        }
+    }
+    let t = &r.timings_ms;
+    let mut times = vec![
+        format!("import {:.0} ms", t.import),
+        format!("data {:.0} ms", t.load_data),
+    ];
+    if let Some(c) = t.compile {
+        times.push(format!("compile {c:.0} ms"));
+    }
+    times.push(format!("float {:.0} ms", t.float));
+    if let Some(c) = t.clear {
+        times.push(format!(
+            "clear {c:.0} ms ({:.2} ms/sample)",
+            c / n.max(1) as f64
+        ));
+    }
+    times.push(format!("total {:.0} ms", t.total));
+    let _ = writeln!(o, "\ntimings: {}", times.join(", "));
+    o
+}

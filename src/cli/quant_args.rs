@@ -1,0 +1,758 @@
+//! Quantisation options shared by `predict --mode clear`, `eval`, `inspect` (and later
+//! `compile`), calibration data loading, fitting dataset samples to a model input, and the
+//! compile step itself (the pass pipeline with quantisation on).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, ValueEnum};
+use fhec_ir::{Graph, RoundingMode, Tensor, TensorFact};
+use fhec_passes::bitwidth::{max_accumulator_bits, tlu_count, LayerBits};
+use fhec_passes::quantize::QuantOptions;
+use fhec_passes::{run_pipeline, PassContext, PassOptions, PipelineReport, RoundingOptions};
+use ndarray::{Axis, IxDyn};
+use serde::Serialize;
+
+use super::{ir_dtype_name, shape_text};
+use crate::data::{load_dataset, DataError, DataKeys, Dataset, Split};
+
+/// Widest quantisation accepted on the command line (TFHE table lookups beyond 8 bits are
+/// impractically slow).
+pub const MAX_BITS: u32 = 8;
+/// Narrowest quantisation accepted.
+pub const MIN_BITS: u32 = 2;
+
+/// `--rounding-mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RoundingModeArg {
+    /// Round exactly (extra bootstraps in FHE).
+    Exact,
+    /// Read the top bits directly (cheaper; off by one near a rounding boundary in FHE).
+    Approximate,
+}
+
+impl RoundingModeArg {
+    pub fn mode(self) -> RoundingMode {
+        match self {
+            RoundingModeArg::Exact => RoundingMode::Exact,
+            RoundingModeArg::Approximate => RoundingMode::Approximate,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RoundingModeArg::Exact => "exact",
+            RoundingModeArg::Approximate => "approximate",
+        }
+    }
+}
+
+fn parse_bits(s: &str) -> Result<u32, String> {
+    let b: u32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a bit width (an integer {MIN_BITS}..={MAX_BITS})"))?;
+    if !(MIN_BITS..=MAX_BITS).contains(&b) {
+        return Err(format!(
+            "{b} bits is out of range: quantisation widths must be within {MIN_BITS}..={MAX_BITS}"
+        ));
+    }
+    Ok(b)
+}
+
+fn parse_rounding_bits(s: &str) -> Result<u32, String> {
+    let b: u32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a bit count (an integer >= 1)"))?;
+    if b == 0 {
+        return Err(
+            "must be at least 1: it is the number of top accumulator bits kept before each \
+             table lookup (leave --rounding-bits out to disable rounding)"
+                .into(),
+        );
+    }
+    if b > 16 {
+        return Err(format!(
+            "{b} is more than 16; table lookups wider than 16 bits are not supported"
+        ));
+    }
+    Ok(b)
+}
+
+fn parse_threshold(s: &str) -> Result<f32, String> {
+    let t: f32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    if !t.is_finite() || t < 0.0 {
+        return Err(format!("{s} is not a finite number >= 0"));
+    }
+    Ok(t)
+}
+
+fn parse_limit(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a positive integer")),
+    }
+}
+
+/// Quantisation and compilation options (flattened into every command that compiles).
+#[derive(Args, Debug, Clone, Default)]
+pub struct QuantArgs {
+    /// Quantise weights, activations and inputs to N bits (2..=8); required to quantise.
+    #[arg(long, value_name = "N", value_parser = parse_bits, help_heading = "Quantisation")]
+    pub bits: Option<u32>,
+    /// Weight width (default: --bits).
+    #[arg(long, value_name = "N", value_parser = parse_bits, requires = "bits", help_heading = "Quantisation")]
+    pub weight_bits: Option<u32>,
+    /// Activation (table output) width (default: --bits).
+    #[arg(long, value_name = "N", value_parser = parse_bits, requires = "bits", help_heading = "Quantisation")]
+    pub activation_bits: Option<u32>,
+    /// Model input width (default: --bits).
+    #[arg(long, value_name = "N", value_parser = parse_bits, requires = "bits", help_heading = "Quantisation")]
+    pub input_bits: Option<u32>,
+    /// Requantise graph outputs to N bits with a table lookup (default: dequantise the final
+    /// accumulator on the client, no table).
+    #[arg(long, value_name = "N", value_parser = parse_bits, requires = "bits", help_heading = "Quantisation")]
+    pub output_bits: Option<u32>,
+    /// Keep only the top R bits of accumulators wider than R before each table lookup
+    /// (default: no rounding).
+    #[arg(long, value_name = "R", value_parser = parse_rounding_bits, requires = "bits", help_heading = "Quantisation")]
+    pub rounding_bits: Option<u32>,
+    /// How --rounding-bits rounds [default: approximate].
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        requires = "rounding_bits",
+        help_heading = "Quantisation"
+    )]
+    pub rounding_mode: Option<RoundingModeArg>,
+    /// Prune neurons whose weights are all within T of zero (0 = exact zeros only, which
+    /// keeps the outputs exact).
+    #[arg(long, value_name = "T", value_parser = parse_threshold, default_value = "0", help_heading = "Quantisation")]
+    pub prune_threshold: f32,
+    /// Calibration data (.npz train split, .csv, .npy; see `fhec eval --help`). `eval`
+    /// defaults to the train split of --data; elsewhere it is required unless the model is
+    /// fully quantisation-aware (QAT).
+    #[arg(long, value_name = "FILE", help_heading = "Quantisation")]
+    pub calib: Option<PathBuf>,
+    /// Use at most K calibration samples (the first K).
+    #[arg(long, value_name = "K", value_parser = parse_limit, default_value = "500", help_heading = "Quantisation")]
+    pub calib_limit: usize,
+}
+
+impl QuantArgs {
+    /// The quantisation widths, `None` without `--bits`.
+    pub fn quant_options(&self) -> Option<QuantOptions> {
+        let b = self.bits?;
+        Some(QuantOptions {
+            weight_bits: self.weight_bits.unwrap_or(b),
+            activation_bits: self.activation_bits.unwrap_or(b),
+            input_bits: self.input_bits.unwrap_or(b),
+            output_bits: self.output_bits,
+        })
+    }
+
+    pub fn rounding_mode(&self) -> RoundingModeArg {
+        self.rounding_mode.unwrap_or(RoundingModeArg::Approximate)
+    }
+
+    pub fn rounding(&self) -> Option<RoundingOptions> {
+        self.rounding_bits.map(|bits| RoundingOptions {
+            bits,
+            mode: self.rounding_mode().mode(),
+        })
+    }
+
+    pub fn pass_options(&self) -> PassOptions {
+        PassOptions {
+            prune_threshold: self.prune_threshold,
+            quantization: self.quant_options(),
+            rounding: self.rounding(),
+        }
+    }
+
+    /// Whether any option other than the defaults was given (for commands where they do
+    /// not apply).
+    pub fn any_given(&self) -> bool {
+        self.bits.is_some()
+            || self.rounding_bits.is_some()
+            || self.calib.is_some()
+            || self.prune_threshold != 0.0
+            || self.calib_limit != 500
+    }
+
+    /// The effective options, for JSON reports.
+    pub fn summary(&self) -> QuantSummary {
+        let q = self.quant_options();
+        QuantSummary {
+            bits: self.bits,
+            weight_bits: q.as_ref().map(|q| q.weight_bits),
+            activation_bits: q.as_ref().map(|q| q.activation_bits),
+            input_bits: q.as_ref().map(|q| q.input_bits),
+            output_bits: q.as_ref().and_then(|q| q.output_bits),
+            rounding_bits: self.rounding_bits,
+            rounding_mode: self.rounding_bits.map(|_| self.rounding_mode().name()),
+            prune_threshold: self.prune_threshold,
+            calib_limit: self.calib_limit,
+        }
+    }
+
+    /// One line: `6-bit weights, 6-bit activations, ...`.
+    pub fn describe(&self) -> String {
+        let Some(q) = self.quant_options() else {
+            return "float (not quantised)".into();
+        };
+        let mut s = if q.weight_bits == q.activation_bits && q.weight_bits == q.input_bits {
+            format!("{} bits (weights, activations, inputs)", q.weight_bits)
+        } else {
+            format!(
+                "{}-bit weights, {}-bit activations, {}-bit inputs",
+                q.weight_bits, q.activation_bits, q.input_bits
+            )
+        };
+        match q.output_bits {
+            Some(o) => s.push_str(&format!(", {o}-bit outputs")),
+            None => s.push_str(", outputs dequantised from the accumulator"),
+        }
+        match self.rounding_bits {
+            Some(r) => s.push_str(&format!(
+                ", rounding to {r} bits ({})",
+                self.rounding_mode().name()
+            )),
+            None => s.push_str(", no rounding"),
+        }
+        if self.prune_threshold != 0.0 {
+            s.push_str(&format!(", prune threshold {}", self.prune_threshold));
+        }
+        s
+    }
+}
+
+/// The effective quantisation options (JSON `quantization`).
+#[derive(Serialize, Debug, Clone)]
+pub struct QuantSummary {
+    pub bits: Option<u32>,
+    pub weight_bits: Option<u32>,
+    pub activation_bits: Option<u32>,
+    pub input_bits: Option<u32>,
+    pub output_bits: Option<u32>,
+    pub rounding_bits: Option<u32>,
+    pub rounding_mode: Option<&'static str>,
+    pub prune_threshold: f32,
+    pub calib_limit: usize,
+}
+
+// ---------------------------------------------------------------------------------------------
+// fitting dataset samples to a model input
+
+/// How the samples of a dataset are turned into tensors of the model input's shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fit {
+    /// The sample shape is the input shape (batch axis included).
+    AsIs,
+    /// The sample shape is the input shape without its leading batch 1.
+    AddBatch,
+    /// The data is NCHW `[C,H,W]` and the model takes NHWC `[1,H,W,C]`.
+    NchwToNhwc,
+}
+
+/// How samples of shape `sample` fit a model input of shape `input`; `None` if they do not.
+pub fn fit(sample: &[usize], input: &[usize]) -> Option<Fit> {
+    if sample == input {
+        Some(Fit::AsIs)
+    } else if input.first() == Some(&1) && sample == &input[1..] {
+        Some(Fit::AddBatch)
+    } else if input.len() == 4
+        && input[0] == 1
+        && sample.len() == 3
+        && sample == [input[3], input[1], input[2]]
+    {
+        Some(Fit::NchwToNhwc)
+    } else {
+        None
+    }
+}
+
+/// Dataset features as one model-input-shaped tensor per sample, with a note when they were
+/// transposed. `what` names the data's role ("data", "calibration data").
+pub fn model_samples(
+    ds: &Dataset,
+    input: &str,
+    fact: &TensorFact,
+    file: &Path,
+    what: &str,
+) -> Result<(Vec<Tensor>, Option<String>)> {
+    let sample = ds.sample_shape();
+    let gs = fact.shape.as_slice();
+    let Some(how) = fit(sample, gs) else {
+        let hint = if gs.len() == 4 && gs[0] == 1 {
+            "; (NCHW [C,H,W] samples are transposed automatically for a model taking NHWC \
+             [1,H,W,C] input)"
+        } else {
+            ""
+        };
+        bail!(
+            "{what} '{}' has samples of shape {} (the file's array is {}) but model input \
+             '{input}' is {} {}, so it takes samples of shape {}{hint}; pass the right file \
+             or choose its arrays with --x-key/--y-key",
+            file.display(),
+            shape_text(sample),
+            shape_text(ds.x.shape()),
+            ir_dtype_name(fact.dtype),
+            shape_text(gs),
+            shape_text(if gs.first() == Some(&1) { &gs[1..] } else { gs }),
+        );
+    };
+    if let Some((lo, hi)) = fact.dtype.int_range() {
+        if let Some((i, v)) =
+            ds.x.iter().enumerate().find(|(_, &v)| {
+                v.fract() != 0.0 || (v as f64) < lo as f64 || (v as f64) > hi as f64
+            })
+        {
+            let per = sample.iter().product::<usize>().max(1);
+            bail!(
+                "{what} '{}': sample {} holds {v}, but model input '{input}' is {} \
+                 (integers in [{lo}, {hi}])",
+                file.display(),
+                i / per,
+                ir_dtype_name(fact.dtype)
+            );
+        }
+    }
+    let note = (how == Fit::NchwToNhwc).then(|| {
+        format!(
+            "{what} '{}' is NCHW {} per sample but model input '{input}' is NHWC {}: \
+             transposing the samples (0,2,3,1)",
+            file.display(),
+            shape_text(sample),
+            shape_text(gs)
+        )
+    });
+    let samples =
+        ds.x.axis_iter(Axis(0))
+            .map(|s| {
+                let t = match how {
+                    Fit::AsIs => s.to_owned(),
+                    Fit::AddBatch => s.insert_axis(Axis(0)).to_owned(),
+                    Fit::NchwToNhwc => s
+                        .permuted_axes(IxDyn(&[1, 2, 0]))
+                        .insert_axis(Axis(0))
+                        .as_standard_layout()
+                        .into_owned(),
+                };
+                debug_assert_eq!(t.shape(), gs);
+                t
+            })
+            .collect();
+    Ok((samples, note))
+}
+
+/// The single graph input of a model (eval and calibration handle one-input models only).
+pub fn single_input<'g>(graph: &'g Graph, model: &Path) -> Result<(&'g str, &'g TensorFact)> {
+    match graph.inputs() {
+        [id] => {
+            let n = graph.node(*id);
+            Ok((n.name.as_str(), &n.fact))
+        }
+        ids => bail!(
+            "model '{}' has {} graph inputs; dataset evaluation and calibration support \
+             models with exactly one input",
+            model.display(),
+            ids.len()
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// calibration
+
+/// Calibration samples and where they came from.
+#[derive(Debug, Default)]
+pub struct Calibration {
+    pub samples: Vec<Vec<Tensor>>,
+    /// Description of the file and arrays used; `None` when there is no calibration data.
+    pub source: Option<String>,
+    /// Samples the file held before `--calib-limit`.
+    pub available: usize,
+}
+
+/// Loads calibration samples from `path`: its train split, or (for a file with no train
+/// split, only when `fallback_to_test`) its test split. Info lines go to `info`.
+pub fn load_calibration(
+    path: &Path,
+    keys: &DataKeys,
+    graph: &Graph,
+    model: &Path,
+    limit: usize,
+    fallback_to_test: bool,
+    info: &mut dyn FnMut(String),
+) -> Result<Calibration> {
+    let (input, fact) = single_input(graph, model)?;
+    let ds = match load_dataset(path, Split::Train, keys) {
+        Ok(ds) => ds,
+        Err(DataError::UnknownLayout { .. }) if fallback_to_test => {
+            let ds = load_dataset(path, Split::Test, keys)
+                .with_context(|| format!("cannot load calibration data '{}'", path.display()))?;
+            info(format!(
+                "note: '{}' has no train split; calibrating on its test split",
+                path.display()
+            ));
+            ds
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("cannot load calibration data '{}'", path.display())))
+        }
+    };
+    let available = ds.len();
+    let ds = ds.head(limit);
+    let (tensors, note) = model_samples(&ds, input, fact, path, "calibration data")?;
+    if let Some(n) = note {
+        info(format!("note: {n}"));
+    }
+    Ok(Calibration {
+        samples: tensors.into_iter().map(|t| vec![t]).collect(),
+        source: Some(ds.source.clone()),
+        available,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// compiling
+
+/// The result of the pass pipeline.
+pub struct Compiled {
+    /// The final graph (integer when quantised).
+    pub graph: Graph,
+    pub report: PipelineReport,
+    pub quantized: bool,
+    pub elapsed: Duration,
+}
+
+impl Compiled {
+    /// Runs the compiled graph on one sample: the integer interpreter when quantised, the
+    /// float one otherwise, then the client-side post-processing. Returns every output.
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let outs = if self.quantized {
+            fhec_ir::int_interp::run(&self.graph, inputs)
+        } else {
+            fhec_ir::interp::run(&self.graph, inputs)
+        }
+        .map_err(|e| anyhow!("{e}"))?;
+        self.report
+            .apply_postprocessing(outs)
+            .map_err(|e| anyhow!("client post-processing failed: {e}"))
+    }
+
+    pub fn tlu_count(&self) -> Option<usize> {
+        self.quantized.then(|| tlu_count(&self.graph))
+    }
+
+    pub fn max_accumulator_bits(&self) -> Option<u32> {
+        self.quantized
+            .then(|| max_accumulator_bits(&self.report.bit_widths))
+    }
+
+    /// Tables whose input the rounding pass narrowed.
+    pub fn rounded_tables(&self) -> usize {
+        self.report.changes("round_accumulators").len()
+    }
+
+    /// The pipeline's effect, for JSON reports.
+    pub fn summary(&self) -> PipelineSummary {
+        PipelineSummary {
+            passes: self
+                .report
+                .passes
+                .iter()
+                .map(|p| PassJson {
+                    pass: p.pass,
+                    nodes_before: p.nodes_before,
+                    nodes_after: p.nodes_after,
+                    changes: p.changes.clone(),
+                })
+                .collect(),
+            tlu_count: self.tlu_count(),
+            max_accumulator_bits: self.max_accumulator_bits(),
+            layers: layers_json(&self.report.bit_widths),
+            pruned: pruned_json(&self.report),
+            postprocessing: postprocessing_json(&self.report),
+            ops_after: op_histogram(&self.graph),
+            nodes_after: self.graph.node_count(),
+        }
+    }
+}
+
+/// Compiles `graph` (a copy) through the whole pipeline. `calib_hint` says how to give
+/// calibration data on this command (for the "no calibration range" failure).
+pub fn compile(
+    graph: &Graph,
+    args: &QuantArgs,
+    calibration: Vec<Vec<Tensor>>,
+    model: &Path,
+    calib_hint: &str,
+) -> Result<Compiled> {
+    let start = Instant::now();
+    let mut g = graph.clone();
+    let options = args.pass_options();
+    let quantized = options.quantization.is_some();
+    let no_calibration = calibration.is_empty();
+    let mut ctx = PassContext::new(options);
+    ctx.calibration_inputs = calibration;
+    if let Err(e) = run_pipeline(&mut g, &mut ctx) {
+        let text = e.to_string();
+        let what = match args.bits {
+            Some(_) => format!("cannot compile '{}' ({})", model.display(), args.describe()),
+            None => format!("cannot compile '{}'", model.display()),
+        };
+        if no_calibration && text.contains("no calibration range") {
+            bail!(
+                "{what}: the model is not fully quantisation-aware, so quantising it needs \
+                 calibration data: {calib_hint}\n  caused by: {text}"
+            );
+        }
+        return Err(anyhow!("{text}").context(what));
+    }
+    Ok(Compiled {
+        graph: g,
+        report: ctx.report,
+        quantized,
+        elapsed: start.elapsed(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON / text pieces shared by the reports
+
+#[derive(Serialize, Debug, Clone)]
+pub struct PassJson {
+    pub pass: &'static str,
+    pub nodes_before: usize,
+    pub nodes_after: usize,
+    pub changes: Vec<String>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct LayerJson {
+    pub layer: String,
+    pub op: &'static str,
+    pub worst_bits: u32,
+    pub worst_range: [i64; 2],
+    pub observed_bits: Option<u32>,
+    pub observed_range: Option<[i64; 2]>,
+    pub tlu_input_bits: Option<u32>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct PrunedJson {
+    pub layer: String,
+    pub before: usize,
+    pub after: usize,
+    pub constant: usize,
+    pub dead: usize,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct PostJson {
+    pub output: usize,
+    pub node: String,
+    pub op: &'static str,
+    /// The op's attributes as the IR printer writes them (e.g. `(axis=1)`).
+    pub attrs: String,
+}
+
+/// What the pipeline did (`inspect --json`'s `pipeline`).
+#[derive(Serialize, Debug, Clone)]
+pub struct PipelineSummary {
+    pub passes: Vec<PassJson>,
+    pub tlu_count: Option<usize>,
+    pub max_accumulator_bits: Option<u32>,
+    pub layers: Vec<LayerJson>,
+    pub pruned: Vec<PrunedJson>,
+    pub postprocessing: Vec<PostJson>,
+    pub ops_after: BTreeMap<String, usize>,
+    pub nodes_after: usize,
+}
+
+pub fn layers_json(layers: &[LayerBits]) -> Vec<LayerJson> {
+    layers
+        .iter()
+        .map(|l| LayerJson {
+            layer: l.layer.clone(),
+            op: l.op,
+            worst_bits: l.worst_bits,
+            worst_range: [l.worst.0, l.worst.1],
+            observed_bits: l.observed_bits,
+            observed_range: l.observed.map(|(a, b)| [a, b]),
+            tlu_input_bits: l.tlu_input_bits,
+        })
+        .collect()
+}
+
+pub fn pruned_json(report: &PipelineReport) -> Vec<PrunedJson> {
+    report
+        .pruned
+        .iter()
+        .map(|p| PrunedJson {
+            layer: p.layer.clone(),
+            before: p.before,
+            after: p.after,
+            constant: p.constant,
+            dead: p.dead,
+        })
+        .collect()
+}
+
+pub fn postprocessing_json(report: &PipelineReport) -> Vec<PostJson> {
+    report
+        .postprocessing
+        .iter()
+        .map(|p| PostJson {
+            output: p.output,
+            node: p.node.clone(),
+            op: p.op.name(),
+            attrs: fhec_ir::print::attrs(&p.op),
+        })
+        .collect()
+}
+
+/// IR op histogram of a graph.
+pub fn op_histogram(g: &Graph) -> BTreeMap<String, usize> {
+    let mut h = BTreeMap::new();
+    for id in g.node_ids() {
+        *h.entry(g.node(id).op.name().to_string()).or_default() += 1;
+    }
+    h
+}
+
+/// `Gemm×3, Relu×2`.
+pub fn histogram_text(h: &BTreeMap<String, usize>) -> String {
+    let v: Vec<String> = h
+        .iter()
+        .map(|(k, n)| {
+            if *n == 1 {
+                k.clone()
+            } else {
+                format!("{k}\u{d7}{n}")
+            }
+        })
+        .collect();
+    v.join(", ")
+}
+
+/// The per-layer accumulator table.
+pub fn layers_table(layers: &[LayerBits]) -> String {
+    let range = |(a, b): (i64, i64)| format!("[{a}, {b}]");
+    let mut rows: Vec<[String; 7]> = vec![[
+        "layer".into(),
+        "op".into(),
+        "worst".into(),
+        "worst range".into(),
+        "observed".into(),
+        "observed range".into(),
+        "table input".into(),
+    ]];
+    for l in layers {
+        rows.push([
+            l.layer.clone(),
+            l.op.to_string(),
+            format!("{} bits", l.worst_bits),
+            range(l.worst),
+            l.observed_bits.map_or("-".into(), |b| format!("{b} bits")),
+            l.observed.map_or("-".into(), range),
+            l.tlu_input_bits.map_or("-".into(), |b| format!("{b} bits")),
+        ]);
+    }
+    let mut widths = [0usize; 7];
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                // Names and ops left-aligned, numbers right-aligned.
+                if i < 2 {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
+            .collect();
+        out.push_str("  ");
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fits() {
+        assert_eq!(fit(&[30], &[1, 30]), Some(Fit::AddBatch));
+        assert_eq!(fit(&[1, 30], &[1, 30]), Some(Fit::AsIs));
+        assert_eq!(fit(&[1, 28, 28], &[1, 1, 28, 28]), Some(Fit::AddBatch));
+        assert_eq!(fit(&[1, 28, 28], &[1, 28, 28, 1]), Some(Fit::NchwToNhwc));
+        assert_eq!(fit(&[3, 28, 28], &[1, 28, 28, 3]), Some(Fit::NchwToNhwc));
+        assert_eq!(fit(&[28, 28, 1], &[1, 28, 28, 1]), Some(Fit::AddBatch));
+        assert_eq!(fit(&[31], &[1, 30]), None);
+        assert_eq!(fit(&[1, 28, 28], &[1, 3, 28, 28]), None);
+    }
+
+    #[test]
+    fn bit_parsers() {
+        assert_eq!(parse_bits("6"), Ok(6));
+        assert!(parse_bits("1").unwrap_err().contains("2..=8"));
+        assert!(parse_bits("9").unwrap_err().contains("2..=8"));
+        assert!(parse_bits("x").is_err());
+        assert!(parse_rounding_bits("0").unwrap_err().contains("at least 1"));
+        assert_eq!(parse_rounding_bits("6"), Ok(6));
+        assert!(parse_threshold("-1").is_err());
+        assert!(parse_threshold("nan").is_err());
+        assert!(parse_limit("0").is_err());
+    }
+
+    #[test]
+    fn nchw_samples_are_transposed() {
+        let x = ndarray::ArrayD::from_shape_vec(
+            IxDyn(&[2, 2, 1, 3]),
+            (0..12).map(|v| v as f32).collect(),
+        )
+        .unwrap();
+        let ds = Dataset {
+            x,
+            y: None,
+            source: "t".into(),
+        };
+        let fact = TensorFact::f32(vec![1, 1, 3, 2]);
+        let (s, note) = model_samples(&ds, "in", &fact, Path::new("d.npz"), "data").unwrap();
+        assert!(note.unwrap().contains("NHWC"));
+        assert_eq!(s[1].shape(), &[1, 1, 3, 2]);
+        // sample 1 is channels [6,7,8] and [9,10,11]; NHWC interleaves them.
+        assert_eq!(
+            s[1].iter().copied().collect::<Vec<_>>(),
+            vec![6., 9., 7., 10., 8., 11.]
+        );
+        let bad = TensorFact::f32(vec![1, 5]);
+        let e = model_samples(&ds, "in", &bad, Path::new("d.npz"), "data").unwrap_err();
+        assert!(
+            e.to_string().contains("[2,1,3]") && e.to_string().contains("[1,5]"),
+            "{e}"
+        );
+    }
+}
