@@ -500,8 +500,14 @@ impl<'a> Lowering<'a> {
 
     /// Client-side quantisation of a real graph input (PTQ, calibration range).
     fn quantize_input(&mut self, src_id: NodeId, x: NodeId) -> Result<Repr, QuantError> {
-        // Model inputs (e.g. images, mostly background) keep their full range down to 4 bits.
-        let params = self.activation_params(src_id, self.opts.input_bits, 3)?;
+        // Tabular features (rank 2) get the clipping search like activations; images (mostly
+        // background, where it would clip the strokes) keep their full range down to 4 bits.
+        let clip_below = if self.src.node(src_id).fact.rank() <= 2 {
+            4
+        } else {
+            3
+        };
+        let params = self.activation_params(src_id, self.opts.input_bits, clip_below)?;
         let name = format!("{}.quantize", self.src.node(src_id).name);
         let range = params.range();
         let (scale, zp) = (params.scale, params.zero_point);
