@@ -254,8 +254,15 @@ impl Op {
             Op::Input => shape_err!("an Input's fact is given, not inferred"),
             Op::Const(t) => Ok(TensorFact::f32(t.shape())),
             Op::Unary(_) | Op::Identity => Ok(inputs[0].clone()),
-            Op::Binary(_) => {
+            Op::Binary(b) => {
                 let shape = broadcast_shapes(&inputs[0].shape, &inputs[1].shape)?;
+                if *b == BinaryOp::PRelu && shape != inputs[0].shape {
+                    return shape_err!(
+                        "PRelu slope {:?} must broadcast to the input {:?}",
+                        inputs[1].shape,
+                        inputs[0].shape
+                    );
+                }
                 Ok(TensorFact::new(inputs[0].dtype, shape))
             }
             Op::MatMul => matmul_shape(&inputs[0].shape, &inputs[1].shape)
