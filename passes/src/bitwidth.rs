@@ -100,75 +100,82 @@ pub fn is_accumulator(op: &Op) -> bool {
 /// Worst-case integer range of every integer node.
 pub fn worst_case_ranges(g: &Graph) -> Result<HashMap<NodeId, (i64, i64)>, IrError> {
     let mut r: HashMap<NodeId, (i64, i64)> = HashMap::new();
-    let unsupported = |id: NodeId, message: String| IrError::Unsupported {
+    for id in g.topo_order() {
+        if let Some(range) = node_range(g, id, &r)? {
+            r.insert(id, range);
+        }
+    }
+    Ok(r)
+}
+
+/// Worst-case range of one node from the ranges of its inputs (`None` for real-valued
+/// nodes). The quantisation lowering sizes its tables with this same function.
+pub fn node_range(
+    g: &Graph,
+    id: NodeId,
+    r: &HashMap<NodeId, (i64, i64)>,
+) -> Result<Option<(i64, i64)>, IrError> {
+    let unsupported = |message: String| IrError::Unsupported {
         node: g.node(id).name.clone(),
         op: g.node(id).op.name(),
         message,
     };
-    for id in g.topo_order() {
-        let ins = g.node_inputs(id);
-        let get = |i: usize| r.get(&ins[i]).copied();
-        let range = match &g.node(id).op {
-            Op::Input | Op::Const(_) | Op::Dequantize(_) => continue,
-            Op::IntConst(a) => a
-                .iter()
-                .fold((i64::MAX, i64::MIN), |(l, h), &v| (l.min(v), h.max(v))),
-            Op::Quantize(q) => q.range(),
-            Op::Tlu(t) => t
-                .tables
-                .iter()
-                .flatten()
-                .fold((i64::MAX, i64::MIN), |(l, h), &v| (l.min(v), h.max(v))),
-            Op::Identity | Op::Reshape { .. } | Op::Transpose { .. } | Op::MaxPool(_) => {
-                get(0).ok_or_else(|| unsupported(id, "input has no integer range".into()))?
-            }
-            Op::Pad { value, .. } => {
-                let (lo, hi) =
-                    get(0).ok_or_else(|| unsupported(id, "input has no integer range".into()))?;
-                (lo.min(*value as i64), hi.max(*value as i64))
-            }
-            Op::Concat { .. } => (0..ins.len())
-                .filter_map(get)
-                .fold((i64::MAX, i64::MIN), |(l, h), (a, b)| (l.min(a), h.max(b))),
-            Op::SumPool(p) => {
-                let (lo, hi) =
-                    get(0).ok_or_else(|| unsupported(id, "input has no integer range".into()))?;
-                let k = p.kernel.iter().product::<usize>() as i64;
-                let padded = p.pads.iter().any(|&(a, b)| a > 0 || b > 0);
-                let (lo, hi) = if padded {
-                    (lo.min(0), hi.max(0))
-                } else {
-                    (lo, hi)
-                };
-                (k * lo, k * hi)
-            }
-            Op::Binary(b) => {
-                let (Some((a0, a1)), Some((b0, b1))) = (get(0), get(1)) else {
-                    return Err(unsupported(id, "operand has no integer range".into()));
-                };
-                match b {
-                    BinaryOp::Add => (a0 + b0, a1 + b1),
-                    BinaryOp::Sub => (a0 - b1, a1 - b0),
-                    BinaryOp::Mul => {
-                        let p = [a0 * b0, a0 * b1, a1 * b0, a1 * b1];
-                        (*p.iter().min().expect("4"), *p.iter().max().expect("4"))
-                    }
-                    _ => return Err(unsupported(id, "no integer semantics".into())),
+    let ins = g.node_inputs(id);
+    let get = |i: usize| r.get(&ins[i]).copied();
+    let first = || get(0).ok_or_else(|| unsupported("input has no integer range".into()));
+    let range = match &g.node(id).op {
+        Op::Input | Op::Const(_) | Op::Dequantize(_) => return Ok(None),
+        Op::IntConst(a) => a
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(l, h), &v| (l.min(v), h.max(v))),
+        Op::Quantize(q) => q.range(),
+        Op::Tlu(t) => t
+            .tables
+            .iter()
+            .flatten()
+            .fold((i64::MAX, i64::MIN), |(l, h), &v| (l.min(v), h.max(v))),
+        Op::Identity | Op::Reshape { .. } | Op::Transpose { .. } | Op::MaxPool(_) => first()?,
+        Op::Pad { value, .. } => {
+            let (lo, hi) = first()?;
+            (lo.min(*value as i64), hi.max(*value as i64))
+        }
+        Op::Concat { .. } => (0..ins.len())
+            .filter_map(get)
+            .fold((i64::MAX, i64::MIN), |(l, h), (a, b)| (l.min(a), h.max(b))),
+        Op::SumPool(p) => {
+            let (lo, hi) = first()?;
+            let k = p.kernel.iter().product::<usize>() as i64;
+            let padded = p.pads.iter().any(|&(a, b)| a > 0 || b > 0);
+            let (lo, hi) = if padded {
+                (lo.min(0), hi.max(0))
+            } else {
+                (lo, hi)
+            };
+            (k * lo, k * hi)
+        }
+        Op::Binary(b) => {
+            let (Some((a0, a1)), Some((b0, b1))) = (get(0), get(1)) else {
+                return Err(unsupported("operand has no integer range".into()));
+            };
+            match b {
+                BinaryOp::Add => (a0 + b0, a1 + b1),
+                BinaryOp::Sub => (a0 - b1, a1 - b0),
+                BinaryOp::Mul => {
+                    let p = [a0 * b0, a0 * b1, a1 * b0, a1 * b1];
+                    (*p.iter().min().expect("4"), *p.iter().max().expect("4"))
                 }
+                _ => return Err(unsupported("no integer semantics".into())),
             }
-            Op::Gemm(_) | Op::MatMul | Op::Conv(_) => {
-                linear_range(g, id, &r).map_err(|m| unsupported(id, m))?
-            }
-            other => {
-                return Err(unsupported(
-                    id,
-                    format!("{} has no integer semantics", other.name()),
-                ))
-            }
-        };
-        r.insert(id, range);
-    }
-    Ok(r)
+        }
+        Op::Gemm(_) | Op::MatMul | Op::Conv(_) => linear_range(g, id, r).map_err(unsupported)?,
+        other => {
+            return Err(unsupported(format!(
+                "{} has no integer semantics",
+                other.name()
+            )))
+        }
+    };
+    Ok(Some(range))
 }
 
 /// Per output channel: sum of min/max of w * [lo, hi] over its weights, plus the bias.

@@ -15,7 +15,7 @@ use tract_onnx::pb;
 use tract_onnx::pb::tensor_shape_proto::dimension;
 use tract_onnx::pb::type_proto;
 
-use super::quant_args::{compile, load_calibration, PipelineSummary, QuantArgs};
+use super::quant_args::{compile, histogram_text, load_calibration, PipelineSummary, QuantArgs};
 use super::{
     import_model_bytes, ir_dtype_name, json_text, onnx_dtype_name, print_out, read_model_bytes,
     ImportArgs,
@@ -397,20 +397,6 @@ fn io_text(out: &mut String, title: &str, list: &[IoInfo]) {
         }
         let _ = writeln!(out, "{line}");
     }
-}
-
-fn histogram_text(h: &BTreeMap<String, usize>) -> String {
-    let v: Vec<String> = h
-        .iter()
-        .map(|(k, n)| {
-            if *n == 1 {
-                k.clone()
-            } else {
-                format!("{k}\u{d7}{n}")
-            }
-        })
-        .collect();
-    v.join(", ")
 }
 
 /// The human-readable report.

@@ -8,6 +8,7 @@ use fhec_ir::{DType, GemmAttrs, Graph, NodeId, Op, PadMode, PoolAttrs, Tensor, T
 use ndarray::{ArrayD, Axis, IxDyn};
 
 use super::Calibration as Ranges;
+use crate::bitwidth::node_range;
 
 /// Bit widths of the quantisation (Concrete ML users know them as n_bits op_weights,
 /// op_inputs, model_inputs and model_outputs).
@@ -163,18 +164,18 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    fn add(
-        &mut self,
-        name: &str,
-        op: Op,
-        inputs: &[NodeId],
-        range: (i64, i64),
-    ) -> Result<NodeId, QuantError> {
+    /// Adds an integer node and records its worst-case range (the one interval analysis
+    /// the bit-width pass also uses).
+    fn add(&mut self, name: &str, op: Op, inputs: &[NodeId]) -> Result<NodeId, QuantError> {
         let id = self
             .out
             .add_node(name, op, inputs)
             .map_err(|e| QuantError::Internal(e.to_string()))?;
-        self.worst.insert(id, range);
+        if let Some(range) = node_range(&self.out, id, &self.worst)
+            .map_err(|e| QuantError::Internal(e.to_string()))?
+        {
+            self.worst.insert(id, range);
+        }
         Ok(id)
     }
 
@@ -276,13 +277,11 @@ impl<'a> Lowering<'a> {
             Op::MaxPool(p) => self.lower_max_pool(id, p.clone()),
             Op::Reshape { .. } | Op::Transpose { .. } => {
                 let (x, scale, zp) = self.int_input(id, ins[0])?;
-                let r = self.range_of(x);
-                let nid = self.add(&node.name, node.op.clone(), &[x], r)?;
+                let nid = self.add(&node.name, node.op.clone(), &[x])?;
                 Ok(Repr::Int { id: nid, scale, zp })
             }
             Op::Pad { pads, mode, value } => {
                 let (x, scale, zp) = self.int_input(id, ins[0])?;
-                let (lo, hi) = self.range_of(x);
                 let q = if *mode == PadMode::Constant {
                     (*value / scale).round() as i64 + zp
                 } else {
@@ -295,9 +294,7 @@ impl<'a> Lowering<'a> {
                         mode: PadMode::Constant,
                         value: q as f32,
                     },
-                    &[x],
-                    (lo.min(q), hi.max(q)),
-                )?;
+                    &[x])?;
                 Ok(Repr::Int { id: nid, scale, zp })
             }
             Op::Concat { axis } => {
@@ -318,7 +315,7 @@ impl<'a> Lowering<'a> {
                     ids.push(x);
                 }
                 let (s, z) = params.expect("Concat has inputs");
-                let nid = self.add(&node.name, Op::Concat { axis: *axis }, &ids, (lo, hi))?;
+                let nid = self.add(&node.name, Op::Concat { axis: *axis }, &ids)?;
                 Ok(Repr::Int { id: nid, scale: s, zp: z })
             }
             Op::Binary(BinaryOp::Add | BinaryOp::Sub) => Err(self.node_err(
@@ -425,8 +422,7 @@ impl<'a> Lowering<'a> {
                         bits: 8,
                         signed: q.dtype == DType::I8,
                     };
-                    let range = params.range();
-                    let nid = self.add(&node.name, Op::Quantize(params), &[x], range)?;
+                    let nid = self.add(&node.name, Op::Quantize(params), &[x])?;
                     // The QuantizeLinear output *is* the integer: scale 1, zero point 0.
                     Ok(Repr::Int {
                         id: nid,
@@ -509,9 +505,8 @@ impl<'a> Lowering<'a> {
         };
         let params = self.activation_params(src_id, self.opts.input_bits, clip_below)?;
         let name = format!("{}.quantize", self.src.node(src_id).name);
-        let range = params.range();
         let (scale, zp) = (params.scale, params.zero_point);
-        let nid = self.add(&name, Op::Quantize(params), &[x], range)?;
+        let nid = self.add(&name, Op::Quantize(params), &[x])?;
         Ok(Repr::Int { id: nid, scale, zp })
     }
 
@@ -609,16 +604,13 @@ impl<'a> Lowering<'a> {
         for &(op_id, slot) in eval_ops {
             x = self.eval_univariate(op_id, slot, x)?;
         }
-        let (tables, out_scale, out_zp, out_range) = if let Some((s, z)) = qat_grid {
-            let tables = self.split_tables(&x, channels, |v| v.round() as i64);
-            let (tlo, thi) = minmax(&tables);
-            (tables, s, z, (tlo, thi))
+        let (tables, out_scale, out_zp) = if let Some((s, z)) = qat_grid {
+            (self.split_tables(&x, channels, |v| v.round() as i64), s, z)
         } else {
             let params =
                 self.activation_params(last, out_bits.unwrap_or(self.opts.activation_bits), 4)?;
             let tables = self.split_tables(&x, channels, |v| params.quantize(v));
-            let (tlo, thi) = minmax(&tables);
-            (tables, params.scale, params.zero_point, (tlo, thi))
+            (tables, params.scale, params.zero_point)
         };
         let tlu = Tlu {
             input_min: lo,
@@ -627,7 +619,7 @@ impl<'a> Lowering<'a> {
             axis: (channels > 1).then_some(1),
         };
         let name = self.src.node(last).name.clone();
-        let nid = self.add(&name, Op::Tlu(tlu), &[base], out_range)?;
+        let nid = self.add(&name, Op::Tlu(tlu), &[base])?;
         Ok(Repr::Int {
             id: nid,
             scale: out_scale,
@@ -845,52 +837,30 @@ impl<'a> Lowering<'a> {
                 if c.pads.iter().any(|&(a, b)| a > 0 || b > 0) {
                     let mut pads = vec![(0, 0), (0, 0)];
                     pads.extend(c.pads.iter().copied());
-                    let (lo, hi) = self.range_of(x);
                     let pad = Op::Pad {
                         pads,
                         mode: PadMode::Constant,
                         value: z_x as f32,
                     };
-                    x_in = self.add(
-                        &format!("{}.pad", node.name),
-                        pad,
-                        &[x],
-                        (lo.min(z_x), hi.max(z_x)),
-                    )?;
+                    x_in = self.add(&format!("{}.pad", node.name), pad, &[x])?;
                     c.pads = vec![(0, 0); c.pads.len()];
                 }
             }
             _ => return Err(QuantError::Internal("not a linear op".into())),
         }
-        let (x_lo, x_hi) = self.range_of(x_in);
-        let mut b_int = vec![0i64; n_out];
-        let mut lo_hi = (i64::MAX, i64::MIN);
-        for j in 0..n_out {
-            let filt = w_q.index_axis(Axis(0), j);
-            let scale_j = s_x * s_w[j] * alpha;
-            let b = bias.as_ref().map_or(0.0, |b| beta * bias_at(b, j, n_out));
-            b_int[j] = (b / scale_j).round() as i64 - z_x * filt.sum();
-            let (mut lo, mut hi) = (b_int[j], b_int[j]);
-            for &w in filt.iter() {
-                lo += (w * x_lo).min(w * x_hi);
-                hi += (w * x_lo).max(w * x_hi);
-            }
-            lo_hi = (lo_hi.0.min(lo), lo_hi.1.max(hi));
-        }
-        let w_node = self.add(
-            &format!("{}.weight", node.name),
-            Op::IntConst(w_q),
-            &[],
-            (0, 0),
-        )?;
+        // Integer bias per output: the real bias at the accumulator's scale, minus the
+        // input zero point times the weights' sum.
+        let b_int: Vec<i64> = (0..n_out)
+            .map(|j| {
+                let filt = w_q.index_axis(Axis(0), j);
+                let b = bias.as_ref().map_or(0.0, |b| beta * bias_at(b, j, n_out));
+                (b / (s_x * s_w[j] * alpha)).round() as i64 - z_x * filt.sum()
+            })
+            .collect();
+        let w_node = self.add(&format!("{}.weight", node.name), Op::IntConst(w_q), &[])?;
         let b_arr = ArrayD::from_shape_vec(IxDyn(&[n_out]), b_int).expect("one bias per output");
-        let b_node = self.add(
-            &format!("{}.bias", node.name),
-            Op::IntConst(b_arr),
-            &[],
-            (0, 0),
-        )?;
-        let nid = self.add(&node.name, op, &[x_in, w_node, b_node], lo_hi)?;
+        let b_node = self.add(&format!("{}.bias", node.name), Op::IntConst(b_arr), &[])?;
+        let nid = self.add(&node.name, op, &[x_in, w_node, b_node])?;
         if s_w.iter().all(|&v| v == s_w[0]) {
             return Ok(Repr::Int {
                 id: nid,
@@ -928,7 +898,6 @@ impl<'a> Lowering<'a> {
         if padded {
             let mut pads = vec![(0, 0), (0, 0)];
             pads.extend(p.pads.iter().copied());
-            let (lo, hi) = self.range_of(x);
             x_in = self.add(
                 &format!("{}.pad", node.name),
                 Op::Pad {
@@ -937,14 +906,12 @@ impl<'a> Lowering<'a> {
                     value: z as f32,
                 },
                 &[x],
-                (lo.min(z), hi.max(z)),
             )?;
             attrs.pads = vec![(0, 0); p.pads.len()];
         }
         let k: i64 = p.kernel.iter().product::<usize>() as i64;
-        let (lo, hi) = self.range_of(x_in);
         attrs.count_include_pad = true;
-        let nid = self.add(&node.name, Op::SumPool(attrs), &[x_in], (k * lo, k * hi))?;
+        let nid = self.add(&node.name, Op::SumPool(attrs), &[x_in])?;
         Ok(Repr::Int {
             id: nid,
             scale: s / k as f32,
@@ -956,8 +923,7 @@ impl<'a> Lowering<'a> {
         let node = self.src.node(id).clone();
         let ins = self.src.node_inputs(id);
         let (x, s, z) = self.int_input(id, ins[0])?;
-        let r = self.range_of(x);
-        let nid = self.add(&node.name, Op::MaxPool(p), &[x], r)?;
+        let nid = self.add(&node.name, Op::MaxPool(p), &[x])?;
         Ok(Repr::Int {
             id: nid,
             scale: s,
@@ -1006,7 +972,7 @@ impl<'a> Lowering<'a> {
             signed: lo < 0,
         };
         let name = format!("{}.dequantize", self.src.node(o).name);
-        self.add(&name, Op::Dequantize(params), &[x], (0, 0))
+        self.add(&name, Op::Dequantize(params), &[x])
     }
 }
 
@@ -1016,11 +982,4 @@ fn bias_at(b: &Tensor, j: usize, n: usize) -> f32 {
     } else {
         b.iter().next().copied().unwrap_or(0.0)
     }
-}
-
-fn minmax(tables: &[Vec<i64>]) -> (i64, i64) {
-    tables
-        .iter()
-        .flatten()
-        .fold((i64::MAX, i64::MIN), |(l, h), &v| (l.min(v), h.max(v)))
 }
