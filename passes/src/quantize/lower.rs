@@ -7,7 +7,7 @@ use fhec_ir::quant::{int_bits, QParams, Tlu};
 use fhec_ir::{DType, GemmAttrs, Graph, NodeId, Op, PadMode, PoolAttrs, Tensor, TensorFact};
 use ndarray::{ArrayD, Axis, IxDyn};
 
-use super::Calibration as Ranges;
+use super::Calibration;
 use crate::bitwidth::node_range;
 
 /// Bit widths of the quantisation (Concrete ML users know them as n_bits op_weights,
@@ -88,17 +88,17 @@ enum Repr {
 
 struct Lowering<'a> {
     src: &'a Graph,
-    ranges: &'a Ranges,
+    calibration: &'a Calibration,
     opts: &'a QuantOptions,
     out: Graph,
     worst: HashMap<NodeId, (i64, i64)>,
     repr: HashMap<NodeId, Repr>,
 }
 
-/// Quantises and lowers `graph`, using `ranges` from [`super::calibrate`].
+/// Quantises and lowers `graph`, using what [`super::calibrate`] measured.
 pub fn quantize(
     graph: &Graph,
-    ranges: &Ranges,
+    calibration: &Calibration,
     opts: &QuantOptions,
 ) -> Result<Quantized, QuantError> {
     for (what, b) in [
@@ -115,7 +115,7 @@ pub fn quantize(
     }
     let mut l = Lowering {
         src: graph,
-        ranges,
+        calibration,
         opts,
         out: Graph::new(),
         worst: HashMap::new(),
@@ -184,7 +184,7 @@ impl<'a> Lowering<'a> {
     }
 
     fn calib(&self, id: NodeId) -> Result<(f32, f32), QuantError> {
-        self.ranges
+        self.calibration
             .ranges
             .get(&id)
             .copied()
@@ -205,7 +205,7 @@ impl<'a> Lowering<'a> {
         let (lo, hi) = self.calib(id)?;
         let full = QParams::unsigned_for_range(lo, hi, bits);
         let Some(values) = self
-            .ranges
+            .calibration
             .samples
             .get(&id)
             .filter(|v| !v.is_empty() && bits <= clip_below)

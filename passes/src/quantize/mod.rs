@@ -23,9 +23,6 @@ pub use pass::{CALIBRATE, QUANTIZE};
 
 pub use lower::{quantize, QuantError, QuantOptions, Quantized};
 
-/// Compatibility name: calibration results.
-pub type Ranges = Calibration;
-
 use std::collections::HashMap;
 
 use fhec_ir::{interp, Graph, NodeId, Tensor};
