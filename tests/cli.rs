@@ -4,9 +4,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{fixture_models, fixtures, reference};
+use common::{fails, fhec, fixture_models, fixtures, node, ok, reference, stderr, stdout};
 use ndarray::{ArrayD, Axis, IxDyn};
 use prost::Message;
 use tract_onnx::pb;
@@ -14,54 +14,6 @@ use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-fn fhec<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    Command::new(env!("CARGO_BIN_EXE_fhec"))
-        .args(args)
-        .output()
-        .expect("run fhec")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts success and returns stdout.
-fn ok(o: &Output) -> String {
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "expected success\nstdout:\n{}\nstderr:\n{}",
-        stdout(o),
-        stderr(o)
-    );
-    stdout(o)
-}
-
-/// Asserts exit code 2 with an `error:` report mentioning every needle; returns stderr.
-fn fails(o: &Output, needles: &[&str]) -> String {
-    let err = stderr(o);
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "expected exit code 2\nstdout:\n{}\nstderr:\n{err}",
-        stdout(o)
-    );
-    assert!(err.starts_with("error: "), "stderr: {err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr lacks {n:?}:\n{err}");
-    }
-    assert!(!err.contains("panicked"), "stderr: {err}");
-    err
-}
 
 fn fixture(name: &str) -> PathBuf {
     fixtures().join(name)
@@ -128,16 +80,6 @@ fn value_info(name: &str, elem_type: i32, dims: &[D]) -> pb::ValueInfoProto {
             })),
             ..Default::default()
         }),
-        ..Default::default()
-    }
-}
-
-fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
-    pb::NodeProto {
-        name: name.into(),
-        op_type: op.into(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     }
 }

@@ -7,9 +7,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use common::fixtures;
+use common::{fails, fhec, fixtures, node, ok, stderr};
 use ndarray::{s, Array1, ArrayD};
 use ndarray_npy::{NpzReader, NpzWriter};
 use prost::Message;
@@ -19,56 +18,6 @@ use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-fn fhec<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    Command::new(env!("CARGO_BIN_EXE_fhec"))
-        .args(args)
-        .output()
-        .expect("run fhec")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "expected success\nstdout:\n{}\nstderr:\n{}",
-        stdout(o),
-        stderr(o)
-    );
-    stdout(o)
-}
-
-/// Asserts exit code 2 with an `error:` report mentioning every needle; returns stderr.
-fn fails(o: &Output, needles: &[&str]) -> String {
-    let err = stderr(o);
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "expected exit code 2\nstdout:\n{}\nstderr:\n{err}",
-        stdout(o)
-    );
-    let report = err
-        .find("error: ")
-        .map(|i| &err[i..])
-        .unwrap_or_else(|| panic!("no 'error: ' in stderr:\n{err}"));
-    for n in needles {
-        assert!(report.contains(n), "error report lacks {n:?}:\n{err}");
-    }
-    assert!(!err.contains("panicked"), "stderr: {err}");
-    err
-}
 
 fn model(stem: &str) -> String {
     fixtures()
@@ -719,16 +668,6 @@ fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
             })),
             ..Default::default()
         }),
-        ..Default::default()
-    }
-}
-
-fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
-    pb::NodeProto {
-        name: name.into(),
-        op_type: op.into(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     }
 }

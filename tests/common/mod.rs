@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use fhec_ir::Tensor;
 use ndarray::{ArrayD, Axis};
@@ -45,4 +46,70 @@ pub fn reference(stem: &str) -> (ArrayD<f32>, ArrayD<f32>) {
 /// Sample `i` of a batch, with a leading batch axis of 1.
 pub fn sample(batch: &ArrayD<f32>, i: usize) -> Tensor {
     batch.index_axis(Axis(0), i).insert_axis(Axis(0)).to_owned()
+}
+
+/// Runs the built `fhec` binary.
+pub fn fhec<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(env!("CARGO_BIN_EXE_fhec"))
+        .args(args)
+        .output()
+        .expect("run fhec")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(o: &Output) -> String {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "expected success\nstdout:\n{}\nstderr:\n{}",
+        stdout(o),
+        stderr(o)
+    );
+    stdout(o)
+}
+
+/// Asserts exit code 2 and an `error:` report (a line starting with `error: `, after any
+/// progress notes) mentioning every needle, with no panic; returns stderr.
+pub fn fails(o: &Output, needles: &[&str]) -> String {
+    let err = stderr(o);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "expected exit code 2\nstdout:\n{}\nstderr:\n{err}",
+        stdout(o)
+    );
+    let start = if err.starts_with("error: ") {
+        Some(0)
+    } else {
+        err.find("\nerror: ").map(|i| i + 1)
+    };
+    let report = &err[start.unwrap_or_else(|| panic!("no 'error: ' line in stderr:\n{err}"))..];
+    for n in needles {
+        assert!(report.contains(n), "error report lacks {n:?}:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "stderr: {err}");
+    err
+}
+
+/// An ONNX node for hand-built test models.
+pub fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str]) -> tract_onnx::pb::NodeProto {
+    tract_onnx::pb::NodeProto {
+        name: name.into(),
+        op_type: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
 }
