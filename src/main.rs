@@ -33,6 +33,17 @@ enum Command {
     /// Accuracy of a model on a labelled dataset, float and quantised (clear), with the
     /// circuit's cost: table lookups, accumulator widths, pruned neurons.
     Eval(cli::eval::EvalArgs),
+    /// Compile a model to an FHE circuit (.fhec): quantise, lower, choose TFHE parameters
+    /// for the failure probability you set; prints cost, parameters and predicted latency.
+    Compile(cli::compile::CompileArgs),
+    /// Generate a client (secret) key and a server (evaluation) key for a circuit.
+    Keygen(cli::fhe::KeygenArgs),
+    /// Quantise and encrypt inputs (.npy) for a circuit with the client key.
+    Encrypt(cli::fhe::EncryptArgs),
+    /// Run a circuit on encrypted inputs with the server key (no secret needed).
+    Run(cli::fhe::RunArgs),
+    /// Decrypt a circuit's encrypted outputs with the client key and write them as .npy.
+    Decrypt(cli::fhe::DecryptArgs),
 }
 
 /// Exit code of every failure (clap's usage errors use the same).
@@ -82,6 +93,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => cli::inspect::run(&args),
         Command::Predict(args) => cli::predict::run(&args),
         Command::Eval(args) => cli::eval::run(&args),
+        Command::Compile(args) => cli::compile::run(&args),
+        Command::Keygen(args) => cli::fhe::keygen(&args),
+        Command::Encrypt(args) => cli::fhe::encrypt(&args),
+        Command::Run(args) => cli::fhe::run(&args),
+        Command::Decrypt(args) => cli::fhe::decrypt(&args),
     }
 }
 

@@ -1,7 +1,34 @@
 //! fhec runtime: loads a compiled circuit, generates keys, encrypts, executes on ciphertexts,
 //! decrypts and simulates. It depends on neither the frontend nor the passes, so an
-//! application that only runs circuits embeds this crate alone. Execution lands with the FHE
-//! work; the artifact format version is defined here because every artifact carries it.
+//! application that only runs circuits embeds this crate alone.
+//!
+//! - [`circuit`]: the program format the backend emits;
+//! - [`params`] and [`noise`]: TFHE parameters and the noise model shared with the optimizer;
+//! - [`execute`] runs a program on any [`Engine`]: [`ClearEngine`] (exact integers),
+//!   [`SimulationEngine`] (integers plus predicted noise) or [`FheEngine`] (tfhe-rs);
+//! - [`artifact`]: versioned, checksummed files for circuits, keys and ciphertexts.
+
+pub mod artifact;
+pub mod circuit;
+pub mod clear;
+pub mod client;
+pub mod engine;
+pub mod error;
+pub mod exec;
+pub mod fhe;
+pub mod noise;
+pub mod params;
+pub mod print;
+pub mod simulate;
+
+pub use circuit::{Circuit, Program};
+pub use clear::ClearEngine;
+pub use engine::Engine;
+pub use error::RuntimeError;
+pub use exec::execute;
+pub use fhe::{ClientKey, CompressedServerKey, FheEngine, ServerKey};
+pub use params::CryptoParams;
+pub use simulate::SimulationEngine;
 
 /// Version of the serialised artifacts (circuit, keys, ciphertexts).
 pub const FORMAT_VERSION: u32 = 1;

@@ -19,6 +19,8 @@ use fhec_ir::Tensor;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::compile::{CircuitReport, CryptoArgs};
+use super::fhe::{FheSession, FheTimings};
 use super::quant_args::{
     histogram_text, layers_json, layers_table, load_calibration, model_samples, op_histogram,
     postprocessing_json, pruned_json, single_input, Calibration, Compiled, LayerJson, PassJson,
@@ -35,6 +37,12 @@ pub enum EvalMode {
     /// The quantised integer graph in the clear (bit-exact with FHE execution), compared with
     /// float.
     Clear,
+    /// The compiled circuit with the noise its parameters predict drawn at every bootstrap:
+    /// forecasts FHE accuracy over a whole test set.
+    Simulate,
+    /// Real encryption: keygen once, then encrypt, run and decrypt every sample (use
+    /// --limit: each sample costs the predicted latency).
+    Fhe,
 }
 
 impl EvalMode {
@@ -42,6 +50,8 @@ impl EvalMode {
         match self {
             EvalMode::Float => "float",
             EvalMode::Clear => "clear",
+            EvalMode::Simulate => "simulate",
+            EvalMode::Fhe => "fhe",
         }
     }
 }
@@ -62,7 +72,8 @@ pub struct EvalArgs {
     /// The .npz array (or CSV column) holding the labels.
     #[arg(long, value_name = "KEY")]
     pub y_key: Option<String>,
-    /// float: the float model only; clear: also the quantised model (needs --bits).
+    /// float: the float model only; clear: also the quantised model (needs --bits);
+    /// simulate / fhe: also the compiled circuit, simulated or encrypted.
     /// [default: clear with --bits, float without]
     #[arg(long, value_enum)]
     pub mode: Option<EvalMode>,
@@ -72,8 +83,13 @@ pub struct EvalArgs {
     /// Print one JSON object on stdout instead of the text report.
     #[arg(long)]
     pub json: bool,
+    /// Seed of the simulation's noise (simulate mode).
+    #[arg(long, default_value = "0")]
+    pub seed: u64,
     #[command(flatten)]
     pub quant: QuantArgs,
+    #[command(flatten)]
+    pub crypto: CryptoArgs,
     #[command(flatten)]
     pub import: ImportArgs,
 }
@@ -96,6 +112,14 @@ pub struct EvalReport {
     pub quantized_accuracy: Option<f64>,
     /// Fraction of samples whose quantised argmax equals the float one (clear mode only).
     pub agreement: Option<f64>,
+    /// Clear (quantised) accuracy on the same samples (simulate and fhe modes).
+    pub clear_accuracy: Option<f64>,
+    /// Fraction of samples whose simulated / encrypted argmax equals the clear one.
+    pub clear_agreement: Option<f64>,
+    /// The circuit's cost and parameters (simulate and fhe modes).
+    pub circuit: Option<CircuitReport>,
+    /// Phases of encrypted inference (fhe mode).
+    pub fhe_timings: Option<FheTimings>,
     pub correct: usize,
     pub float_correct: usize,
     /// Argmax per sample of the evaluated mode.
@@ -134,6 +158,8 @@ pub struct Timings {
     pub compile: Option<f64>,
     pub float: f64,
     pub clear: Option<f64>,
+    pub simulate: Option<f64>,
+    pub fhe: Option<f64>,
     pub total: f64,
 }
 
@@ -178,8 +204,11 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     } else {
         EvalMode::Float
     });
-    if mode == EvalMode::Clear && args.quant.bits.is_none() {
-        bail!("--mode clear needs --bits N (2..=8): the quantisation width of weights, activations and inputs");
+    if mode != EvalMode::Float && args.quant.bits.is_none() {
+        bail!(
+            "--mode {} needs --bits N (2..=8): the quantisation width of weights, activations and inputs",
+            mode.name()
+        );
     }
 
     let t = Instant::now();
@@ -302,7 +331,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     // Clear (quantised) inference.
     let t = Instant::now();
     let clear_preds = match (&compiled, mode) {
-        (Some((c, _)), EvalMode::Clear) => {
+        (Some((c, _)), EvalMode::Clear | EvalMode::Simulate | EvalMode::Fhe) => {
             info(format!(
                 "running the quantised model on {} samples",
                 samples.len()
@@ -319,6 +348,94 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     };
     let clear_time = clear_preds.as_ref().map(|_| t.elapsed());
 
+    // The circuit: simulated or encrypted execution.
+    let circuit = match (&compiled, mode) {
+        (Some((c, _)), EvalMode::Simulate | EvalMode::Fhe) => {
+            let mut circuit = fhec_backend::compile(&c.graph, &args.crypto.options())
+                .map_err(|e| match e {
+                    fhec_backend::BackendError::Lower(l) => anyhow::Error::new(l),
+                    fhec_backend::BackendError::Optimize(o) => anyhow::Error::new(o),
+                })
+                .with_context(|| {
+                    format!(
+                        "cannot compile '{}' to a circuit ({})",
+                        args.model.display(),
+                        args.crypto.describe()
+                    )
+                })?;
+            circuit.postprocessing.clear();
+            let report = CircuitReport::new(&circuit);
+            info(format!(
+                "circuit: {} bootstraps, {}, {:.3e} per bootstrap, predicted {:.3} s per sample",
+                report.pbs_count,
+                circuit.params,
+                report.p_error_per_pbs,
+                report.predicted_latency_s
+            ));
+            Some((circuit, report))
+        }
+        _ => None,
+    };
+    let t = Instant::now();
+    let mut fhe_timings = None;
+    let circuit_preds = match (&circuit, mode) {
+        (Some((circuit, _)), EvalMode::Simulate) => {
+            info(format!(
+                "simulating the circuit on {} samples",
+                samples.len()
+            ));
+            let preds: Vec<usize> = samples
+                .par_iter()
+                .enumerate()
+                .map(|(i, x)| {
+                    let seed = args
+                        .seed
+                        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                        .wrapping_add(i as u64);
+                    let outs =
+                        fhec_runtime::simulate::simulate(circuit, std::slice::from_ref(x), seed)
+                            .with_context(|| format!("simulation failed on test sample {i}"))?;
+                    outs.first()
+                        .map(argmax)
+                        .ok_or_else(|| anyhow!("the circuit has no output"))
+                })
+                .collect::<Result<_>>()?;
+            Some(preds)
+        }
+        (Some((circuit, report)), EvalMode::Fhe) => {
+            info(format!("generating keys ({})", circuit.params));
+            let mut session = FheSession::new(circuit)?;
+            info(format!(
+                "keys in {:.2} s; running {} encrypted samples (predicted {:.2} s each)",
+                session.timings.keygen_s + session.timings.server_key_s,
+                samples.len(),
+                report.predicted_latency_s
+            ));
+            let mut preds = Vec::with_capacity(samples.len());
+            for (i, x) in samples.iter().enumerate() {
+                let outs = session
+                    .infer(circuit, std::slice::from_ref(x))
+                    .with_context(|| format!("encrypted execution failed on test sample {i}"))?;
+                let p = outs
+                    .first()
+                    .map(argmax)
+                    .ok_or_else(|| anyhow!("the circuit has no output"))?;
+                preds.push(p);
+                info(format!(
+                    "  sample {}/{}: predicted {p}, label {}, run {:.3} s",
+                    i + 1,
+                    samples.len(),
+                    labels[i],
+                    session.timings.run_s
+                ));
+            }
+            fhe_timings = Some(session.timings);
+            Some(preds)
+        }
+        _ => None,
+    };
+    let circuit_time = circuit_preds.as_ref().map(|_| t.elapsed());
+
     let n = samples.len();
     let count = |preds: &[usize]| {
         preds
@@ -329,13 +446,21 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     };
     let float_correct = count(&float_preds);
     let frac = |k: usize| k as f64 / n as f64;
-    let (correct, predictions) = match &clear_preds {
+    let evaluated = circuit_preds.as_ref().or(clear_preds.as_ref());
+    let (correct, predictions) = match evaluated {
         Some(p) => (count(p), p.clone()),
         None => (float_correct, float_preds.clone()),
     };
-    let agreement = clear_preds
-        .as_ref()
-        .map(|p| frac(p.iter().zip(&float_preds).filter(|(a, b)| a == b).count()));
+    let agree = |a: &[usize], b: &[usize]| frac(a.iter().zip(b).filter(|(x, y)| x == y).count());
+    let agreement = evaluated.map(|p| agree(p, &float_preds));
+    let clear_agreement = match (&circuit_preds, &clear_preds) {
+        (Some(c), Some(q)) => Some(agree(c, q)),
+        _ => None,
+    };
+    let clear_accuracy = match (&circuit_preds, &clear_preds) {
+        (Some(_), Some(q)) => Some(frac(count(q))),
+        _ => None,
+    };
 
     let (comp, calib_source) = match &compiled {
         Some((c, s)) => (Some(c), s.clone()),
@@ -350,8 +475,12 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         samples: n,
         accuracy: frac(correct),
         float_accuracy: frac(float_correct),
-        quantized_accuracy: clear_preds.as_ref().map(|_| frac(correct)),
+        quantized_accuracy: evaluated.map(|_| frac(correct)),
         agreement,
+        clear_accuracy,
+        clear_agreement,
+        circuit: circuit.as_ref().map(|(_, r)| r.clone()),
+        fhe_timings,
         correct,
         float_correct,
         predictions,
@@ -383,6 +512,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             compile: comp.map(|c| ms(c.elapsed)),
             float: ms(float_time),
             clear: clear_time.map(ms),
+            simulate: circuit_time.filter(|_| mode == EvalMode::Simulate).map(ms),
+            fhe: circuit_time.filter(|_| mode == EvalMode::Fhe).map(ms),
             total: ms(total.elapsed()),
         },
     };
@@ -443,10 +574,18 @@ pub fn render_text(r: &EvalReport, c: Option<&Compiled>, q: &QuantArgs) -> Strin
         r.float_correct,
         pct(r.float_accuracy)
     );
+    if let Some(clear) = r.clear_accuracy {
+        let _ = writeln!(o, "clear accuracy:      {clear:.4} ({})", pct(clear));
+    }
     if let (Some(acc), Some(agree)) = (r.quantized_accuracy, r.agreement) {
+        let label = match r.mode {
+            "simulate" => "simulated accuracy: ",
+            "fhe" => "FHE accuracy:       ",
+            _ => "quantised accuracy: ",
+        };
         let _ = writeln!(
             o,
-            "quantised accuracy:  {acc:.4} ({}/{n}, {}, {:+.2} points)",
+            "{label} {acc:.4} ({}/{n}, {}, {:+.2} points)",
             r.correct,
             pct(acc),
             100.0 * (acc - r.float_accuracy)
@@ -455,6 +594,28 @@ pub fn render_text(r: &EvalReport, c: Option<&Compiled>, q: &QuantArgs) -> Strin
             o,
             "agreement:           {agree:.4} ({}/{n} argmax equal to float)",
             (agree * n as f64).round() as usize
+        );
+    }
+    if let Some(ca) = r.clear_agreement {
+        let _ = writeln!(
+            o,
+            "agreement with clear: {ca:.4} ({}/{n} argmax equal to the clear quantised model)",
+            (ca * n as f64).round() as usize
+        );
+    }
+    if let Some(c) = &r.circuit {
+        let _ = writeln!(o, "\ncircuit:");
+        o.push_str(&c.text());
+    }
+    if let Some(t) = &r.fhe_timings {
+        let _ = writeln!(
+            o,
+            "FHE timings:     keygen {:.2} s, server key expansion {:.2} s; per sample: encrypt {:.3} s, run {:.3} s, decrypt {:.4} s",
+            t.keygen_s,
+            t.server_key_s,
+            t.encrypt_s,
+            t.run_s,
+            t.decrypt_s
         );
     }
     if let Some(c) = c {
@@ -531,6 +692,15 @@ pub fn render_text(r: &EvalReport, c: Option<&Compiled>, q: &QuantArgs) -> Strin
             "clear {c:.0} ms ({:.2} ms/sample)",
             c / n.max(1) as f64
         ));
+    }
+    if let Some(c) = t.simulate {
+        times.push(format!(
+            "simulate {c:.0} ms ({:.2} ms/sample)",
+            c / n.max(1) as f64
+        ));
+    }
+    if let Some(c) = t.fhe {
+        times.push(format!("fhe {:.1} s", c / 1e3));
     }
     times.push(format!("total {:.0} ms", t.total));
     let _ = writeln!(o, "\ntimings: {}", times.join(", "));

@@ -7,7 +7,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 use fhec_frontend::{FrontendError, ImportOptions, ImportedModel, InputShape};
 
+pub mod compile;
 pub mod eval;
+pub mod fhe;
 pub mod inspect;
 pub mod predict;
 pub mod quant_args;

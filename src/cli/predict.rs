@@ -17,8 +17,10 @@ use fhec_ir::{DType, Graph, Tensor, TensorFact};
 use ndarray::{ArrayD, Axis, IxDyn};
 use rayon::prelude::*;
 
+use super::compile::{calibration_for, compile_circuit, CircuitReport, CryptoArgs};
+use super::fhe::{FheSession, FheTimings};
 use super::quant_args::{compile, load_calibration, QuantArgs};
-use super::{import_model, ir_dtype_name, print_out, shape_text, ImportArgs};
+use super::{import_model, ir_dtype_name, json_text, print_out, shape_text, ImportArgs};
 use crate::data::DataKeys;
 use crate::npyio::{read_npy, NpyArray, NpyKind, PendingFile};
 
@@ -30,6 +32,10 @@ pub enum Mode {
     /// The quantised integer graph, executed in the clear (bit-exact with FHE; needs --bits
     /// and, unless the model is fully QAT, --calib).
     Clear,
+    /// The compiled circuit with the noise its parameters predict (needs --bits).
+    Simulate,
+    /// Real encryption in one process: keygen, encrypt, run, decrypt (needs --bits).
+    Fhe,
 }
 
 impl Mode {
@@ -37,6 +43,8 @@ impl Mode {
         match self {
             Mode::Float => "float",
             Mode::Clear => "clear",
+            Mode::Simulate => "simulate",
+            Mode::Fhe => "fhe",
         }
     }
 }
@@ -56,10 +64,30 @@ pub struct PredictArgs {
     /// Where to write the first graph output (.npy, float32), batched like the inputs.
     #[arg(long, short = 'o', value_name = "OUT.npy")]
     pub output: PathBuf,
+    /// Also print one JSON object (outputs, circuit, timings per phase) on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Seed of the simulation's noise (simulate mode).
+    #[arg(long, default_value = "0")]
+    pub seed: u64,
     #[command(flatten)]
     pub import: ImportArgs,
     #[command(flatten)]
     pub quant: QuantArgs,
+    #[command(flatten)]
+    pub crypto: CryptoArgs,
+}
+
+#[derive(serde::Serialize)]
+struct PredictJson {
+    output: String,
+    mode: &'static str,
+    shape: Vec<usize>,
+    values: Vec<f32>,
+    samples: usize,
+    circuit: Option<CircuitReport>,
+    #[serde(flatten)]
+    fhe: Option<FheTimings>,
 }
 
 /// How the samples of one graph input are laid out in its array.
@@ -95,9 +123,10 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             "the quantisation options (--bits, --calib, --rounding-bits, --prune-threshold, ...) \
              only apply to --mode clear"
         ),
-        Mode::Clear if args.quant.bits.is_none() => bail!(
-            "--mode clear needs --bits N (2..=8): the quantisation width of weights, activations \
-             and inputs"
+        Mode::Clear | Mode::Simulate | Mode::Fhe if args.quant.bits.is_none() => bail!(
+            "--mode {} needs --bits N (2..=8): the quantisation width of weights, activations \
+             and inputs",
+            args.mode.name()
         ),
         _ => {}
     }
@@ -123,8 +152,54 @@ pub fn run(args: &PredictArgs) -> Result<()> {
 
     // Fail on an unwritable output before doing any work.
     let pending = PendingFile::new(&args.output)?;
+    let mut circuit_report = None;
+    let mut fhe_timings = None;
     let output = match args.mode {
         Mode::Float => run_float(graph, &feeds, batch)?,
+        Mode::Simulate | Mode::Fhe => {
+            let calibration = calibration_for(graph, &args.quant, &args.model)?;
+            let (_, circuit) = compile_circuit(
+                graph,
+                &args.quant,
+                &args.crypto,
+                calibration,
+                &args.model,
+                &model.output_names,
+                "pass --calib FILE (representative inputs: a .npz train split, .csv or .npy)",
+            )?;
+            let report = CircuitReport::new(&circuit);
+            eprintln!(
+                "circuit: {} bootstraps, {}, predicted {:.3} s per sample",
+                report.pbs_count, circuit.params, report.predicted_latency_s
+            );
+            circuit_report = Some(report);
+            let post = |outs: Vec<Tensor>| {
+                fhec_runtime::client::apply_postprocessing(&circuit.postprocessing, outs)
+                    .map_err(anyhow::Error::new)
+            };
+            if args.mode == Mode::Simulate {
+                run_samples(&feeds, batch, "simulated", |inputs| {
+                    let seed = args.seed;
+                    post(fhec_runtime::simulate::simulate(&circuit, inputs, seed)?)
+                })?
+            } else {
+                let mut session = FheSession::new(&circuit)?;
+                let mut outs = Vec::with_capacity(batch);
+                for i in 0..batch {
+                    let inputs: Vec<Tensor> = feeds.iter().map(|f| f.sample(i)).collect();
+                    let o = session
+                        .infer(&circuit, &inputs)
+                        .with_context(|| format!("encrypted execution failed on sample {i}"))?;
+                    let mut o = post(o)?;
+                    if o.is_empty() {
+                        bail!("the circuit produced no output");
+                    }
+                    outs.push(o.swap_remove(0));
+                }
+                fhe_timings = Some(session.timings);
+                outs
+            }
+        }
         Mode::Clear => {
             let calibration = match &args.quant.calib {
                 Some(path) => {
@@ -155,6 +230,17 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     };
     let output = assemble(output, batched)?;
     pending.write_npy(&output)?;
+    if args.json {
+        return print_out(&json_text(&PredictJson {
+            output: args.output.display().to_string(),
+            mode: args.mode.name(),
+            shape: output.shape().to_vec(),
+            values: output.iter().copied().collect(),
+            samples: batch,
+            circuit: circuit_report,
+            fhe: fhe_timings,
+        })?);
+    }
 
     let out_id = graph.outputs()[0];
     let out_name = &graph.node(out_id).name;

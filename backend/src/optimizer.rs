@@ -1,0 +1,493 @@
+//! Choice of the TFHE parameters of a circuit: the fastest parameter set (by a calibrated
+//! latency model) whose every bootstrap meets the failure-probability target, under the same
+//! noise model the simulator uses ([`fhec_runtime::noise`]).
+//!
+//! Search space: GLWE dimension `k` in 1..=3, polynomial size `N` in 2^9..=2^15 with
+//! `k*N <= 2^15`, LWE dimension `n` in 500..=1200 (step 8), PBS decomposition level 1..=6 and
+//! keyswitch level 1..=12 with `base_log * level <= 64`. Noise levels are the minimal secure
+//! ones for each key (132-bit security by construction). The program's bootstraps are first
+//! grouped by lookup kind (precision, rounding), keeping the largest input noise factor of
+//! each kind: failure probability grows with the noise factor, so those are the binding
+//! constraints. Both noise formulas are linear in `n`-independent terms per decomposition, so
+//! for each `(k, N)` the best PBS base per level is found once, and for each `(k*N, n)` the
+//! best keyswitch base per level; the latency model then orders the candidates and only
+//! cheaper ones are checked.
+//!
+//! Latency model of one keyswitch + bootstrap (single thread): blind rotation is `n`
+//! external products, each `(k+1)*level` forward and `k+1` inverse FFTs of size `N` plus
+//! `(k+1)^2*level` pointwise products; the keyswitch is `k*N*level_ks*(n+1)` multiply-adds.
+//! The constants are fitted to tfhe-rs 1.8.2's own shortint parameter sets measured on the
+//! development machine (see [`COST`]).
+
+use fhec_runtime::circuit::{Instruction, Prediction, Program};
+use fhec_runtime::noise::{
+    self, lookup_classes, minimal_secure_std_glwe, minimal_secure_std_lwe, LookupClass, LookupKind,
+    NoiseModel,
+};
+use fhec_runtime::{CryptoParams, RuntimeError};
+
+/// Failure-probability target of a compilation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PErrorTarget {
+    /// Every bootstrap fails with at most this probability.
+    PerPbs(f64),
+    /// One inference (all its bootstraps) fails with at most this probability; split evenly
+    /// over the bootstraps: `p = 1 - (1 - P)^(1/n_pbs)`.
+    Global(f64),
+}
+
+impl Default for PErrorTarget {
+    fn default() -> Self {
+        PErrorTarget::PerPbs(2f64.powi(-40))
+    }
+}
+
+impl PErrorTarget {
+    /// The probability given by the user.
+    pub fn value(&self) -> f64 {
+        match *self {
+            PErrorTarget::PerPbs(p) | PErrorTarget::Global(p) => p,
+        }
+    }
+
+    /// The failure probability every one of `pbs_count` bootstraps must meet.
+    pub fn per_pbs(&self, pbs_count: u64) -> f64 {
+        match *self {
+            PErrorTarget::PerPbs(p) => p,
+            PErrorTarget::Global(p) if pbs_count <= 1 => p,
+            PErrorTarget::Global(p) => -((-p).ln_1p() / pbs_count as f64).exp_m1(),
+        }
+    }
+}
+
+/// Why no parameters could be chosen.
+#[derive(Debug, thiserror::Error)]
+pub enum OptimizerError {
+    #[error("cannot analyse the circuit: {0}")]
+    Program(#[from] RuntimeError),
+    #[error("invalid failure probability {0}: it must be strictly between 0 and 1")]
+    InvalidTarget(f64),
+    /// No parameter set of the search space satisfies `constraint` for the lookups of the
+    /// given kind; `advice` says what to change.
+    #[error(
+        "no TFHE parameters found: {constraint} ({precision}-bit lookups{rounding}, input noise \
+         factor {noise_factor:.0}: best failure probability found {best_p:.3e}, target \
+         {target:.3e} per bootstrap). {advice}"
+    )]
+    NoParameters {
+        constraint: String,
+        precision: u32,
+        /// ", rounding N bits exactly/approximately" or empty.
+        rounding: String,
+        noise_factor: f64,
+        best_p: f64,
+        target: f64,
+        advice: String,
+    },
+}
+
+/// Seconds per elementary operation of the latency model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CostModel {
+    /// Per `N*log2(N)` of one FFT and per coefficient of one pointwise product.
+    pub fft_op_s: f64,
+    /// Per multiply-add of the keyswitch.
+    pub ks_mac_s: f64,
+    /// Per ciphertext word touched by a linear operation (multiply-add of `k*N + 1` words).
+    pub linear_word_s: f64,
+}
+
+/// Calibrated on tfhe-rs 1.8.2's TUniform shortint sets, KS+PBS single-thread on the 2-core
+/// development machine: message 1 carry 1 (k=4, N=512, n=879) 13-19 ms, message 2 carry 2
+/// (k=1, N=2048, n=918) 22-26 ms, message 3 carry 3 (k=1, N=8192, n=1077, level 2)
+/// 180-200 ms. The fit predicts 14.5, 24 and 190 ms.
+pub const COST: CostModel = CostModel {
+    fft_op_s: 0.214e-9,
+    ks_mac_s: 0.63e-9,
+    linear_word_s: 0.3e-9,
+};
+
+/// Predicted single-thread latency of one keyswitch + programmable bootstrap, seconds.
+pub fn pbs_latency_s(params: &CryptoParams) -> f64 {
+    pbs_latency_parts(
+        params.lwe_dimension,
+        params.glwe_dimension,
+        params.polynomial_size,
+        params.pbs_level,
+        params.ks_level,
+    )
+}
+
+fn pbs_latency_parts(n: usize, k: usize, poly: usize, level: usize, ks_level: usize) -> f64 {
+    let (n, k, poly, l, m) = (
+        n as f64,
+        k as f64,
+        poly as f64,
+        level as f64,
+        ks_level as f64,
+    );
+    let ffts = n * (k + 1.0) * (l + 1.0) * poly * poly.log2();
+    let products = n * (k + 1.0) * (k + 1.0) * l * poly;
+    let keyswitch = k * poly * m * (n + 1.0);
+    COST.fft_op_s * (ffts + products) + COST.ks_mac_s * keyswitch
+}
+
+/// Ciphertext-level operations of the linear instructions of one inference (each costs
+/// `k*N + 1` word operations).
+pub fn linear_ops(program: &Program) -> u64 {
+    let len = |id: usize| program.values.get(id).map_or(0, |v| v.len() as u64);
+    program
+        .instructions
+        .iter()
+        .enumerate()
+        .map(|(i, ins)| match ins {
+            Instruction::Input { .. } => 0,
+            Instruction::Dense { in_features, .. } => len(i) * *in_features as u64,
+            Instruction::Conv { weight_shape, .. } => {
+                len(i) * weight_shape.iter().skip(1).product::<usize>() as u64
+            }
+            Instruction::SumPool { window, .. } => {
+                len(i) * window.kernel.iter().product::<usize>() as u64
+            }
+            Instruction::MaxPool { window, .. } => {
+                2 * len(i) * window.kernel.iter().product::<usize>() as u64
+            }
+            _ => len(i),
+        })
+        .sum()
+}
+
+/// What `params` give for one inference of `program` on `threads` threads.
+pub fn predict(
+    program: &Program,
+    params: &CryptoParams,
+    threads: usize,
+) -> Result<Prediction, OptimizerError> {
+    let classes = lookup_classes(program)?;
+    Ok(predict_classes(
+        &classes,
+        linear_ops(program),
+        params,
+        threads,
+    ))
+}
+
+fn predict_classes(
+    classes: &[LookupClass],
+    linear: u64,
+    params: &CryptoParams,
+    threads: usize,
+) -> Prediction {
+    let threads = threads.max(1);
+    let failure = NoiseModel::new(params).classes_failure(classes);
+    let pbs_latency_s = pbs_latency_s(params);
+    let linear_s = linear as f64 * (params.big_lwe_dimension() + 1) as f64 * COST.linear_word_s;
+    Prediction {
+        pbs_count: failure.pbs_count,
+        p_error_per_pbs: failure.p_error_per_pbs,
+        global_p_error: failure.global_p_error,
+        pbs_latency_s,
+        latency_s: (failure.pbs_count as f64 * pbs_latency_s + linear_s) / threads as f64,
+        threads,
+    }
+}
+
+/// Search bounds.
+const GLWE_DIMENSIONS: std::ops::RangeInclusive<usize> = 1..=3;
+const LOG2_POLY: std::ops::RangeInclusive<u32> = 9..=15;
+const MAX_BIG_LWE_DIMENSION: usize = 1 << 15;
+const LWE_DIMENSIONS: std::ops::RangeInclusive<usize> = 500..=1200;
+const LWE_STEP: usize = 8;
+const PBS_LEVELS: usize = 6;
+const KS_LEVELS: usize = 12;
+
+/// A binding constraint: the noisiest input of one lookup kind.
+#[derive(Clone, Copy, Debug)]
+struct Constraint {
+    kind: LookupKind,
+    noise_factor: f64,
+}
+
+fn constraints(classes: &[LookupClass]) -> Vec<Constraint> {
+    let mut out: Vec<Constraint> = Vec::new();
+    for c in classes {
+        match out.iter_mut().find(|x| x.kind == c.kind) {
+            Some(x) => x.noise_factor = x.noise_factor.max(c.noise_factor),
+            None => out.push(Constraint {
+                kind: c.kind,
+                noise_factor: c.noise_factor,
+            }),
+        }
+    }
+    out
+}
+
+/// Best decomposition base (smallest variance) per level, with that variance.
+fn best_bases(levels: usize, variance: impl Fn(usize, usize) -> f64) -> Vec<(usize, f64)> {
+    (1..=levels)
+        .map(|level| {
+            (1..=64 / level)
+                .map(|b| (b, variance(b, level)))
+                .fold(
+                    (0, f64::INFINITY),
+                    |best, x| if x.1 < best.1 { x } else { best },
+                )
+        })
+        .collect()
+}
+
+/// One point of the search space with its noise.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    params: CryptoParams,
+    model: NoiseModel,
+}
+
+/// Calls `visit` for every `(k, N, n)` of the search space whose tables fit (`N >= 2^(R+1)`)
+/// with, per PBS level and keyswitch level, the best base and resulting variance.
+fn for_each_point(
+    max_precision: u32,
+    mut visit: impl FnMut(&CryptoParams, &[(usize, f64)], &[(usize, f64)], f64),
+) {
+    for k in GLWE_DIMENSIONS {
+        for log_poly in LOG2_POLY {
+            let poly = 1usize << log_poly;
+            if k * poly > MAX_BIG_LWE_DIMENSION || (poly as u64) < 2u64 << max_precision.min(62) {
+                continue;
+            }
+            let glwe_std = minimal_secure_std_glwe(k, poly);
+            // The PBS variance is proportional to n: find the best bases at n = 1.
+            let pbs_unit = best_bases(PBS_LEVELS, |b, l| {
+                noise::pbs_variance(1, k, poly, b, l, glwe_std)
+            });
+            for n in LWE_DIMENSIONS.step_by(LWE_STEP) {
+                let lwe_std = minimal_secure_std_lwe(n);
+                let pbs: Vec<(usize, f64)> =
+                    pbs_unit.iter().map(|&(b, v)| (b, v * n as f64)).collect();
+                let ks = best_bases(KS_LEVELS, |b, l| {
+                    noise::ks_variance(k * poly, n, b, l, lwe_std)
+                });
+                let params = CryptoParams {
+                    lwe_dimension: n,
+                    glwe_dimension: k,
+                    polynomial_size: poly,
+                    lwe_noise_std: lwe_std,
+                    glwe_noise_std: glwe_std,
+                    pbs_base_log: 0,
+                    pbs_level: 0,
+                    ks_base_log: 0,
+                    ks_level: 0,
+                };
+                visit(&params, &pbs, &ks, noise::ms_variance(n, poly));
+            }
+        }
+    }
+}
+
+fn worst_p(model: &NoiseModel, constraints: &[Constraint]) -> f64 {
+    constraints
+        .iter()
+        .map(|c| model.kind_failure_probability(c.kind, c.noise_factor))
+        .fold(0.0, f64::max)
+}
+
+/// Chooses the parameters with the lowest predicted latency whose every bootstrap meets
+/// `target`, and what they predict for one inference on `threads` threads.
+pub fn choose_params(
+    program: &Program,
+    target: PErrorTarget,
+    threads: usize,
+) -> Result<(CryptoParams, Prediction), OptimizerError> {
+    let p = target.value();
+    if !(p > 0.0 && p < 1.0) {
+        return Err(OptimizerError::InvalidTarget(p));
+    }
+    let classes = lookup_classes(program)?;
+    let linear = linear_ops(program);
+    let pbs_count: u64 = classes
+        .iter()
+        .map(|c| c.elements * c.kind.pbs_per_element())
+        .sum();
+    let per_pbs = target.per_pbs(pbs_count);
+    let constraints = constraints(&classes);
+    let max_precision = constraints
+        .iter()
+        .map(|c| c.kind.precision)
+        .max()
+        .unwrap_or(1);
+
+    let mut best: Option<(f64, Candidate)> = None;
+    for_each_point(max_precision, |base, pbs, ks, var_ms| {
+        let big = base.big_lwe_dimension();
+        let linear_s = linear as f64 * (big + 1) as f64 * COST.linear_word_s;
+        for (l, &(pbs_base, var_pbs)) in pbs.iter().enumerate() {
+            for (m, &(ks_base, var_ks)) in ks.iter().enumerate() {
+                let (level, ks_level) = (l + 1, m + 1);
+                let latency = pbs_count as f64
+                    * pbs_latency_parts(
+                        base.lwe_dimension,
+                        base.glwe_dimension,
+                        base.polynomial_size,
+                        level,
+                        ks_level,
+                    )
+                    + linear_s;
+                if best.as_ref().is_some_and(|(c, _)| latency >= *c) {
+                    continue;
+                }
+                let model = NoiseModel {
+                    var_pbs,
+                    var_ks,
+                    var_ms,
+                };
+                if worst_p(&model, &constraints) <= per_pbs {
+                    let params = CryptoParams {
+                        pbs_base_log: pbs_base,
+                        pbs_level: level,
+                        ks_base_log: ks_base,
+                        ks_level,
+                        ..*base
+                    };
+                    best = Some((latency, Candidate { params, model }));
+                }
+            }
+        }
+    });
+
+    match best {
+        Some((_, candidate)) => {
+            let prediction = predict_classes(&classes, linear, &candidate.params, threads);
+            Ok((candidate.params, prediction))
+        }
+        None => Err(diagnose(&constraints, max_precision, per_pbs, target)),
+    }
+}
+
+fn rounding_text(kind: LookupKind) -> String {
+    match (kind.shift, kind.exact) {
+        (0, _) => String::new(),
+        (s, true) => format!(", {s} low bits rounded exactly"),
+        (s, false) => format!(", {s} low bits rounded approximately"),
+    }
+}
+
+/// Explains an empty search: the table that cannot fit, or the lookup kind whose best
+/// failure probability is furthest from the target.
+fn diagnose(
+    constraints: &[Constraint],
+    max_precision: u32,
+    per_pbs: f64,
+    target: PErrorTarget,
+) -> OptimizerError {
+    let target_flag = match target {
+        PErrorTarget::PerPbs(_) => "--p-error",
+        PErrorTarget::Global(_) => "--global-p-error",
+    };
+    let worst_kind = constraints
+        .iter()
+        .copied()
+        .max_by_key(|c| c.kind.precision)
+        .unwrap_or(Constraint {
+            kind: LookupKind {
+                precision: max_precision,
+                shift: 0,
+                exact: false,
+            },
+            noise_factor: 1.0,
+        });
+    let max_poly = 1u64 << LOG2_POLY.end();
+    if (2u64 << max_precision.min(62)) > max_poly {
+        return OptimizerError::NoParameters {
+            constraint: format!(
+                "a {max_precision}-bit table needs a polynomial size of at least 2^{}, above \
+                 the largest supported 2^{}",
+                max_precision + 1,
+                LOG2_POLY.end()
+            ),
+            precision: max_precision,
+            rounding: rounding_text(worst_kind.kind),
+            noise_factor: worst_kind.noise_factor,
+            best_p: 1.0,
+            target: per_pbs,
+            advice: "Quantise to fewer bits (--bits) or round accumulators to fewer bits before \
+                     each lookup (--rounding-bits)."
+                .into(),
+        };
+    }
+    // Smallest failure probability each constraint reaches anywhere in the search space.
+    let mut best_p = vec![f64::INFINITY; constraints.len()];
+    let mut best_at: Vec<Option<CryptoParams>> = vec![None; constraints.len()];
+    for_each_point(max_precision, |base, pbs, ks, var_ms| {
+        let (l, &(pbs_base, var_pbs)) = pbs
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1 .1.total_cmp(&b.1 .1))
+            .expect("at least one PBS level");
+        let (m, &(ks_base, var_ks)) = ks
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1 .1.total_cmp(&b.1 .1))
+            .expect("at least one keyswitch level");
+        let model = NoiseModel {
+            var_pbs,
+            var_ks,
+            var_ms,
+        };
+        for (i, c) in constraints.iter().enumerate() {
+            let p = model.kind_failure_probability(c.kind, c.noise_factor);
+            if p < best_p[i] {
+                best_p[i] = p;
+                best_at[i] = Some(CryptoParams {
+                    pbs_base_log: pbs_base,
+                    pbs_level: l + 1,
+                    ks_base_log: ks_base,
+                    ks_level: m + 1,
+                    ..*base
+                });
+            }
+        }
+    });
+    // The hardest constraint: furthest (in log scale) above the target.
+    let hardest = (0..constraints.len()).max_by(|&a, &b| best_p[a].total_cmp(&best_p[b]));
+    let Some(i) = hardest else {
+        return OptimizerError::InvalidTarget(target.value());
+    };
+    let c = constraints[i];
+    let joint = best_p[i] <= per_pbs;
+    let constraint = if joint {
+        "no single parameter set meets the failure target of every lookup kind at once; the \
+         hardest kind"
+            .to_string()
+    } else {
+        format!(
+            "the failure probability target cannot be met (closest parameters: {})",
+            best_at[i].map_or_else(|| "none".into(), |p| p.to_string())
+        )
+    };
+    let mut advice = String::from("Use fewer bits (--bits)");
+    if c.kind.shift == 0 {
+        advice.push_str(", round accumulators before lookups (--rounding-bits)");
+    } else if c.kind.exact {
+        advice.push_str(
+            ", approximate instead of exact rounding (fewer bootstraps, each reading fewer bits)",
+        );
+    } else {
+        advice.push_str(", fewer --rounding-bits");
+    }
+    advice.push_str(&format!(", or allow a larger {target_flag}"));
+    if c.noise_factor > 1.0 {
+        advice.push_str(
+            " (the noise factor grows with the squared weights: smaller weights also help)",
+        );
+    }
+    advice.push('.');
+    OptimizerError::NoParameters {
+        constraint,
+        precision: c.kind.precision,
+        rounding: rounding_text(c.kind),
+        noise_factor: c.noise_factor,
+        best_p: best_p[i],
+        target: per_pbs,
+        advice,
+    }
+}

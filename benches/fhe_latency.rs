@@ -1,0 +1,837 @@
+//! FHE latency benchmark: how close one encrypted inference comes to its bootstrap bound.
+//!
+//! Compiles a model with the built `fhec` binary, generates keys, then measures
+//! - key generation, server key expansion and the compressed server key size;
+//! - the cost of one programmable bootstrap (KS+PBS) at the circuit's parameters: a batch of
+//!   the circuit's first table lookup on one thread (median over repetitions), and the same
+//!   batch on every thread (throughput);
+//! - end-to-end latency per sample (encrypt, `fhe::run`, decrypt) on K test samples, and the
+//!   agreement of the decrypted outputs with the clear execution;
+//! - a profile of one run: time per lookup batch against its bootstrap bound, and the time
+//!   spent between lookups (linear layers, allocation).
+//!
+//! The headline figure is `ratio = measured run time / (pbs_count × single_pbs ÷ threads)`:
+//! the bootstraps are the irreducible work, so a ratio near 1 means the executor wastes
+//! nothing (goal ≤ 1.15). Results: a table, then one JSON line starting with `{"bench"`.
+//!
+//! ```text
+//! cargo bench --bench fhe_latency                       # breast-cancer MLP, 6 bits, K=5
+//! cargo bench --bench fhe_latency -- --model tests/fixtures/cnn_torch_28.onnx \
+//!     --data tests/fixtures/data/digits_28.npz --samples 1
+//! cargo bench --bench fhe_latency -- --help
+//! ```
+//! Without `--bench` on its command line (what `cargo bench` passes, and `cargo test
+//! --all-targets` does not) the binary only prints a note, so test runs stay fast.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Parser;
+use fhec_runtime::circuit::{Instruction, Lut, Program, ValueInfo};
+use fhec_runtime::clear::{run_clear, run_clear_integers};
+use fhec_runtime::exec::dequantize_outputs;
+use fhec_runtime::fhe::{self, engine::Ct, ClientKey, EncryptedTensors, FheEngine, ServerKey};
+use fhec_runtime::{execute, Circuit, Engine, RuntimeError};
+use ndarray::{ArrayD, Axis, IxDyn};
+use ndarray_npy::NpzReader;
+use rayon::ThreadPool;
+use serde::Serialize;
+
+#[derive(Parser, Debug)]
+#[command(about = "FHE latency benchmark: bootstrap cost, end-to-end latency, bound ratio")]
+struct Args {
+    /// ONNX model to compile.
+    #[arg(long, default_value = "tests/fixtures/mlp_torch.onnx")]
+    model: PathBuf,
+    /// Dataset (.npz): test samples from `x_test` or MedMNIST `test_images`; also the
+    /// calibration data unless --calib is given.
+    #[arg(long, default_value = "tests/fixtures/data/breast_cancer.npz")]
+    data: PathBuf,
+    /// Calibration data passed to `fhec compile --calib` [default: --data].
+    #[arg(long)]
+    calib: Option<PathBuf>,
+    /// Use an already compiled circuit instead of compiling --model.
+    #[arg(long, value_name = "MODEL.fhec")]
+    circuit: Option<PathBuf>,
+    /// Quantisation bits (`fhec compile --bits`).
+    #[arg(long, default_value_t = 6)]
+    bits: u32,
+    /// Rounding bits before each lookup (0: no rounding).
+    #[arg(long, default_value_t = 6)]
+    rounding_bits: u32,
+    /// Rounding mode: exact or approximate [default: the compiler's].
+    #[arg(long)]
+    rounding_mode: Option<String>,
+    /// Failure probability of one bootstrap.
+    #[arg(long, default_value_t = 0.008)]
+    p_error: f64,
+    /// Test samples to run end to end (K).
+    #[arg(long, short = 'k', default_value_t = 5)]
+    samples: usize,
+    /// Threads of the run phase [default: every core].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Elements of the single-bootstrap batch.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Repetitions of the single-bootstrap batch (the median is kept).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Skip the profiled run (one extra inference timed per lookup batch).
+    #[arg(long)]
+    no_profile: bool,
+    /// Set by `cargo bench`; without it the binary does nothing (see the module doc).
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// Resolves a path given on the command line: as is when it exists, else relative to the
+/// package root (so defaults work from any directory).
+fn resolve(p: &Path) -> PathBuf {
+    if p.is_absolute() || p.exists() {
+        p.to_path_buf()
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Compiles `args.model` with the built `fhec` binary into `dir`.
+fn compile(args: &Args, threads: usize, dir: &Path) -> Result<(PathBuf, f64)> {
+    let out = dir.join("model.fhec");
+    let model = resolve(&args.model);
+    let calib = resolve(args.calib.as_ref().unwrap_or(&args.data));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fhec"));
+    cmd.arg("compile")
+        .arg(&model)
+        .args(["--bits", &args.bits.to_string()])
+        .args(["--p-error", &args.p_error.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .arg("--calib")
+        .arg(&calib)
+        .arg("-o")
+        .arg(&out);
+    if args.rounding_bits > 0 {
+        cmd.args(["--rounding-bits", &args.rounding_bits.to_string()]);
+        if let Some(mode) = &args.rounding_mode {
+            cmd.args(["--rounding-mode", mode]);
+        }
+    }
+    let t = Instant::now();
+    let output = cmd.output().context("cannot run fhec")?;
+    let secs = t.elapsed().as_secs_f64();
+    if !output.status.success() {
+        bail!(
+            "fhec compile failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok((out, secs))
+}
+
+/// Test samples of `path` shaped like the circuit's first input, plus their labels.
+fn load_samples(
+    path: &Path,
+    program: &Program,
+    k: usize,
+) -> Result<Vec<(ArrayD<f32>, Option<i64>)>> {
+    let spec = program
+        .inputs
+        .first()
+        .ok_or_else(|| anyhow!("the circuit has no input"))?;
+    if program.inputs.len() != 1 {
+        bail!(
+            "the benchmark feeds one input; the circuit takes {}",
+            program.inputs.len()
+        );
+    }
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut npz =
+        NpzReader::new(file).with_context(|| format!("{} is not an .npz", path.display()))?;
+    let names = npz.names()?;
+    let has = |n: &str| names.iter().any(|m| m == n || m == &format!("{n}.npy"));
+    let (x, labels): (ArrayD<f32>, Option<Vec<i64>>) = if has("x_test") {
+        let x: ArrayD<f32> = match npz.by_name::<ndarray::OwnedRepr<f32>, IxDyn>("x_test") {
+            Ok(x) => x,
+            Err(_) => npz
+                .by_name::<ndarray::OwnedRepr<f64>, IxDyn>("x_test")?
+                .mapv(|v| v as f32),
+        };
+        let y = if has("y_test") {
+            npz.by_name::<ndarray::OwnedRepr<i64>, IxDyn>("y_test")
+                .ok()
+                .map(|y| y.iter().copied().collect())
+        } else {
+            None
+        };
+        (x, y)
+    } else if has("test_images") {
+        let x = npz.by_name::<ndarray::OwnedRepr<u8>, IxDyn>("test_images")?;
+        let y = if has("test_labels") {
+            npz.by_name::<ndarray::OwnedRepr<u8>, IxDyn>("test_labels")
+                .ok()
+                .map(|y| y.iter().map(|&v| v as i64).collect())
+        } else {
+            None
+        };
+        (x.mapv(|v| v as f32 / 255.0), y)
+    } else {
+        bail!(
+            "{} holds neither x_test nor test_images (has {names:?})",
+            path.display()
+        );
+    };
+    let want = &spec.shape;
+    let want_len: usize = want.iter().product();
+    let n = x.shape().first().copied().unwrap_or(0);
+    if n < k {
+        bail!("{} holds {n} test samples, {k} requested", path.display());
+    }
+    (0..k)
+        .map(|i| {
+            let s = x.index_axis(Axis(0), i).to_owned();
+            if s.len() != want_len {
+                bail!(
+                    "a sample of shape {:?} does not fit the circuit input {:?}",
+                    s.shape(),
+                    want
+                );
+            }
+            // Channel-last images (MedMNIST RGB) for a channel-first model.
+            let s = if s.ndim() == 3
+                && want.len() == 4
+                && s.shape()[2] == want[1]
+                && s.shape()[0] != want[1]
+            {
+                s.permuted_axes(IxDyn(&[2, 0, 1]))
+                    .as_standard_layout()
+                    .to_owned()
+            } else {
+                s
+            };
+            let flat: Vec<f32> = s.iter().copied().collect();
+            let a = ArrayD::from_shape_vec(IxDyn(want), flat)?;
+            Ok((a, labels.as_ref().and_then(|l| l.get(i).copied())))
+        })
+        .collect()
+}
+
+fn argmax(a: &ArrayD<f32>) -> usize {
+    a.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv {
+                (i, v)
+            } else {
+                (bi, bv)
+            }
+        })
+        .0
+}
+
+/// The first table lookup of the program (a `Tlu`, else a max-pool comparison), with the
+/// range and delta of its operand and its output delta.
+fn first_lookup(program: &Program) -> Option<(usize, &Lut, ValueInfo, u32)> {
+    let tlu = program
+        .instructions
+        .iter()
+        .enumerate()
+        .find_map(|(i, ins)| match ins {
+            Instruction::Tlu { input, lut } => Some((
+                i,
+                lut,
+                program.values[*input].clone(),
+                program.values[i].delta_log2,
+            )),
+            _ => None,
+        });
+    tlu.or_else(|| {
+        program
+            .instructions
+            .iter()
+            .enumerate()
+            .find_map(|(i, ins)| match ins {
+                Instruction::MaxPool { relu, .. } => {
+                    let info = ValueInfo {
+                        shape: vec![1],
+                        min: relu.input_min,
+                        max: -relu.input_min,
+                        delta_log2: relu.input_delta_log2(),
+                        noise_factor: 1.0,
+                    };
+                    Some((i, relu, info, program.values[i].delta_log2))
+                }
+                _ => None,
+            })
+    })
+}
+
+/// Result of the single-bootstrap measurement.
+struct PbsCost {
+    instruction: usize,
+    precision: u32,
+    pbs_per_element: u64,
+    /// Median seconds per bootstrap on one thread.
+    single_s: f64,
+    /// Median seconds per bootstrap with the whole pool.
+    parallel_s: f64,
+    /// Lookups of the last single-thread batch that decrypted to another value than the
+    /// clear table (expected: about batch × p_error, more near approximate-rounding edges).
+    wrong: usize,
+}
+
+fn measure_pbs(
+    circuit: &Circuit,
+    client: &ClientKey,
+    server: &ServerKey,
+    pool: &ThreadPool,
+    batch: usize,
+    reps: usize,
+) -> Result<PbsCost> {
+    let program = &circuit.program;
+    let (instruction, lut, info, out_delta) =
+        first_lookup(program).ok_or_else(|| anyhow!("the circuit has no table lookup"))?;
+    let d_in = lut.input_delta_log2();
+    let span = (info.max - info.min).max(0);
+    let values: Vec<i64> = (0..batch)
+        .map(|i| info.min + span * i as i64 / (batch.max(2) - 1) as i64)
+        .collect();
+    let tables: Vec<usize> = (0..batch).map(|i| i % lut.tables.len().max(1)).collect();
+    let cts: Vec<Ct> = values
+        .iter()
+        .map(|&v| client.encrypt_value(v, d_in))
+        .collect();
+    let refs: Vec<&Ct> = cts.iter().collect();
+    let engine = FheEngine::new(server);
+    let pbs = (batch as u64 * lut.pbs_per_element()) as f64;
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let time = |pool: &ThreadPool| -> Result<(f64, Vec<Ct>)> {
+        let mut secs = Vec::with_capacity(reps);
+        let mut last = Vec::new();
+        for _ in 0..reps.max(1) {
+            let t = Instant::now();
+            last = pool.install(|| engine.lookup(lut, &info, out_delta, &refs, &tables))?;
+            secs.push(t.elapsed().as_secs_f64());
+        }
+        Ok((median(&secs) / pbs, last))
+    };
+    let (single_s, outs) = time(&one)?;
+    let (parallel_s, _) = time(pool)?;
+    let wrong = outs
+        .iter()
+        .zip(values.iter().zip(&tables))
+        .filter(|(ct, (&v, &t))| Some(client.decrypt_raw(ct, out_delta).0) != lut.lookup(t, v))
+        .count();
+    Ok(PbsCost {
+        instruction,
+        precision: lut.precision,
+        pbs_per_element: lut.pbs_per_element(),
+        single_s,
+        parallel_s,
+        wrong,
+    })
+}
+
+/// One lookup batch of a profiled run.
+struct LookupRecord {
+    /// Instruction the table belongs to (`None`: not found in the program).
+    instruction: Option<usize>,
+    elements: usize,
+    pbs: u64,
+    /// Seconds since the start of the run when the batch started / ended.
+    start: f64,
+    end: f64,
+}
+
+/// An [`FheEngine`] that times every lookup batch.
+struct TimingEngine<'k> {
+    inner: FheEngine<'k>,
+    program: &'k Program,
+    origin: Instant,
+    records: Mutex<Vec<LookupRecord>>,
+}
+
+impl TimingEngine<'_> {
+    fn instruction_of(&self, lut: &Lut) -> Option<usize> {
+        self.program.instructions.iter().position(|ins| match ins {
+            Instruction::Tlu { lut: l, .. } | Instruction::MaxPool { relu: l, .. } => {
+                std::ptr::eq(l, lut)
+            }
+            _ => false,
+        })
+    }
+}
+
+impl Engine for TimingEngine<'_> {
+    type Ct = Ct;
+
+    fn trivial(&self, value: i64, delta_log2: u32) -> Ct {
+        self.inner.trivial(value, delta_log2)
+    }
+    fn add_assign(&self, acc: &mut Ct, x: &Ct) {
+        self.inner.add_assign(acc, x)
+    }
+    fn sub_assign(&self, acc: &mut Ct, x: &Ct) {
+        self.inner.sub_assign(acc, x)
+    }
+    fn mul_add_assign(&self, acc: &mut Ct, x: &Ct, weight: i64) {
+        self.inner.mul_add_assign(acc, x, weight)
+    }
+    fn mul_assign(&self, x: &mut Ct, weight: i64) {
+        self.inner.mul_assign(x, weight)
+    }
+    fn add_const_assign(&self, x: &mut Ct, constant: i64, delta_log2: u32) {
+        self.inner.add_const_assign(x, constant, delta_log2)
+    }
+    fn rescale(&self, x: &mut Ct, shift: u32) {
+        self.inner.rescale(x, shift)
+    }
+
+    fn lookup(
+        &self,
+        lut: &Lut,
+        input: &ValueInfo,
+        output_delta_log2: u32,
+        inputs: &[&Ct],
+        tables: &[usize],
+    ) -> Result<Vec<Ct>, RuntimeError> {
+        let start = self.origin.elapsed().as_secs_f64();
+        let out = self
+            .inner
+            .lookup(lut, input, output_delta_log2, inputs, tables)?;
+        let end = self.origin.elapsed().as_secs_f64();
+        let record = LookupRecord {
+            instruction: self.instruction_of(lut),
+            elements: inputs.len(),
+            pbs: inputs.len() as u64 * lut.pbs_per_element(),
+            start,
+            end,
+        };
+        self.records
+            .lock()
+            .map_err(|_| RuntimeError::Mismatch("timing records poisoned".into()))?
+            .push(record);
+        Ok(out)
+    }
+}
+
+/// Phase breakdown of one run.
+struct Profile {
+    expand_s: f64,
+    execute_s: f64,
+    lookup_s: f64,
+    /// Sum over batches of `pbs × single ÷ threads`.
+    lookup_bound_s: f64,
+    /// Sum over batches of `ceil(elements ÷ threads) × pbs_per_element × single` (the bound
+    /// when a batch is split into waves of `threads` elements).
+    lookup_wave_bound_s: f64,
+    records: Vec<LookupRecord>,
+}
+
+fn profile_run(
+    circuit: &Circuit,
+    server: &ServerKey,
+    encrypted: &EncryptedTensors,
+    pool: &ThreadPool,
+    threads: usize,
+    single_s: f64,
+) -> Result<Profile> {
+    let program = &circuit.program;
+    let lwe_size = circuit.params.big_lwe_dimension() + 1;
+    pool.install(|| -> Result<Profile> {
+        let t = Instant::now();
+        let mut arrays = Vec::new();
+        for (tensor, spec) in encrypted.tensors.iter().zip(&program.inputs) {
+            let cts = tensor.ciphertexts.expand(lwe_size)?;
+            arrays.push(ArrayD::from_shape_vec(IxDyn(&spec.shape), cts)?);
+        }
+        let expand_s = t.elapsed().as_secs_f64();
+        let engine = TimingEngine {
+            inner: FheEngine::new(server),
+            program,
+            origin: Instant::now(),
+            records: Mutex::new(Vec::new()),
+        };
+        let outputs = execute(program, &engine, arrays)?;
+        let execute_s = engine.origin.elapsed().as_secs_f64();
+        drop(outputs);
+        let records = engine
+            .records
+            .into_inner()
+            .map_err(|_| anyhow!("timing records poisoned"))?;
+        let lookup_s = records.iter().map(|r| r.end - r.start).sum();
+        let lookup_bound_s = records
+            .iter()
+            .map(|r| r.pbs as f64 * single_s / threads as f64)
+            .sum();
+        let lookup_wave_bound_s = records
+            .iter()
+            .map(|r| {
+                let per = r.pbs / r.elements.max(1) as u64;
+                r.elements.div_ceil(threads) as f64 * per as f64 * single_s
+            })
+            .sum();
+        Ok(Profile {
+            expand_s,
+            execute_s,
+            lookup_s,
+            lookup_bound_s,
+            lookup_wave_bound_s,
+            records,
+        })
+    })
+}
+
+#[derive(Serialize)]
+struct Report {
+    bench: &'static str,
+    model: String,
+    bits: u32,
+    rounding_bits: u32,
+    rounding_mode: Option<String>,
+    p_error: f64,
+    params: String,
+    cpu: String,
+    threads: usize,
+    pbs_count: u64,
+    single_pbs_ms: f64,
+    parallel_pbs_ms: f64,
+    pbs_bound_s: f64,
+    run_s_median: f64,
+    run_s_mean: f64,
+    ratio: f64,
+    predicted_latency_s: f64,
+    predicted_pbs_ms: f64,
+    predicted_threads: usize,
+    keygen_s: f64,
+    expand_s: f64,
+    server_key_bytes: u64,
+    encrypt_s_median: f64,
+    decrypt_s_median: f64,
+    samples: usize,
+    agreement: f64,
+    exact_agreement: f64,
+    label_accuracy: Option<f64>,
+    single_batch_wrong: usize,
+    profile_lookup_s: Option<f64>,
+    profile_between_lookups_s: Option<f64>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if !args.bench {
+        println!(
+            "fhe_latency: run with `cargo bench --bench fhe_latency` (add `-- --help` for options)"
+        );
+        return Ok(());
+    }
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    let cpu = cpu_model();
+    println!(
+        "machine: {cpu}; {threads} threads (of {} available); load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
+
+    let dir = tempfile::tempdir()?;
+    let (circuit_path, model_name) = match &args.circuit {
+        Some(p) => (resolve(p), p.display().to_string()),
+        None => {
+            let (p, secs) = compile(&args, threads, dir.path())?;
+            println!("compiled {} in {secs:.1} s", args.model.display());
+            (p, args.model.display().to_string())
+        }
+    };
+    let circuit = Circuit::load(&circuit_path)?;
+    let program = &circuit.program;
+    let pred = &circuit.prediction;
+    println!("params: {}", circuit.params);
+    println!(
+        "circuit: {} instructions, {} PBS per inference, predicted {:.3} ms/PBS, {:.3} s/inference on {} threads",
+        program.instructions.len(),
+        pred.pbs_count,
+        pred.pbs_latency_s * 1e3,
+        pred.latency_s,
+        pred.threads
+    );
+
+    // Keys.
+    let t = Instant::now();
+    let (client, compressed) = pool.install(|| ClientKey::generate(&circuit.params))?;
+    let keygen_s = t.elapsed().as_secs_f64();
+    let key_path = dir.path().join("server.key");
+    compressed.save(&key_path)?;
+    let server_key_bytes = std::fs::metadata(&key_path)?.len();
+    let t = Instant::now();
+    let server = pool.install(|| compressed.expand());
+    let expand_s = t.elapsed().as_secs_f64();
+    drop(compressed);
+    println!(
+        "keygen {keygen_s:.2} s, expansion {expand_s:.2} s, compressed server key {:.1} MiB",
+        server_key_bytes as f64 / (1u64 << 20) as f64
+    );
+
+    // Single bootstrap.
+    let pbs = measure_pbs(&circuit, &client, &server, &pool, args.batch, args.reps)?;
+    println!(
+        "single PBS (instruction {}, {}-bit table, {} PBS/element, batch {}): {:.3} ms on 1 thread, {:.3} ms/PBS on {threads} threads ({:.2}x); {} of {} lookups off",
+        pbs.instruction,
+        pbs.precision,
+        pbs.pbs_per_element,
+        args.batch,
+        pbs.single_s * 1e3,
+        pbs.parallel_s * 1e3,
+        pbs.single_s / pbs.parallel_s,
+        pbs.wrong,
+        args.batch
+    );
+
+    // End to end.
+    let samples = load_samples(&resolve(&args.data), program, args.samples)?;
+    let (mut enc_s, mut run_s, mut dec_s) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut agree, mut exact, mut correct, mut labelled) = (0usize, 0usize, 0usize, 0usize);
+    let mut first_encrypted = None;
+    for (i, (x, label)) in samples.iter().enumerate() {
+        let inputs = std::slice::from_ref(x);
+        let clear = run_clear(program, inputs)?;
+        let clear_int = run_clear_integers(program, inputs)?;
+        let t = Instant::now();
+        let encrypted = pool.install(|| client.encrypt(program, inputs))?;
+        enc_s.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let result = pool.install(|| fhe::run(&circuit, &server, &encrypted))?;
+        run_s.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let ints = client.decrypt_integers(program, &result)?;
+        dec_s.push(t.elapsed().as_secs_f64());
+        let y = dequantize_outputs(program, &ints);
+        let (fa, ca) = (argmax(&y[0]), argmax(&clear[0]));
+        agree += usize::from(fa == ca);
+        exact += usize::from(ints == clear_int);
+        if let Some(l) = label {
+            labelled += 1;
+            correct += usize::from(fa as i64 == *l);
+        }
+        println!(
+            "sample {i}: run {:.3} s, argmax fhe {fa} / clear {ca}{}{}",
+            run_s[i],
+            if ints == clear_int {
+                ", outputs identical"
+            } else {
+                ", outputs differ"
+            },
+            label.map(|l| format!(", label {l}")).unwrap_or_default()
+        );
+        if first_encrypted.is_none() {
+            first_encrypted = Some(encrypted);
+        }
+    }
+    let k = samples.len();
+
+    // Profile.
+    let profile = match (&first_encrypted, args.no_profile) {
+        (Some(enc), false) => Some(profile_run(
+            &circuit,
+            &server,
+            enc,
+            &pool,
+            threads,
+            pbs.single_s,
+        )?),
+        _ => None,
+    };
+
+    let pbs_bound_s = pred.pbs_count as f64 * pbs.single_s / threads as f64;
+    let run_med = median(&run_s);
+    let report = Report {
+        bench: "fhe_latency",
+        model: model_name,
+        bits: args.bits,
+        rounding_bits: args.rounding_bits,
+        rounding_mode: args.rounding_mode.clone(),
+        p_error: args.p_error,
+        params: circuit.params.to_string(),
+        cpu: cpu.clone(),
+        threads,
+        pbs_count: pred.pbs_count,
+        single_pbs_ms: pbs.single_s * 1e3,
+        parallel_pbs_ms: pbs.parallel_s * 1e3,
+        pbs_bound_s,
+        run_s_median: run_med,
+        run_s_mean: mean(&run_s),
+        ratio: run_med / pbs_bound_s,
+        predicted_latency_s: pred.latency_s,
+        predicted_pbs_ms: pred.pbs_latency_s * 1e3,
+        predicted_threads: pred.threads,
+        keygen_s,
+        expand_s,
+        server_key_bytes,
+        encrypt_s_median: median(&enc_s),
+        decrypt_s_median: median(&dec_s),
+        samples: k,
+        agreement: agree as f64 / k as f64,
+        exact_agreement: exact as f64 / k as f64,
+        label_accuracy: (labelled > 0).then(|| correct as f64 / labelled as f64),
+        single_batch_wrong: pbs.wrong,
+        profile_lookup_s: profile.as_ref().map(|p| p.lookup_s),
+        profile_between_lookups_s: profile.as_ref().map(|p| p.execute_s - p.lookup_s),
+    };
+
+    if let Some(p) = &profile {
+        print_profile(p, threads, pbs.single_s);
+    }
+    print_table(&report);
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+fn print_profile(p: &Profile, threads: usize, single_s: f64) {
+    println!();
+    println!("profile of one run ({threads} threads):");
+    println!(
+        "  {:>5} {:>10} {:>8} {:>9} {:>9} {:>9} {:>8} {:>10}",
+        "instr", "elements", "PBS", "gap s", "lookup s", "bound s", "ratio", "wave bnd s"
+    );
+    let mut prev_end = 0.0;
+    for r in &p.records {
+        let bound = r.pbs as f64 * single_s / threads as f64;
+        let per = r.pbs / r.elements.max(1) as u64;
+        let wave = r.elements.div_ceil(threads) as f64 * per as f64 * single_s;
+        println!(
+            "  {:>5} {:>10} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>8.2} {:>10.3}",
+            r.instruction.map_or("?".into(), |i| i.to_string()),
+            r.elements,
+            r.pbs,
+            r.start - prev_end,
+            r.end - r.start,
+            bound,
+            (r.end - r.start) / bound,
+            wave
+        );
+        prev_end = r.end;
+    }
+    println!(
+        "  input expansion {:.3} s; execute {:.3} s = lookups {:.3} s (bound {:.3} s, with waves {:.3} s) + between lookups {:.3} s (of which after the last {:.3} s)",
+        p.expand_s,
+        p.execute_s,
+        p.lookup_s,
+        p.lookup_bound_s,
+        p.lookup_wave_bound_s,
+        p.execute_s - p.lookup_s,
+        p.execute_s - prev_end
+    );
+}
+
+fn print_table(r: &Report) {
+    let rows: Vec<(&str, String)> = vec![
+        ("model", r.model.clone()),
+        (
+            "quantisation",
+            format!(
+                "{} bits, rounding {} ({})",
+                r.bits,
+                r.rounding_bits,
+                r.rounding_mode.as_deref().unwrap_or("default")
+            ),
+        ),
+        ("p_error / PBS", format!("{}", r.p_error)),
+        ("params", r.params.clone()),
+        ("cpu / threads", format!("{} / {}", r.cpu, r.threads)),
+        ("pbs_count", r.pbs_count.to_string()),
+        (
+            "single_pbs_ms (1 thread)",
+            format!("{:.3}", r.single_pbs_ms),
+        ),
+        ("pbs_ms (all threads)", format!("{:.3}", r.parallel_pbs_ms)),
+        ("pbs_bound_s", format!("{:.3}", r.pbs_bound_s)),
+        (
+            "run_s median / mean",
+            format!("{:.3} / {:.3}", r.run_s_median, r.run_s_mean),
+        ),
+        ("ratio (goal <= 1.15)", format!("{:.3}", r.ratio)),
+        (
+            "predicted latency_s",
+            format!(
+                "{:.3} ({:.3} ms/PBS, {} threads)",
+                r.predicted_latency_s, r.predicted_pbs_ms, r.predicted_threads
+            ),
+        ),
+        (
+            "keygen_s / expand_s",
+            format!("{:.2} / {:.2}", r.keygen_s, r.expand_s),
+        ),
+        (
+            "server_key_bytes",
+            format!(
+                "{} ({:.1} MiB)",
+                r.server_key_bytes,
+                r.server_key_bytes as f64 / (1u64 << 20) as f64
+            ),
+        ),
+        (
+            "encrypt / decrypt s",
+            format!("{:.4} / {:.4}", r.encrypt_s_median, r.decrypt_s_median),
+        ),
+        (
+            "argmax agreement",
+            format!(
+                "{:.3} over {} samples (identical outputs {:.3})",
+                r.agreement, r.samples, r.exact_agreement
+            ),
+        ),
+        (
+            "label accuracy",
+            r.label_accuracy.map_or("n/a".into(), |a| format!("{a:.3}")),
+        ),
+    ];
+    let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    println!();
+    println!("| {:w$} | value", "metric");
+    println!("|{}|------", "-".repeat(w + 2));
+    for (k, v) in rows {
+        println!("| {k:w$} | {v}");
+    }
+    println!();
+}

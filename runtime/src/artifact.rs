@@ -1,0 +1,320 @@
+//! The one file format of every artifact: circuit, client key, server key, ciphertexts.
+//!
+//! ```text
+//! magic "FHEC" | kind u8 | format version u32 | parameter fingerprint [32] | key id [16]
+//! | payload length u64 | blake3(payload) [32] | payload (bincode)
+//! ```
+//! All integers little-endian. The checksum catches corruption before decoding; the
+//! fingerprint and key id let a reader refuse artifacts that do not belong together before
+//! any cryptographic work. Files are written to a temporary file and renamed, so a reader
+//! never sees half a file; secret files are created owner-only.
+
+use std::io::Write;
+use std::path::Path;
+
+use bincode::Options;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::RuntimeError;
+use crate::FORMAT_VERSION;
+
+const MAGIC: &[u8; 4] = b"FHEC";
+const HEADER_LEN: usize = 4 + 1 + 4 + 32 + 16 + 8 + 32;
+/// Largest payload a reader accepts (the biggest server keys are a few GiB).
+const MAX_PAYLOAD: u64 = 16 << 30;
+
+/// What an artifact file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArtifactKind {
+    Circuit = 1,
+    ClientKey = 2,
+    ServerKey = 3,
+    Ciphertext = 4,
+}
+
+impl ArtifactKind {
+    fn from_byte(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => Self::Circuit,
+            2 => Self::ClientKey,
+            3 => Self::ServerKey,
+            4 => Self::Ciphertext,
+            _ => return None,
+        })
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Circuit => "a compiled circuit (.fhec)",
+            Self::ClientKey => "a client (secret) key",
+            Self::ServerKey => "a server (evaluation) key",
+            Self::Ciphertext => "a ciphertext file",
+        }
+    }
+}
+
+/// The identity an artifact carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub kind: ArtifactKind,
+    pub version: u32,
+    /// [`crate::CryptoParams::fingerprint`] of the parameters it was made for.
+    pub fingerprint: [u8; 32],
+    /// Random identity of the key pair (all zero for circuits).
+    pub key_id: [u8; 16],
+}
+
+fn bincode_options(limit: u64) -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_little_endian()
+        .with_limit(limit)
+        .reject_trailing_bytes()
+}
+
+/// Serialises `payload` behind a header.
+pub fn encode<T: Serialize>(header: &Header, payload: &T) -> Result<Vec<u8>, String> {
+    let body = bincode_options(MAX_PAYLOAD)
+        .serialize(payload)
+        .map_err(|e| format!("cannot serialise: {e}"))?;
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(MAGIC);
+    out.push(header.kind as u8);
+    out.extend_from_slice(&header.version.to_le_bytes());
+    out.extend_from_slice(&header.fingerprint);
+    out.extend_from_slice(&header.key_id);
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(blake3::hash(&body).as_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Reads the header of `bytes` and checks magic, kind, version and checksum.
+pub fn decode_header(bytes: &[u8], expected: ArtifactKind) -> Result<(Header, &[u8]), String> {
+    if bytes.len() < HEADER_LEN || &bytes[..4] != MAGIC {
+        return Err(format!(
+            "not an fhec artifact (expected {}; the file is too short or lacks the FHEC magic)",
+            expected.describe()
+        ));
+    }
+    let kind = ArtifactKind::from_byte(bytes[4])
+        .ok_or_else(|| format!("unknown artifact kind byte {}", bytes[4]))?;
+    if kind != expected {
+        return Err(format!(
+            "this file is {}, expected {}",
+            kind.describe(),
+            expected.describe()
+        ));
+    }
+    let version = u32::from_le_bytes(bytes[5..9].try_into().unwrap_or_default());
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "format version {version}, this fhec reads version {FORMAT_VERSION}: recreate the file with this fhec"
+        ));
+    }
+    let mut fingerprint = [0u8; 32];
+    fingerprint.copy_from_slice(&bytes[9..41]);
+    let mut key_id = [0u8; 16];
+    key_id.copy_from_slice(&bytes[41..57]);
+    let len = u64::from_le_bytes(bytes[57..65].try_into().unwrap_or_default());
+    let body = &bytes[HEADER_LEN..];
+    if len != body.len() as u64 {
+        return Err(format!(
+            "truncated or extended: header says {len} payload bytes, file has {}",
+            body.len()
+        ));
+    }
+    if blake3::hash(body).as_bytes() != &bytes[65..97] {
+        return Err("checksum mismatch: the file is corrupted".into());
+    }
+    Ok((
+        Header {
+            kind,
+            version,
+            fingerprint,
+            key_id,
+        },
+        body,
+    ))
+}
+
+/// Checks and decodes an artifact of kind `expected`.
+pub fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    expected: ArtifactKind,
+) -> Result<(Header, T), String> {
+    let (header, body) = decode_header(bytes, expected)?;
+    let payload = bincode_options(body.len() as u64)
+        .deserialize(body)
+        .map_err(|e| format!("cannot decode the payload: {e}"))?;
+    Ok((header, payload))
+}
+
+/// Writes an artifact atomically (temporary file in the same directory, then rename);
+/// `secret` files are owner-only (mode 0600 on Unix).
+pub fn write_file<T: Serialize>(
+    path: &Path,
+    header: &Header,
+    payload: &T,
+    secret: bool,
+) -> Result<(), RuntimeError> {
+    let bytes = encode(header, payload).map_err(|message| RuntimeError::Format {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    write_atomic(path, &bytes, secret)
+}
+
+/// Reads and decodes an artifact of kind `expected`.
+pub fn read_file<T: DeserializeOwned>(
+    path: &Path,
+    expected: ArtifactKind,
+) -> Result<(Header, T), RuntimeError> {
+    let bytes = std::fs::read(path).map_err(|source| RuntimeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode(&bytes, expected).map_err(|message| RuntimeError::Format {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary sibling file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<(), RuntimeError> {
+    let io = |source| RuntimeError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "artifact".into());
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if secret {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = secret;
+        let mut f = options.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            kind: ArtifactKind::Ciphertext,
+            version: FORMAT_VERSION,
+            fingerprint: [7; 32],
+            key_id: [3; 16],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_checks() {
+        let bytes = encode(&header(), &vec![1u64, 2, 3]).unwrap();
+        let (h, v): (Header, Vec<u64>) = decode(&bytes, ArtifactKind::Ciphertext).unwrap();
+        assert_eq!(h, header());
+        assert_eq!(v, vec![1, 2, 3]);
+        let err = decode::<Vec<u64>>(&bytes, ArtifactKind::Circuit).unwrap_err();
+        assert!(err.contains("expected a compiled circuit"), "{err}");
+        for i in [0, 4, 6, 20, 60, 70, bytes.len() - 1] {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x10;
+            assert!(decode::<Vec<u64>>(&bad, ArtifactKind::Ciphertext).is_err());
+        }
+        assert!(decode::<Vec<u64>>(&bytes[..bytes.len() - 1], ArtifactKind::Ciphertext).is_err());
+    }
+
+    #[test]
+    fn huge_declared_lengths_do_not_allocate() {
+        // A payload claiming 2^60 elements must be refused by the size limit.
+        let mut body = (1u64 << 60).to_le_bytes().to_vec();
+        body.extend_from_slice(&[0; 8]);
+        let mut bytes = encode(&header(), &()).unwrap();
+        bytes.truncate(HEADER_LEN);
+        bytes[57..65].copy_from_slice(&(body.len() as u64).to_le_bytes());
+        bytes[65..97].copy_from_slice(blake3::hash(&body).as_bytes());
+        bytes.extend_from_slice(&body);
+        assert!(decode::<Vec<u64>>(&bytes, ArtifactKind::Ciphertext).is_err());
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.ct");
+        write_file(&path, &header(), &vec![5u8; 10], true).unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let missing = dir.path().join("no/such/dir/x.ct");
+        assert!(write_file(&missing, &header(), &1u8, false).is_err());
+    }
+}
+
+impl crate::Circuit {
+    /// Writes the circuit as a `.fhec` artifact (atomically).
+    pub fn save(&self, path: &Path) -> Result<(), RuntimeError> {
+        let header = Header {
+            kind: ArtifactKind::Circuit,
+            version: FORMAT_VERSION,
+            fingerprint: self.params.fingerprint(),
+            key_id: [0; 16],
+        };
+        write_file(path, &header, self, false)
+    }
+
+    /// Reads a `.fhec` artifact and checks it before anything runs it: header, checksum,
+    /// parameter fingerprint, program structure and parameter security.
+    pub fn load(path: &Path) -> Result<crate::Circuit, RuntimeError> {
+        let (header, circuit): (Header, crate::Circuit) = read_file(path, ArtifactKind::Circuit)?;
+        let bad = |message: String| RuntimeError::Format {
+            path: path.to_path_buf(),
+            message,
+        };
+        if header.fingerprint != circuit.params.fingerprint() {
+            return Err(bad(
+                "the header's parameter fingerprint does not match the circuit's parameters".into(),
+            ));
+        }
+        circuit.program.validate().map_err(|e| bad(e.to_string()))?;
+        crate::noise::params_are_secure(&circuit.params).map_err(|e| {
+            bad(format!(
+                "refusing parameters below 128-bit security: {e}; recompile the model"
+            ))
+        })?;
+        Ok(circuit)
+    }
+}
+
+/// Bytes `payload` takes in an artifact file (header included).
+pub fn encoded_len<T: Serialize>(payload: &T) -> u64 {
+    bincode_options(MAX_PAYLOAD)
+        .serialized_size(payload)
+        .map_or(0, |n| n + HEADER_LEN as u64)
+}

@@ -1,0 +1,97 @@
+//! The clear engine: executes a program on plain integers, the reference every other engine
+//! is compared with (and what `fhec predict --mode clear` runs).
+//!
+//! An element is the integer value itself; deltas are ignored and rescaling is a no-op.
+//! Linear arithmetic wraps (the trait's element operations cannot fail, and the compiler's
+//! interval analysis keeps every accumulator far inside i64); a lookup outside its table's
+//! domain is an error.
+
+use ndarray::ArrayD;
+use rayon::prelude::*;
+
+use crate::circuit::{Lut, Program, ValueInfo};
+use crate::engine::Engine;
+use crate::error::RuntimeError;
+use crate::exec::{dequantize_outputs, execute, quantize_inputs};
+
+/// Batches at least this large are looked up in parallel.
+const PARALLEL_LOOKUPS: usize = 4096;
+
+/// Executes programs on plain `i64` values.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClearEngine;
+
+impl Engine for ClearEngine {
+    type Ct = i64;
+
+    fn trivial(&self, value: i64, _delta_log2: u32) -> i64 {
+        value
+    }
+
+    fn add_assign(&self, acc: &mut i64, x: &i64) {
+        *acc = acc.wrapping_add(*x);
+    }
+
+    fn sub_assign(&self, acc: &mut i64, x: &i64) {
+        *acc = acc.wrapping_sub(*x);
+    }
+
+    fn mul_add_assign(&self, acc: &mut i64, x: &i64, weight: i64) {
+        *acc = acc.wrapping_add(x.wrapping_mul(weight));
+    }
+
+    fn mul_assign(&self, x: &mut i64, weight: i64) {
+        *x = x.wrapping_mul(weight);
+    }
+
+    fn add_const_assign(&self, x: &mut i64, constant: i64, _delta_log2: u32) {
+        *x = x.wrapping_add(constant);
+    }
+
+    fn rescale(&self, _x: &mut i64, _shift: u32) {}
+
+    fn lookup(
+        &self,
+        lut: &Lut,
+        _input: &ValueInfo,
+        _output_delta_log2: u32,
+        inputs: &[&i64],
+        tables: &[usize],
+    ) -> Result<Vec<i64>, RuntimeError> {
+        if inputs.len() != tables.len() {
+            return Err(RuntimeError::Mismatch(format!(
+                "{} lookup inputs with {} table indices",
+                inputs.len(),
+                tables.len()
+            )));
+        }
+        let one = |(&&value, &table): (&&i64, &usize)| {
+            lut.lookup(table, value)
+                .ok_or(RuntimeError::OutOfTable { value, table })
+        };
+        if inputs.len() >= PARALLEL_LOOKUPS {
+            inputs.par_iter().zip(tables).map(one).collect()
+        } else {
+            inputs.iter().zip(tables).map(one).collect()
+        }
+    }
+}
+
+/// Quantises real inputs, executes the program on [`ClearEngine`] and dequantises.
+pub fn run_clear(
+    program: &Program,
+    inputs: &[ArrayD<f32>],
+) -> Result<Vec<ArrayD<f32>>, RuntimeError> {
+    let outputs = run_clear_integers(program, inputs)?;
+    Ok(dequantize_outputs(program, &outputs))
+}
+
+/// Quantises real inputs, executes the program on [`ClearEngine`] and returns the integer
+/// outputs (what an FHE run decrypts to).
+pub fn run_clear_integers(
+    program: &Program,
+    inputs: &[ArrayD<f32>],
+) -> Result<Vec<ArrayD<i64>>, RuntimeError> {
+    let quantized = quantize_inputs(program, inputs)?;
+    execute(program, &ClearEngine, quantized)
+}

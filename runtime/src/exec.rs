@@ -1,0 +1,1312 @@
+//! The generic executor: runs a [`Program`] on any [`Engine`], plus the structural validation
+//! that makes a loaded circuit safe to execute and the client-side (de)quantisation helpers.
+//!
+//! Instructions run in order; each tensor is a row-major `Vec` of engine elements and is
+//! dropped as soon as its last consumer ran (ciphertext tensors of a CNN are large). Linear
+//! instructions are parallel over output elements with rayon, because one FHE element is a
+//! ciphertext of thousands of words. Table lookups are handed to the engine as one batch per
+//! instruction (one per tree level for max pooling), so the engine parallelises bootstraps.
+//!
+//! Semantics match `ir::int_interp` exactly: windows visit kernel positions in row-major
+//! order, padded positions contribute nothing, `Dense` is a product over the last axis.
+
+use std::ops::Range;
+
+use ndarray::{ArrayD, ArrayViewD, Dimension, IxDyn};
+use rayon::prelude::*;
+
+use crate::circuit::{Instruction, IntTensor, Lut, Program, ValueInfo, Window};
+use crate::engine::Engine;
+use crate::error::RuntimeError;
+
+/// Largest number of elements of any tensor, weight vector or table set.
+pub const MAX_ELEMENTS: usize = 1 << 31;
+
+/// Largest number of multiply-adds (or window reads) one instruction may ask for.
+const MAX_WORK: u128 = 1 << 40;
+
+/// Largest delta exponent: an element is `v * 2^delta_log2` modulo `2^64`.
+const MAX_DELTA_LOG2: u32 = 63;
+
+/// Runs `program` on `engine` and returns the tensors of `program.outputs` in order.
+///
+/// `inputs[k]` is the tensor of `program.inputs[k]` and must have exactly its shape. The
+/// program is validated first, so a hostile program yields an error rather than a panic.
+pub fn execute<E: Engine>(
+    program: &Program,
+    engine: &E,
+    inputs: Vec<ArrayD<E::Ct>>,
+) -> Result<Vec<ArrayD<E::Ct>>, RuntimeError> {
+    program.validate()?;
+    check_input_shapes(program, inputs.iter().map(|a| a.shape()))?;
+
+    // Input tensors in row-major order, moved (not cloned) out of the arrays.
+    let mut input_data: Vec<Option<Vec<E::Ct>>> = inputs
+        .into_iter()
+        .map(|a| Some(a.into_iter().collect()))
+        .collect();
+    let mut input_uses = vec![0usize; program.inputs.len()];
+    for ins in &program.instructions {
+        if let Instruction::Input { index } = ins {
+            input_uses[*index] += 1;
+        }
+    }
+
+    let last_use = last_uses(program);
+    let mut values: Vec<Option<Vec<E::Ct>>> = Vec::with_capacity(program.instructions.len());
+    for (i, ins) in program.instructions.iter().enumerate() {
+        let out = if let Instruction::Input { index } = ins {
+            input_uses[*index] -= 1;
+            let taken = if input_uses[*index] == 0 {
+                input_data[*index].take()
+            } else {
+                input_data[*index].clone()
+            };
+            taken.ok_or_else(|| internal(i, ins, "input tensor already consumed"))?
+        } else {
+            let mut ctx = Ctx {
+                program,
+                engine,
+                values: &mut values,
+                last_use: &last_use,
+                index: i,
+                ins,
+            };
+            ctx.run()?
+        };
+        if out.len() != program.values[i].len() {
+            return Err(internal(
+                i,
+                ins,
+                &format!(
+                    "produced {} elements for shape {:?}",
+                    out.len(),
+                    program.values[i].shape
+                ),
+            ));
+        }
+        // A value nobody reads is dropped at once.
+        values.push((last_use[i] != i).then_some(out));
+        // Free every operand whose last consumer was this instruction.
+        for v in ins.operands() {
+            if last_use[v] == i {
+                values[v] = None;
+            }
+        }
+    }
+
+    let mut output_uses = vec![0usize; values.len()];
+    for o in &program.outputs {
+        output_uses[o.value] += 1;
+    }
+    program
+        .outputs
+        .iter()
+        .map(|o| {
+            output_uses[o.value] -= 1;
+            let data = if output_uses[o.value] == 0 {
+                values[o.value].take()
+            } else {
+                values[o.value].clone()
+            }
+            .ok_or_else(|| {
+                RuntimeError::Mismatch(format!("output '{}' was freed early", o.name))
+            })?;
+            ArrayD::from_shape_vec(IxDyn(&program.values[o.value].shape), data)
+                .map_err(|e| RuntimeError::Mismatch(format!("output '{}': {e}", o.name)))
+        })
+        .collect()
+}
+
+/// For each value, the index of the last instruction reading it (`usize::MAX` for outputs,
+/// which must survive to the end; the value's own index when nothing reads it).
+fn last_uses(program: &Program) -> Vec<usize> {
+    let mut last: Vec<usize> = (0..program.instructions.len()).collect();
+    for (i, ins) in program.instructions.iter().enumerate() {
+        for v in ins.operands() {
+            last[v] = i;
+        }
+    }
+    for o in &program.outputs {
+        last[o.value] = usize::MAX;
+    }
+    last
+}
+
+fn internal(i: usize, ins: &Instruction, message: &str) -> RuntimeError {
+    RuntimeError::Execution {
+        instruction: i,
+        op: ins.name(),
+        message: message.to_string(),
+    }
+}
+
+fn check_input_shapes<'a>(
+    program: &Program,
+    shapes: impl ExactSizeIterator<Item = &'a [usize]>,
+) -> Result<(), RuntimeError> {
+    let expected = program.inputs.len();
+    let got = shapes.len();
+    if got != expected {
+        let names: Vec<&str> = program.inputs.iter().map(|s| s.name.as_str()).collect();
+        let name = program
+            .inputs
+            .get(got)
+            .map_or_else(|| format!("#{expected}"), |s| s.name.clone());
+        return Err(RuntimeError::Input {
+            name,
+            message: format!(
+                "the circuit takes {expected} input(s) ({}), got {got}",
+                names.join(", ")
+            ),
+        });
+    }
+    for (spec, shape) in program.inputs.iter().zip(shapes) {
+        if shape != spec.shape.as_slice() {
+            return Err(RuntimeError::Input {
+                name: spec.name.clone(),
+                message: format!(
+                    "shape {shape:?} does not match the circuit's input shape {:?}",
+                    spec.shape
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Execution state for one instruction.
+struct Ctx<'a, E: Engine> {
+    program: &'a Program,
+    engine: &'a E,
+    values: &'a mut Vec<Option<Vec<E::Ct>>>,
+    last_use: &'a [usize],
+    index: usize,
+    ins: &'a Instruction,
+}
+
+impl<E: Engine> Ctx<'_, E> {
+    fn info(&self, v: usize) -> &ValueInfo {
+        &self.program.values[v]
+    }
+
+    fn out_info(&self) -> &ValueInfo {
+        &self.program.values[self.index]
+    }
+
+    fn get(&self, v: usize) -> Result<&[E::Ct], RuntimeError> {
+        self.values[v]
+            .as_deref()
+            .ok_or_else(|| internal(self.index, self.ins, "operand was freed early"))
+    }
+
+    /// The operand's data, moved out when this instruction is its last reader.
+    fn take(&mut self, v: usize) -> Result<Vec<E::Ct>, RuntimeError> {
+        if self.last_use[v] == self.index {
+            self.values[v]
+                .take()
+                .ok_or_else(|| internal(self.index, self.ins, "operand was freed early"))
+        } else {
+            Ok(self.get(v)?.to_vec())
+        }
+    }
+
+    fn wrap(&self, e: RuntimeError) -> RuntimeError {
+        match e {
+            RuntimeError::Execution { .. } | RuntimeError::InvalidCircuit { .. } => e,
+            other => RuntimeError::Execution {
+                instruction: self.index,
+                op: self.ins.name(),
+                message: other.to_string(),
+            },
+        }
+    }
+
+    fn run(&mut self) -> Result<Vec<E::Ct>, RuntimeError> {
+        let engine = self.engine;
+        let delta = self.out_info().delta_log2;
+        let ins = self.ins;
+        match ins {
+            Instruction::Input { .. } => Err(internal(self.index, self.ins, "unreachable")),
+            Instruction::Dense {
+                input,
+                weights,
+                in_features,
+                out_features,
+                bias,
+            } => {
+                let x = self.get(*input)?;
+                let (nin, nout) = (*in_features, *out_features);
+                let n = self.out_info().len();
+                Ok((0..n)
+                    .into_par_iter()
+                    .map(|j| {
+                        let (r, o) = (j / nout, j % nout);
+                        let mut acc = engine.trivial(bias[o], delta);
+                        let row = &x[r * nin..(r + 1) * nin];
+                        let w = &weights[o * nin..(o + 1) * nin];
+                        for (xi, &wi) in row.iter().zip(w) {
+                            if wi != 0 {
+                                engine.mul_add_assign(&mut acc, xi, wi);
+                            }
+                        }
+                        acc
+                    })
+                    .collect())
+            }
+            Instruction::Conv {
+                input,
+                weights,
+                weight_shape,
+                bias,
+                window,
+                group,
+            } => {
+                let x = self.get(*input)?;
+                let geo = Geometry::new(&self.info(*input).shape, &self.out_info().shape);
+                let cin = self.info(*input).shape[1];
+                let cout = weight_shape[0];
+                let cin_g = weight_shape[1];
+                let cout_g = cout / group;
+                let k_total: usize = window.kernel.iter().product();
+                let n = self.out_info().len();
+                Ok((0..n)
+                    .into_par_iter()
+                    .map(|j| {
+                        let os = j % geo.out_sp;
+                        let plane = j / geo.out_sp;
+                        let (bn, oc) = (plane / cout, plane % cout);
+                        let g = oc / cout_g;
+                        let taps = geo.taps(os, window);
+                        let mut acc = engine.trivial(bias[oc], delta);
+                        for ic in 0..cin_g {
+                            let xb = (bn * cin + g * cin_g + ic) * geo.in_sp;
+                            let wb = (oc * cin_g + ic) * k_total;
+                            for &(kf, isp) in &taps {
+                                let w = weights[wb + kf];
+                                if w != 0 {
+                                    engine.mul_add_assign(&mut acc, &x[xb + isp], w);
+                                }
+                            }
+                        }
+                        acc
+                    })
+                    .collect())
+            }
+            Instruction::SumPool { input, window } => {
+                let x = self.get(*input)?;
+                let geo = Geometry::new(&self.info(*input).shape, &self.out_info().shape);
+                let n = self.out_info().len();
+                Ok((0..n)
+                    .into_par_iter()
+                    .map(|j| {
+                        let (plane, os) = (j / geo.out_sp, j % geo.out_sp);
+                        let xb = plane * geo.in_sp;
+                        let mut acc = engine.trivial(0, delta);
+                        for (_, isp) in geo.taps(os, window) {
+                            engine.add_assign(&mut acc, &x[xb + isp]);
+                        }
+                        acc
+                    })
+                    .collect())
+            }
+            Instruction::MaxPool {
+                input,
+                window,
+                relu,
+            } => self.max_pool(*input, window, relu),
+            Instruction::Add { a, b } | Instruction::Sub { a, b } => {
+                let sub = matches!(ins, Instruction::Sub { .. });
+                let mut x = if a == b {
+                    self.get(*a)?.to_vec()
+                } else {
+                    self.take(*a)?
+                };
+                let y = self.get(*b)?;
+                x.par_iter_mut().zip(y.par_iter()).for_each(|(p, q)| {
+                    if sub {
+                        engine.sub_assign(p, q)
+                    } else {
+                        engine.add_assign(p, q)
+                    }
+                });
+                Ok(x)
+            }
+            Instruction::AddConst { input, constant }
+            | Instruction::MulConst { input, constant } => {
+                let add = matches!(ins, Instruction::AddConst { .. });
+                let in_delta = self.info(*input).delta_log2;
+                let consts = broadcast_constant(constant, &self.info(*input).shape)
+                    .ok_or_else(|| internal(self.index, self.ins, "constant does not broadcast"))?;
+                let mut x = self.take(*input)?;
+                x.par_iter_mut().zip(consts.par_iter()).for_each(|(p, &c)| {
+                    if add {
+                        engine.add_const_assign(p, c, in_delta)
+                    } else {
+                        engine.mul_assign(p, c)
+                    }
+                });
+                Ok(x)
+            }
+            Instruction::Reshape { input } => self.take(*input),
+            Instruction::Rescale { input, shift } => {
+                let mut x = self.take(*input)?;
+                x.par_iter_mut().for_each(|p| engine.rescale(p, *shift));
+                Ok(x)
+            }
+            Instruction::Transpose { input, perm } => {
+                let x = self.get(*input)?;
+                let in_strides = strides(&self.info(*input).shape);
+                let out_shape = &self.out_info().shape;
+                let st: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
+                Ok((0..self.out_info().len())
+                    .into_par_iter()
+                    .map(|j| {
+                        let mut r = j;
+                        let mut src = 0;
+                        for d in (0..out_shape.len()).rev() {
+                            src += (r % out_shape[d]) * st[d];
+                            r /= out_shape[d];
+                        }
+                        x[src].clone()
+                    })
+                    .collect())
+            }
+            Instruction::Pad { input, pads, value } => {
+                let x = self.get(*input)?;
+                let in_shape = &self.info(*input).shape;
+                let in_strides = strides(in_shape);
+                let out_shape = &self.out_info().shape;
+                let fill = engine.trivial(*value, delta);
+                Ok((0..self.out_info().len())
+                    .into_par_iter()
+                    .map(|j| {
+                        let mut r = j;
+                        let mut src = 0;
+                        for d in (0..out_shape.len()).rev() {
+                            let c = r % out_shape[d];
+                            r /= out_shape[d];
+                            match c.checked_sub(pads[d].0) {
+                                Some(ci) if ci < in_shape[d] => src += ci * in_strides[d],
+                                _ => return fill.clone(),
+                            }
+                        }
+                        x[src].clone()
+                    })
+                    .collect())
+            }
+            Instruction::Concat { inputs, axis } => {
+                let parts: Vec<&[E::Ct]> = inputs
+                    .iter()
+                    .map(|&v| self.get(v))
+                    .collect::<Result<_, _>>()?;
+                let shapes: Vec<&[usize]> = inputs
+                    .iter()
+                    .map(|&v| self.info(v).shape.as_slice())
+                    .collect();
+                let axis = *axis;
+                let outer: usize = self.out_info().shape[..axis].iter().product();
+                let inner: usize = self.out_info().shape[axis + 1..].iter().product();
+                let mut out = Vec::with_capacity(self.out_info().len());
+                for o in 0..outer {
+                    for (part, shape) in parts.iter().zip(&shapes) {
+                        let chunk = shape[axis] * inner;
+                        out.extend_from_slice(&part[o * chunk..(o + 1) * chunk]);
+                    }
+                }
+                Ok(out)
+            }
+            Instruction::Tlu { input, lut } => {
+                let x = self.get(*input)?;
+                let shape = &self.info(*input).shape;
+                let tables: Vec<usize> = match lut.axis {
+                    None => vec![0; x.len()],
+                    Some(a) => {
+                        let stride: usize = shape[a + 1..].iter().product();
+                        (0..x.len()).map(|j| (j / stride) % shape[a]).collect()
+                    }
+                };
+                let refs: Vec<&E::Ct> = x.iter().collect();
+                engine
+                    .lookup(lut, self.info(*input), delta, &refs, &tables)
+                    .map_err(|e| self.wrap(e))
+            }
+        }
+    }
+
+    /// `max` over each window as a tree of `a + relu(b - a)`, one lookup batch per level.
+    ///
+    /// Level 0 reads the operand in place (no copy of the windows); later levels own their
+    /// partial maxima. The operand is freed after level 0 when this is its last reader.
+    fn max_pool(
+        &mut self,
+        input: usize,
+        window: &Window,
+        relu: &Lut,
+    ) -> Result<Vec<E::Ct>, RuntimeError> {
+        // Noise factor of the operand: comparisons at level L see 2 (alpha + L).
+        let alpha = self.info(input).noise_factor;
+        let mut lists = {
+            let x = self.get(input)?;
+            let geo = Geometry::new(&self.info(input).shape, &self.out_info().shape);
+            let windows: Vec<Vec<&E::Ct>> = (0..self.out_info().len())
+                .into_par_iter()
+                .map(|j| {
+                    let xb = (j / geo.out_sp) * geo.in_sp;
+                    geo.taps(j % geo.out_sp, window)
+                        .into_iter()
+                        .map(|(_, isp)| &x[xb + isp])
+                        .collect()
+                })
+                .collect();
+            self.tree_level(windows, relu, alpha, 0)?
+        };
+        if self.last_use[input] == self.index {
+            self.values[input] = None;
+        }
+        let mut level = 1;
+        while lists.iter().any(|l| l.len() > 1) {
+            lists = self.tree_level(lists, relu, alpha, level)?;
+            level += 1;
+        }
+        lists
+            .into_iter()
+            .map(|l| l.into_iter().next())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| internal(self.index, self.ins, "a window lies entirely in padding"))
+    }
+
+    /// One level of the max tree over every window: pairs `(a, b)` become `a + relu(b - a)`
+    /// (one lookup batch for the whole tensor), an odd last element passes through.
+    fn tree_level<T: Element<E::Ct>>(
+        &self,
+        lists: Vec<Vec<T>>,
+        relu: &Lut,
+        alpha: f64,
+        level: usize,
+    ) -> Result<Vec<Vec<E::Ct>>, RuntimeError> {
+        let engine = self.engine;
+        let delta = self.out_info().delta_log2;
+        let diffs: Vec<E::Ct> = lists
+            .par_iter()
+            .flat_map_iter(|l| {
+                l.chunks_exact(2).map(|p| {
+                    let mut d = p[1].element().clone();
+                    engine.sub_assign(&mut d, p[0].element());
+                    d
+                })
+            })
+            .collect();
+        let info = ValueInfo {
+            shape: vec![diffs.len()],
+            min: relu.input_min,
+            max: relu.input_min.saturating_neg(),
+            delta_log2: relu.input_delta_log2(),
+            noise_factor: 2.0 * (alpha + level as f64),
+        };
+        let pairs = diffs.len();
+        let relus = {
+            let refs: Vec<&E::Ct> = diffs.iter().collect();
+            engine
+                .lookup(relu, &info, delta, &refs, &vec![0; pairs])
+                .map_err(|e| self.wrap(e))?
+        };
+        drop(diffs);
+        if relus.len() != pairs {
+            return Err(internal(
+                self.index,
+                self.ins,
+                "the engine returned a wrong number of lookups",
+            ));
+        }
+        // Hand each window its slice of results, then a += relu(b - a).
+        let mut results = relus.into_iter();
+        let per_list: Vec<Vec<E::Ct>> = lists
+            .iter()
+            .map(|l| results.by_ref().take(l.len() / 2).collect())
+            .collect();
+        Ok(lists
+            .into_par_iter()
+            .zip(per_list)
+            .map(|(l, r)| {
+                let mut out = Vec::with_capacity(l.len().div_ceil(2));
+                let mut it = l.into_iter();
+                for rv in r {
+                    let (Some(a), Some(_b)) = (it.next(), it.next()) else {
+                        break;
+                    };
+                    let mut a = a.into_element();
+                    engine.add_assign(&mut a, &rv);
+                    out.push(a);
+                }
+                out.extend(it.map(T::into_element));
+                out
+            })
+            .collect())
+    }
+}
+
+/// A tensor element, owned or borrowed from the operand (max-pool tree levels).
+trait Element<C>: Send + Sync {
+    fn element(&self) -> &C;
+    fn into_element(self) -> C;
+}
+
+impl<C: Clone + Send + Sync> Element<C> for &C {
+    fn element(&self) -> &C {
+        self
+    }
+    fn into_element(self) -> C {
+        self.clone()
+    }
+}
+
+impl<C: Clone + Send + Sync> Element<C> for C {
+    fn element(&self) -> &C {
+        self
+    }
+    fn into_element(self) -> C {
+        self
+    }
+}
+
+/// Row-major strides of a shape.
+fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        s[d] = s[d + 1] * shape[d + 1];
+    }
+    s
+}
+
+/// `constant` broadcast (numpy rules) to `shape`, row-major; `None` when it does not broadcast.
+fn broadcast_constant(constant: &IntTensor, shape: &[usize]) -> Option<Vec<i64>> {
+    let view = ArrayViewD::from_shape(IxDyn(&constant.shape), &constant.data).ok()?;
+    Some(view.broadcast(IxDyn(shape))?.iter().copied().collect())
+}
+
+/// Spatial geometry of a windowed instruction on an N-C-spatial tensor.
+struct Geometry {
+    in_spatial: Vec<usize>,
+    out_spatial: Vec<usize>,
+    in_sp: usize,
+    out_sp: usize,
+}
+
+impl Geometry {
+    fn new(in_shape: &[usize], out_shape: &[usize]) -> Self {
+        let in_spatial = in_shape[2..].to_vec();
+        let out_spatial = out_shape[2..].to_vec();
+        Geometry {
+            in_sp: in_spatial.iter().product(),
+            out_sp: out_spatial.iter().product(),
+            in_spatial,
+            out_spatial,
+        }
+    }
+
+    /// Non-padding window positions of output position `os` (row-major flat spatial index):
+    /// `(flat kernel index, flat input spatial index)`, kernel positions in row-major order.
+    fn taps(&self, os: usize, window: &Window) -> Vec<(usize, usize)> {
+        let sp = self.out_spatial.len();
+        let mut ranges: Vec<Range<usize>> = Vec::with_capacity(sp);
+        let mut r = os;
+        let mut o = vec![0; sp];
+        for d in (0..sp).rev() {
+            o[d] = r % self.out_spatial[d];
+            r /= self.out_spatial[d];
+        }
+        for (d, &od) in o.iter().enumerate() {
+            let range = tap_range(
+                od,
+                self.in_spatial[d],
+                window.kernel[d],
+                window.strides[d],
+                window.dilations[d],
+                window.pads[d].0,
+            );
+            if range.is_empty() {
+                return Vec::new();
+            }
+            ranges.push(range);
+        }
+        let count: usize = ranges.iter().map(|r| r.len()).product();
+        let mut out = Vec::with_capacity(count);
+        let mut k: Vec<usize> = ranges.iter().map(|r| r.start).collect();
+        loop {
+            let (mut kf, mut isp) = (0, 0);
+            for d in 0..sp {
+                kf = kf * window.kernel[d] + k[d];
+                let pos = o[d] * window.strides[d] + k[d] * window.dilations[d] - window.pads[d].0;
+                isp = isp * self.in_spatial[d] + pos;
+            }
+            out.push((kf, isp));
+            // Next kernel position, last axis fastest.
+            let mut d = sp;
+            loop {
+                if d == 0 {
+                    return out;
+                }
+                d -= 1;
+                k[d] += 1;
+                if k[d] < ranges[d].end {
+                    break;
+                }
+                k[d] = ranges[d].start;
+            }
+        }
+    }
+}
+
+/// Kernel offsets `k` along one axis whose input position `o*stride + k*dilation - pad`
+/// lies inside `[0, input)`.
+fn tap_range(
+    o: usize,
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pad: usize,
+) -> Range<usize> {
+    let start = o as i128 * stride as i128 - pad as i128;
+    let dil = dilation as i128;
+    // k >= ceil(-start / dil) and k <= floor((input - 1 - start) / dil).
+    let lo = if start >= 0 {
+        0
+    } else {
+        (-start + dil - 1) / dil
+    };
+    let top = input as i128 - 1 - start;
+    if top < 0 {
+        return 0..0;
+    }
+    let hi = (top / dil + 1).min(kernel as i128);
+    if lo >= hi {
+        0..0
+    } else {
+        lo as usize..hi as usize
+    }
+}
+
+/// Output length of a window along one axis, ONNX rule; `ceil_mode` keeps a last partial
+/// window unless it would start inside the end padding. `None` when the window does not fit.
+fn window_out_len(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pads: (usize, usize),
+    ceil_mode: bool,
+) -> Option<usize> {
+    let padded = input.checked_add(pads.0)?.checked_add(pads.1)?;
+    let span = dilation
+        .checked_mul(kernel.checked_sub(1)?)?
+        .checked_add(1)?;
+    if stride == 0 || padded < span {
+        return None;
+    }
+    let steps = padded - span;
+    let mut out = if ceil_mode {
+        steps.div_ceil(stride)
+    } else {
+        steps / stride
+    } + 1;
+    if ceil_mode && (out - 1).checked_mul(stride)? >= input.checked_add(pads.0)? {
+        out -= 1;
+    }
+    Some(out)
+}
+
+impl Program {
+    /// Structural checks: every operand refers to an earlier value, every shape is the one
+    /// the instruction produces, weights, windows, axes and tables are consistent, deltas fit
+    /// the encoding, and no tensor is absurdly large. A program that passes cannot make
+    /// [`execute`] panic.
+    pub fn validate(&self) -> Result<(), RuntimeError> {
+        let err = |i: usize, op: &'static str, message: String| RuntimeError::InvalidCircuit {
+            instruction: i,
+            op,
+            message,
+        };
+        if self.values.len() != self.instructions.len() {
+            return Err(err(
+                self.instructions.len(),
+                "Program",
+                format!(
+                    "{} value descriptions for {} instructions",
+                    self.values.len(),
+                    self.instructions.len()
+                ),
+            ));
+        }
+        for (k, spec) in self.inputs.iter().enumerate() {
+            let q = &spec.quantization;
+            let bad = if q.bits == 0 || q.bits > 62 {
+                Some(format!("{} quantisation bits (1..=62 allowed)", q.bits))
+            } else if !q.scale.is_finite() || q.scale == 0.0 {
+                Some(format!(
+                    "quantisation scale {} is not finite and non-zero",
+                    q.scale
+                ))
+            } else {
+                elements(&spec.shape).err()
+            };
+            if let Some(m) = bad {
+                return Err(err(k, "InputSpec", format!("input '{}': {m}", spec.name)));
+            }
+        }
+        for (k, o) in self.outputs.iter().enumerate() {
+            if o.value >= self.values.len() {
+                return Err(err(
+                    k,
+                    "OutputSpec",
+                    format!(
+                        "output '{}' refers to value {} of {}",
+                        o.name,
+                        o.value,
+                        self.values.len()
+                    ),
+                ));
+            }
+            if !o.scale.is_finite() {
+                return Err(err(
+                    k,
+                    "OutputSpec",
+                    format!("output '{}' has scale {}", o.name, o.scale),
+                ));
+            }
+        }
+        for (i, ins) in self.instructions.iter().enumerate() {
+            self.validate_instruction(i, ins)
+                .map_err(|m| err(i, ins.name(), m))?;
+        }
+        Ok(())
+    }
+
+    fn validate_instruction(&self, i: usize, ins: &Instruction) -> Result<(), String> {
+        let out = &self.values[i];
+        elements(&out.shape)?;
+        if out.delta_log2 > MAX_DELTA_LOG2 {
+            return Err(format!("delta 2^{} exceeds 2^63", out.delta_log2));
+        }
+        if !out.noise_factor.is_finite() || out.noise_factor < 0.0 {
+            return Err(format!("noise factor {} is not finite", out.noise_factor));
+        }
+        for v in ins.operands() {
+            if v >= i {
+                return Err(format!("operand %{v} is not an earlier value"));
+            }
+        }
+        let same_delta = |v: usize| -> Result<(), String> {
+            let d = self.values[v].delta_log2;
+            if d != out.delta_log2 {
+                return Err(format!(
+                    "operand %{v} has delta 2^{d}, the result 2^{}",
+                    out.delta_log2
+                ));
+            }
+            Ok(())
+        };
+        let expect_shape = |expected: &[usize]| -> Result<(), String> {
+            if expected != out.shape.as_slice() {
+                return Err(format!(
+                    "result shape {:?} should be {expected:?}",
+                    out.shape
+                ));
+            }
+            Ok(())
+        };
+        match ins {
+            Instruction::Input { index } => {
+                let spec = self
+                    .inputs
+                    .get(*index)
+                    .ok_or_else(|| format!("input #{index} of {}", self.inputs.len()))?;
+                expect_shape(&spec.shape)
+            }
+            Instruction::Dense {
+                input,
+                weights,
+                in_features,
+                out_features,
+                bias,
+            } => {
+                same_delta(*input)?;
+                let x = &self.values[*input].shape;
+                let Some((&last, lead)) = x.split_last() else {
+                    return Err("the input is a scalar".into());
+                };
+                if last != *in_features {
+                    return Err(format!(
+                        "input shape {x:?} does not end with in_features {in_features}"
+                    ));
+                }
+                let wlen = in_features
+                    .checked_mul(*out_features)
+                    .filter(|&n| n <= MAX_ELEMENTS)
+                    .ok_or("weight matrix too large")?;
+                if weights.len() != wlen || bias.len() != *out_features {
+                    return Err(format!(
+                        "{} weights and {} biases for {in_features}x{out_features}",
+                        weights.len(),
+                        bias.len()
+                    ));
+                }
+                let mut shape = lead.to_vec();
+                shape.push(*out_features);
+                expect_shape(&shape)?;
+                work(&[out.len(), *in_features])
+            }
+            Instruction::Conv {
+                input,
+                weights,
+                weight_shape,
+                bias,
+                window,
+                group,
+            } => {
+                same_delta(*input)?;
+                let x = &self.values[*input].shape;
+                let sp = check_window(window, x, false)?;
+                if weight_shape.len() != sp + 2 {
+                    return Err(format!(
+                        "weight shape {weight_shape:?} has not {} axes",
+                        sp + 2
+                    ));
+                }
+                if weight_shape[2..] != window.kernel[..] {
+                    return Err(format!(
+                        "weight shape {weight_shape:?} does not match kernel {:?}",
+                        window.kernel
+                    ));
+                }
+                let (cin, cout) = (x[1], weight_shape[0]);
+                if *group == 0
+                    || cin % group != 0
+                    || cout % group != 0
+                    || weight_shape[1] != cin / group
+                {
+                    return Err(format!(
+                        "{cin} input and {cout} output channels, weight shape {weight_shape:?} \
+                         and group {group} are inconsistent"
+                    ));
+                }
+                if weights.len() != elements(weight_shape)? || bias.len() != cout {
+                    return Err(format!(
+                        "{} weights and {} biases for weight shape {weight_shape:?}",
+                        weights.len(),
+                        bias.len()
+                    ));
+                }
+                let shape = window_shape(x, cout, window, &out.shape)?;
+                expect_shape(&shape)?;
+                work(&[out.len(), weights.len() / cout.max(1)])
+            }
+            Instruction::SumPool { input, window } => {
+                same_delta(*input)?;
+                let x = &self.values[*input].shape;
+                check_window(window, x, true)?;
+                let shape = window_shape(x, x[1], window, &out.shape)?;
+                expect_shape(&shape)?;
+                work(&[out.len(), elements(&window.kernel)?])
+            }
+            Instruction::MaxPool {
+                input,
+                window,
+                relu,
+            } => {
+                same_delta(*input)?;
+                let x = &self.values[*input].shape;
+                check_window(window, x, true)?;
+                let shape = window_shape(x, x[1], window, &out.shape)?;
+                expect_shape(&shape)?;
+                check_lut(relu, 1)?;
+                if relu.axis.is_some() {
+                    return Err("the relu table of a max pool has no axis".into());
+                }
+                if relu.input_delta_log2() != out.delta_log2 {
+                    return Err(format!(
+                        "relu input delta 2^{} differs from the pool's delta 2^{}",
+                        relu.input_delta_log2(),
+                        out.delta_log2
+                    ));
+                }
+                // Every window must hold at least one real element.
+                for (d, &o_len) in shape[2..].iter().enumerate() {
+                    for o in 0..o_len {
+                        let r = tap_range(
+                            o,
+                            x[2 + d],
+                            window.kernel[d],
+                            window.strides[d],
+                            window.dilations[d],
+                            window.pads[d].0,
+                        );
+                        if r.is_empty() {
+                            return Err(format!(
+                                "window {o} along spatial axis {d} lies entirely in padding"
+                            ));
+                        }
+                    }
+                }
+                work(&[out.len(), elements(&window.kernel)?])?;
+                // Window elements are collected per output before the tree: bound them too.
+                work(&[out.len(), elements(&window.kernel)?.min(elements(x)?)])
+            }
+            Instruction::Add { a, b } | Instruction::Sub { a, b } => {
+                same_delta(*a)?;
+                same_delta(*b)?;
+                let (sa, sb) = (&self.values[*a].shape, &self.values[*b].shape);
+                if sa != sb {
+                    return Err(format!("operand shapes {sa:?} and {sb:?} differ"));
+                }
+                expect_shape(sa)
+            }
+            Instruction::AddConst { input, constant }
+            | Instruction::MulConst { input, constant } => {
+                same_delta(*input)?;
+                let x = &self.values[*input].shape;
+                if elements(&constant.shape)? != constant.data.len() {
+                    return Err(format!(
+                        "constant of shape {:?} has {} values",
+                        constant.shape,
+                        constant.data.len()
+                    ));
+                }
+                let c = ArrayViewD::from_shape(IxDyn(&constant.shape), &constant.data)
+                    .map_err(|e| e.to_string())?;
+                if c.broadcast(IxDyn(x)).is_none() {
+                    return Err(format!(
+                        "constant of shape {:?} does not broadcast to {x:?}",
+                        constant.shape
+                    ));
+                }
+                expect_shape(x)
+            }
+            Instruction::Reshape { input } => {
+                same_delta(*input)?;
+                let x = &self.values[*input];
+                if x.len() != out.len() {
+                    return Err(format!(
+                        "reshape of {:?} ({} elements) to {:?} ({} elements)",
+                        x.shape,
+                        x.len(),
+                        out.shape,
+                        out.len()
+                    ));
+                }
+                Ok(())
+            }
+            Instruction::Transpose { input, perm } => {
+                same_delta(*input)?;
+                let x = &self.values[*input].shape;
+                let mut seen = vec![false; x.len()];
+                if perm.len() != x.len()
+                    || perm
+                        .iter()
+                        .any(|&p| p >= x.len() || std::mem::replace(&mut seen[p], true))
+                {
+                    return Err(format!("{perm:?} is not a permutation of {} axes", x.len()));
+                }
+                let shape: Vec<usize> = perm.iter().map(|&p| x[p]).collect();
+                expect_shape(&shape)
+            }
+            Instruction::Pad { input, pads, .. } => {
+                same_delta(*input)?;
+                let x = &self.values[*input].shape;
+                if pads.len() != x.len() {
+                    return Err(format!("{} pads for {} axes", pads.len(), x.len()));
+                }
+                let shape = x
+                    .iter()
+                    .zip(pads)
+                    .map(|(&n, &(b, e))| n.checked_add(b)?.checked_add(e))
+                    .collect::<Option<Vec<usize>>>()
+                    .ok_or("padding too large")?;
+                expect_shape(&shape)
+            }
+            Instruction::Concat { inputs, axis } => {
+                let Some(&first) = inputs.first() else {
+                    return Err("no operands".into());
+                };
+                let mut shape = self.values[first].shape.clone();
+                if *axis >= shape.len() {
+                    return Err(format!("axis {axis} of a rank-{} tensor", shape.len()));
+                }
+                shape[*axis] = 0;
+                for &v in inputs {
+                    same_delta(v)?;
+                    let s = &self.values[v].shape;
+                    let mismatch = s.len() != shape.len()
+                        || s.iter()
+                            .zip(&shape)
+                            .enumerate()
+                            .any(|(d, (a, b))| d != *axis && a != b);
+                    if mismatch {
+                        return Err(format!(
+                            "operand %{v} of shape {s:?} does not concatenate with %{first} \
+                             along axis {axis}"
+                        ));
+                    }
+                    shape[*axis] = shape[*axis]
+                        .checked_add(s[*axis])
+                        .ok_or("concatenation too large")?;
+                }
+                expect_shape(&shape)
+            }
+            Instruction::Rescale { input, shift } => {
+                let d = self.values[*input].delta_log2;
+                if d.checked_add(*shift) != Some(out.delta_log2) {
+                    return Err(format!(
+                        "delta 2^{d} rescaled by 2^{shift} is not the result's 2^{}",
+                        out.delta_log2
+                    ));
+                }
+                expect_shape(&self.values[*input].shape)
+            }
+            Instruction::Tlu { input, lut } => {
+                let x = &self.values[*input];
+                let needed = match lut.axis {
+                    None => 1,
+                    Some(a) => *x
+                        .shape
+                        .get(a)
+                        .ok_or_else(|| format!("axis {a} of a rank-{} tensor", x.shape.len()))?,
+                };
+                check_lut(lut, needed)?;
+                if lut.input_delta_log2() != x.delta_log2 {
+                    return Err(format!(
+                        "operand %{input} has delta 2^{}, the table reads 2^{}",
+                        x.delta_log2,
+                        lut.input_delta_log2()
+                    ));
+                }
+                expect_shape(&x.shape)
+            }
+        }
+    }
+}
+
+/// Element count of a shape, at most [`MAX_ELEMENTS`].
+fn elements(shape: &[usize]) -> Result<usize, String> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= MAX_ELEMENTS)
+        .ok_or_else(|| format!("shape {shape:?} has more than 2^31 elements"))
+}
+
+/// Bounds the operations of one instruction (product of `factors`).
+fn work(factors: &[usize]) -> Result<(), String> {
+    let total = factors
+        .iter()
+        .try_fold(1u128, |n, &f| n.checked_mul(f as u128));
+    match total {
+        Some(t) if t <= MAX_WORK => Ok(()),
+        _ => Err("more than 2^40 operations".into()),
+    }
+}
+
+/// Checks a window against an N-C-spatial input; returns the number of spatial axes.
+fn check_window(window: &Window, x: &[usize], pool: bool) -> Result<usize, String> {
+    let sp = window.kernel.len();
+    if x.len() != sp + 2 {
+        return Err(format!(
+            "input shape {x:?} is not N-C plus {sp} spatial axes"
+        ));
+    }
+    if window.strides.len() != sp || window.dilations.len() != sp || window.pads.len() != sp {
+        return Err(format!("window {window:?} has inconsistent ranks"));
+    }
+    if window
+        .kernel
+        .iter()
+        .chain(&window.strides)
+        .chain(&window.dilations)
+        .any(|&v| v == 0)
+    {
+        return Err(format!(
+            "window {window:?} has a zero kernel, stride or dilation"
+        ));
+    }
+    if pool {
+        elements(&window.kernel)?;
+    }
+    Ok(sp)
+}
+
+/// Expected output shape of a windowed instruction: the spatial lengths must follow the
+/// floor or the ceil rule (pooling may have used `ceil_mode`).
+fn window_shape(
+    x: &[usize],
+    channels: usize,
+    window: &Window,
+    actual: &[usize],
+) -> Result<Vec<usize>, String> {
+    let mut shape = vec![x[0], channels];
+    for d in 0..window.kernel.len() {
+        let args = (
+            x[2 + d],
+            window.kernel[d],
+            window.strides[d],
+            window.dilations[d],
+            window.pads[d],
+        );
+        let floor = window_out_len(args.0, args.1, args.2, args.3, args.4, false)
+            .ok_or_else(|| format!("window does not fit spatial axis {d} of {x:?}"))?;
+        let ceil = window_out_len(args.0, args.1, args.2, args.3, args.4, true).unwrap_or(floor);
+        let len = match actual.get(2 + d) {
+            Some(&a) if a == ceil => ceil,
+            _ => floor,
+        };
+        shape.push(len);
+    }
+    Ok(shape)
+}
+
+/// Checks a table set: at least `needed` tables, each with 1..=2^precision entries, and an
+/// input delta that fits the encoding.
+fn check_lut(lut: &Lut, needed: usize) -> Result<(), String> {
+    if lut
+        .precision
+        .checked_add(lut.shift())
+        .is_none_or(|bits| bits > 62)
+    {
+        return Err(format!(
+            "precision {} plus shift {} exceeds 62 bits",
+            lut.precision,
+            lut.shift()
+        ));
+    }
+    if lut.tables.len() < needed.max(1) {
+        return Err(format!(
+            "{} tables where {} are needed",
+            lut.tables.len(),
+            needed.max(1)
+        ));
+    }
+    let cap = 1usize << lut.precision;
+    let mut total = 0usize;
+    for (t, table) in lut.tables.iter().enumerate() {
+        if table.is_empty() || table.len() > cap {
+            return Err(format!(
+                "table {t} has {} entries, must have 1..={cap} ({}-bit precision)",
+                table.len(),
+                lut.precision
+            ));
+        }
+        total = total.saturating_add(table.len());
+    }
+    if total > MAX_ELEMENTS {
+        return Err("tables hold more than 2^31 entries".into());
+    }
+    Ok(())
+}
+
+/// Quantises real client inputs with each input's [`crate::circuit::Quantization`].
+///
+/// Each tensor must have exactly the shape of its input spec; NaN and infinite values are
+/// refused (the message names the input and the first bad index).
+pub fn quantize_inputs(
+    program: &Program,
+    inputs: &[ArrayD<f32>],
+) -> Result<Vec<ArrayD<i64>>, RuntimeError> {
+    check_input_shapes(program, inputs.iter().map(|a| a.shape()))?;
+    program
+        .inputs
+        .iter()
+        .zip(inputs)
+        .map(|(spec, x)| {
+            if let Some((idx, v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+                return Err(RuntimeError::Input {
+                    name: spec.name.clone(),
+                    message: format!("element {:?} is {v}", idx.slice()),
+                });
+            }
+            let q = &spec.quantization;
+            if q.bits == 0 || q.bits > 62 {
+                return Err(RuntimeError::Input {
+                    name: spec.name.clone(),
+                    message: format!("unsupported quantisation to {} bits", q.bits),
+                });
+            }
+            Ok(x.mapv(|v| q.quantize(v)))
+        })
+        .collect()
+}
+
+/// Dequantises integer outputs: `scale * (q - zero_point)` per output spec.
+pub fn dequantize_outputs(program: &Program, outputs: &[ArrayD<i64>]) -> Vec<ArrayD<f32>> {
+    program
+        .outputs
+        .iter()
+        .zip(outputs)
+        .map(|(spec, q)| q.mapv(|v| spec.scale * v.wrapping_sub(spec.zero_point) as f32))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tap_range_matches_brute_force() {
+        for input in 1..7 {
+            for kernel in 1..5 {
+                for stride in 1..4 {
+                    for dilation in 1..4 {
+                        for pad in 0..4 {
+                            for o in 0..8 {
+                                let brute: Vec<usize> = (0..kernel)
+                                    .filter(|&k| {
+                                        let p = (o * stride + k * dilation) as i64 - pad as i64;
+                                        p >= 0 && p < input as i64
+                                    })
+                                    .collect();
+                                let r: Vec<usize> =
+                                    tap_range(o, input, kernel, stride, dilation, pad).collect();
+                                assert_eq!(
+                                    r, brute,
+                                    "o={o} in={input} k={kernel} s={stride} d={dilation} p={pad}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn window_lengths_follow_floor_and_ceil_rules() {
+        // 5 + 1 + 1 padded, kernel 3, stride 2: floor (7-3)/2+1 = 3.
+        assert_eq!(window_out_len(5, 3, 2, 1, (1, 1), false), Some(3));
+        // 4, kernel 2, stride 3: floor 1, ceil 2.
+        assert_eq!(window_out_len(4, 2, 3, 1, (0, 0), false), Some(1));
+        assert_eq!(window_out_len(4, 2, 3, 1, (0, 0), true), Some(2));
+        // ceil mode drops a window that would start in the end padding.
+        assert_eq!(window_out_len(3, 2, 2, 1, (0, 1), true), Some(2));
+        assert_eq!(window_out_len(2, 3, 1, 1, (0, 0), false), None);
+        assert_eq!(window_out_len(usize::MAX, 3, 1, 1, (1, 0), false), None);
+    }
+
+    #[test]
+    fn outputs_are_never_freed() {
+        let p = Program {
+            inputs: vec![],
+            outputs: vec![crate::circuit::OutputSpec {
+                name: "y".into(),
+                value: 0,
+                scale: 1.0,
+                zero_point: 0,
+            }],
+            values: vec![],
+            instructions: vec![
+                Instruction::Input { index: 0 },
+                Instruction::Reshape { input: 0 },
+                Instruction::Reshape { input: 1 },
+            ],
+        };
+        assert_eq!(last_uses(&p), vec![usize::MAX, 2, 2]);
+    }
+}

@@ -1,0 +1,105 @@
+//! Execution on encrypted data with tfhe-rs (core_crypto API).
+//!
+//! - [`keys`]: [`ClientKey`] (secret), [`CompressedServerKey`] (what the client ships) and
+//!   [`ServerKey`] (expanded, what the server computes with), with their files;
+//! - [`ciphertext`]: [`EncryptedTensors`], encryption and decryption on the client;
+//! - [`engine`]: [`FheEngine`], the [`crate::Engine`] on LWE ciphertexts;
+//! - [`run`]: the server side of one inference.
+//!
+//! Typical use:
+//! ```no_run
+//! # use fhec_runtime::{Circuit, fhe::{self, ClientKey}};
+//! # fn demo(circuit: &Circuit, x: ndarray::ArrayD<f32>) -> Result<(), fhec_runtime::RuntimeError> {
+//! let (client, compressed) = ClientKey::generate(&circuit.params)?;   // client
+//! let server_key = compressed.expand();                               // server, once
+//! let encrypted = client.encrypt(&circuit.program, &[x])?;            // client
+//! let result = fhe::run(circuit, &server_key, &encrypted)?;           // server
+//! let y = client.decrypt(&circuit.program, &result)?;                 // client
+//! # Ok(()) }
+//! ```
+
+pub mod ciphertext;
+pub mod engine;
+pub mod keys;
+
+pub use ciphertext::{Ciphertexts, EncryptedTensor, EncryptedTensors};
+pub use engine::FheEngine;
+pub use keys::{insecure_test_params, ClientKey, CompressedServerKey, ServerKey};
+
+use ndarray::{ArrayD, IxDyn};
+
+use crate::circuit::Circuit;
+use crate::error::RuntimeError;
+use crate::exec::execute;
+
+/// Fails unless `server_key` was generated for the parameters of `circuit`.
+pub fn check_server_key(circuit: &Circuit, server_key: &ServerKey) -> Result<(), RuntimeError> {
+    if server_key.params.fingerprint() != circuit.params.fingerprint() {
+        return Err(RuntimeError::Mismatch(format!(
+            "the server key was generated for other TFHE parameters ({}) than the circuit ({}): generate a key pair for this circuit",
+            server_key.params.fingerprint_hex(),
+            circuit.params.fingerprint_hex()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `circuit` on encrypted inputs with `server_key` (the server side of an inference).
+///
+/// Checks that key, circuit and ciphertexts belong together and that the input shapes match,
+/// decompresses seeded inputs and executes the program on an [`FheEngine`]. The outputs are
+/// full LWE ciphertexts under the same key.
+pub fn run(
+    circuit: &Circuit,
+    server_key: &ServerKey,
+    inputs: &EncryptedTensors,
+) -> Result<EncryptedTensors, RuntimeError> {
+    check_server_key(circuit, server_key)?;
+    inputs.check(&circuit.params, Some(&server_key.key_id), "the server key")?;
+    let program = &circuit.program;
+    if inputs.tensors.len() != program.inputs.len() {
+        return Err(RuntimeError::Mismatch(format!(
+            "the circuit takes {} inputs, the ciphertext file holds {} tensors",
+            program.inputs.len(),
+            inputs.tensors.len()
+        )));
+    }
+    let lwe_size = circuit.params.big_lwe_dimension() + 1;
+    let mut arrays = Vec::with_capacity(inputs.tensors.len());
+    for (t, spec) in inputs.tensors.iter().zip(&program.inputs) {
+        if t.shape != spec.shape {
+            return Err(RuntimeError::Input {
+                name: spec.name.clone(),
+                message: format!(
+                    "encrypted tensor of shape {:?}, the circuit expects {:?}",
+                    t.shape, spec.shape
+                ),
+            });
+        }
+        let cts = t.ciphertexts.expand(lwe_size)?;
+        let array =
+            ArrayD::from_shape_vec(IxDyn(&t.shape), cts).map_err(|e| RuntimeError::Input {
+                name: spec.name.clone(),
+                message: e.to_string(),
+            })?;
+        arrays.push(array);
+    }
+    let engine = FheEngine::new(server_key);
+    let outputs = execute(program, &engine, arrays)?;
+    let tensors = outputs
+        .into_iter()
+        .map(|a| {
+            let shape = a.shape().to_vec();
+            let cts: Vec<_> = a.iter().cloned().collect();
+            EncryptedTensor {
+                shape,
+                ciphertexts: Ciphertexts::from_full(&cts),
+            }
+        })
+        .collect();
+    Ok(EncryptedTensors {
+        key_id: server_key.key_id,
+        fingerprint: circuit.params.fingerprint(),
+        tensors,
+    })
+}

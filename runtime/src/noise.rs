@@ -1,0 +1,513 @@
+//! The noise model shared by the parameter optimizer and the simulator: how much noise one
+//! keyswitch + programmable bootstrap adds, how likely each table lookup is to read the wrong
+//! box, and which noise levels are secure.
+//!
+//! Every variance is on the normalised torus (ciphertext modulus 2^64) and comes from
+//! tfhe-rs's own noise formulas (`core_crypto::commons::noise_formulas`), so the optimizer,
+//! the simulator and tfhe-rs's declared failure probabilities agree:
+//!
+//! - `var_pbs`: output noise of one bootstrap (`pbs_variance_132_bits_security_gaussian_fft_mul`,
+//!   f64 FFT), corrected for the bootstrap key's actual noise when it is above the minimal
+//!   secure noise the formula assumes;
+//! - `var_ks`: noise added by the keyswitch from the big key (`k*N`) to the small key (`n`),
+//!   corrected the same way for the keyswitch key's noise;
+//! - `var_ms`: noise added by the centered modulus switch to `2N`.
+//!
+//! A lookup whose input has noise factor `alpha` sees `alpha*var_pbs + var_ks + var_ms` and
+//! fails when that noise exceeds half a box (`2^-(R+2)` for an `R`-bit table). Exact rounding
+//! adds one bit-extraction bootstrap per dropped bit (see the crate conventions in
+//! [`crate::circuit`]); each is checked against its own margin of a quarter torus.
+//! Reproduces tfhe-rs's declared p-fail of its Gaussian shortint sets (see the tests).
+
+use tfhe::core_crypto::commons::noise_formulas::centered_mean_shifted_modulus_switch::centered_binary_shifted_modulus_switch_additive_variance;
+use tfhe::core_crypto::commons::noise_formulas::lwe_keyswitch::keyswitch_additive_variance_132_bits_security_gaussian;
+use tfhe::core_crypto::commons::noise_formulas::lwe_programmable_bootstrap::pbs_variance_132_bits_security_gaussian_fft_mul;
+use tfhe::core_crypto::commons::noise_formulas::secure_noise::minimal_lwe_variance_for_132_bits_security_gaussian;
+use tfhe::core_crypto::commons::parameters::{
+    DecompositionBaseLog, DecompositionLevelCount, GlweDimension, LweDimension, PolynomialSize,
+};
+
+use crate::circuit::{Instruction, Lut, Program, Rounding, Window};
+use crate::error::RuntimeError;
+use crate::params::CryptoParams;
+
+/// The ciphertext modulus as a float (native 2^64 modulus).
+pub const MODULUS: f64 = 18_446_744_073_709_551_616.0;
+
+/// Mantissa bits of the f64 FFT tfhe-rs uses for bootstrapping.
+pub const FFT_MANTISSA_BITS: f64 = 53.0;
+
+/// Noise added by the steps of one keyswitch + programmable bootstrap.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NoiseModel {
+    /// Variance of a bootstrap's output.
+    pub var_pbs: f64,
+    /// Variance the keyswitch adds.
+    pub var_ks: f64,
+    /// Variance the (centered) modulus switch to `2N` adds.
+    pub var_ms: f64,
+}
+
+/// Variance of the output of a bootstrap with these parameters, on the normalised torus.
+///
+/// tfhe-rs's formula assumes a bootstrap key encrypted with the minimal secure GLWE noise;
+/// the key-noise term is linear in that variance, so a noisier key is accounted for exactly.
+pub fn pbs_variance(
+    lwe_dimension: usize,
+    glwe_dimension: usize,
+    polynomial_size: usize,
+    base_log: usize,
+    level: usize,
+    glwe_noise_std: f64,
+) -> f64 {
+    let formula = pbs_variance_132_bits_security_gaussian_fft_mul(
+        LweDimension(lwe_dimension),
+        GlweDimension(glwe_dimension),
+        PolynomialSize(polynomial_size),
+        DecompositionBaseLog(base_log),
+        DecompositionLevelCount(level),
+        FFT_MANTISSA_BITS,
+        MODULUS,
+    )
+    .0;
+    let assumed = minimal_secure_variance(glwe_dimension * polynomial_size);
+    let base = 2f64.powi(base_log as i32);
+    let key_terms = (lwe_dimension * level * polynomial_size * (glwe_dimension + 1)) as f64
+        * (base * base / 12.0 + 1.0 / 6.0);
+    formula + key_terms * (glwe_noise_std * glwe_noise_std - assumed)
+}
+
+/// Variance a keyswitch from dimension `input_dimension` (`k*N`) to `output_dimension` (`n`)
+/// adds, with a keyswitch key encrypted with `lwe_noise_std`.
+pub fn ks_variance(
+    input_dimension: usize,
+    output_dimension: usize,
+    base_log: usize,
+    level: usize,
+    lwe_noise_std: f64,
+) -> f64 {
+    let formula = keyswitch_additive_variance_132_bits_security_gaussian(
+        LweDimension(input_dimension),
+        LweDimension(output_dimension),
+        DecompositionBaseLog(base_log),
+        DecompositionLevelCount(level),
+        MODULUS,
+        MODULUS,
+    )
+    .0;
+    let assumed = minimal_secure_variance(output_dimension);
+    let base = 2f64.powi(base_log as i32);
+    let key_terms = (level * input_dimension) as f64 * (base * base / 12.0 + 1.0 / 6.0);
+    formula + key_terms * (lwe_noise_std * lwe_noise_std - assumed)
+}
+
+/// Variance the centered modulus switch of an `lwe_dimension` ciphertext to `2N` adds.
+pub fn ms_variance(lwe_dimension: usize, polynomial_size: usize) -> f64 {
+    centered_binary_shifted_modulus_switch_additive_variance(
+        LweDimension(lwe_dimension),
+        MODULUS,
+        2.0 * polynomial_size as f64,
+    )
+    .0
+}
+
+fn minimal_secure_variance(dimension: usize) -> f64 {
+    minimal_lwe_variance_for_132_bits_security_gaussian(LweDimension(dimension), MODULUS).0
+}
+
+/// Smallest Gaussian noise std (normalised torus) that gives 132-bit security to an LWE key
+/// of this dimension (tfhe-rs's lattice-estimator fit).
+pub fn minimal_secure_std_lwe(dimension: usize) -> f64 {
+    minimal_secure_variance(dimension).sqrt()
+}
+
+/// Smallest secure Gaussian noise std for a GLWE key of dimension `k` and polynomial size `N`
+/// (the same as an LWE key of dimension `k*N`).
+pub fn minimal_secure_std_glwe(glwe_dimension: usize, polynomial_size: usize) -> f64 {
+    minimal_secure_std_lwe(glwe_dimension * polynomial_size)
+}
+
+/// Checks that both noise levels are at least the minimal secure noise of their key
+/// (132 bits of security); the error says which one is not.
+pub fn params_are_secure(params: &CryptoParams) -> Result<(), String> {
+    // A relative slack far below anything that matters for security absorbs float round-off
+    // of parameters that were set to exactly the minimum.
+    const SLACK: f64 = 1.0 - 1e-9;
+    let lwe_min = minimal_secure_std_lwe(params.lwe_dimension);
+    if !(params.lwe_noise_std >= lwe_min * SLACK) {
+        return Err(format!(
+            "lwe_noise_std {:e} is below the minimal secure std {:e} for lwe_dimension {}",
+            params.lwe_noise_std, lwe_min, params.lwe_dimension
+        ));
+    }
+    let glwe_min = minimal_secure_std_glwe(params.glwe_dimension, params.polynomial_size);
+    if !(params.glwe_noise_std >= glwe_min * SLACK) {
+        return Err(format!(
+            "glwe_noise_std {:e} is below the minimal secure std {:e} for k*N = {}*{}",
+            params.glwe_noise_std, glwe_min, params.glwe_dimension, params.polynomial_size
+        ));
+    }
+    Ok(())
+}
+
+/// Probability that centred Gaussian noise of std `std` leaves `[-half_width, half_width]`.
+pub fn p_fail(half_width: f64, std: f64) -> f64 {
+    if std <= 0.0 {
+        return 0.0;
+    }
+    libm::erfc(half_width / (std::f64::consts::SQRT_2 * std))
+}
+
+/// What decides the failure probability of a lookup: its table precision and rounding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LookupKind {
+    pub precision: u32,
+    /// Low bits dropped before the lookup (0 without rounding).
+    pub shift: u32,
+    /// Exact rounding: `shift` bit extractions before the lookup.
+    pub exact: bool,
+}
+
+impl LookupKind {
+    pub fn of(lut: &Lut) -> Self {
+        let (shift, exact) = match lut.rounding {
+            Some(Rounding { shift, exact }) => (shift, exact && shift > 0),
+            None => (0, false),
+        };
+        LookupKind {
+            precision: lut.precision,
+            shift,
+            exact,
+        }
+    }
+
+    /// Bootstraps per element.
+    pub fn pbs_per_element(&self) -> u64 {
+        if self.exact {
+            1 + self.shift as u64
+        } else {
+            1
+        }
+    }
+
+    /// Bits below the padding bit of the lookup input (`precision + shift`).
+    pub fn input_bits(&self) -> u32 {
+        self.precision + self.shift
+    }
+}
+
+/// Variance and failure margin of one bootstrap of a lookup element.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BootstrapNoise {
+    /// Noise variance of the bootstrap's input after keyswitch and modulus switch
+    /// (normalised torus).
+    pub variance: f64,
+    /// The bootstrap reads the wrong value when the noise exceeds this (normalised torus).
+    pub half_width: f64,
+}
+
+impl BootstrapNoise {
+    pub fn p_fail(&self) -> f64 {
+        p_fail(self.half_width, self.variance.sqrt())
+    }
+}
+
+/// Failure accounting of one inference.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProgramNoise {
+    /// Bootstraps per inference.
+    pub pbs_count: u64,
+    /// Largest failure probability of one bootstrap.
+    pub p_error_per_pbs: f64,
+    /// Probability that at least one bootstrap fails: `1 - prod(1 - p_i)`.
+    pub global_p_error: f64,
+}
+
+/// A group of identical bootstraps of a program: one lookup kind at one input noise factor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LookupClass {
+    pub kind: LookupKind,
+    /// Noise factor of the lookup input.
+    pub noise_factor: f64,
+    /// Lookup elements (each costs `kind.pbs_per_element()` bootstraps).
+    pub elements: u64,
+}
+
+impl NoiseModel {
+    /// The noise of one keyswitch + bootstrap with `params`.
+    pub fn new(params: &CryptoParams) -> Self {
+        NoiseModel {
+            var_pbs: pbs_variance(
+                params.lwe_dimension,
+                params.glwe_dimension,
+                params.polynomial_size,
+                params.pbs_base_log,
+                params.pbs_level,
+                params.glwe_noise_std,
+            ),
+            var_ks: ks_variance(
+                params.big_lwe_dimension(),
+                params.lwe_dimension,
+                params.ks_base_log,
+                params.ks_level,
+                params.lwe_noise_std,
+            ),
+            var_ms: ms_variance(params.lwe_dimension, params.polynomial_size),
+        }
+    }
+
+    /// Noise variance at the blind rotation of a bootstrap whose input has noise factor
+    /// `alpha`: `alpha*var_pbs + var_ks + var_ms`.
+    pub fn input_variance(&self, alpha: f64) -> f64 {
+        alpha * self.var_pbs + self.var_ks + self.var_ms
+    }
+
+    /// Std of [`Self::input_variance`].
+    pub fn lookup_input_std(&self, alpha: f64) -> f64 {
+        self.input_variance(alpha).sqrt()
+    }
+
+    /// The bootstraps of one lookup element in execution order: for exact rounding the bit
+    /// extractions `j = 0..shift`, then the table lookup itself.
+    pub fn bootstraps(&self, kind: LookupKind, alpha: f64) -> Vec<BootstrapNoise> {
+        let mut out = Vec::with_capacity(kind.pbs_per_element() as usize);
+        let mut final_alpha = alpha;
+        if kind.exact {
+            let b = kind.input_bits() as i32;
+            for j in 0..kind.shift as i32 {
+                // t = x * 2^(B-j): the noise of x (alpha + j bootstrap outputs) is scaled too.
+                let scale = 4f64.powi(b - j);
+                out.push(BootstrapNoise {
+                    variance: scale * (alpha + j as f64) * self.var_pbs + self.var_ks + self.var_ms,
+                    half_width: 0.25,
+                });
+            }
+            final_alpha = alpha + kind.shift as f64;
+        }
+        out.push(BootstrapNoise {
+            variance: self.input_variance(final_alpha),
+            half_width: 2f64.powi(-(kind.precision as i32 + 2)),
+        });
+        out
+    }
+
+    /// Largest failure probability among the bootstraps of one lookup element (the main
+    /// lookup and, with exact rounding, its bit extractions), input noise factor `alpha`.
+    pub fn lookup_failure_probability(&self, lut: &Lut, input_noise_factor: f64) -> f64 {
+        self.kind_failure_probability(LookupKind::of(lut), input_noise_factor)
+    }
+
+    /// [`Self::lookup_failure_probability`] for a lookup kind.
+    pub fn kind_failure_probability(&self, kind: LookupKind, alpha: f64) -> f64 {
+        self.bootstraps(kind, alpha)
+            .iter()
+            .map(BootstrapNoise::p_fail)
+            .fold(0.0, f64::max)
+    }
+
+    /// Probability that at least one bootstrap of one lookup element fails.
+    pub fn element_failure_probability(&self, kind: LookupKind, alpha: f64) -> f64 {
+        let log_ok: f64 = self
+            .bootstraps(kind, alpha)
+            .iter()
+            .map(|b| (-b.p_fail()).ln_1p())
+            .sum();
+        -log_ok.exp_m1()
+    }
+
+    /// Failure accounting over every bootstrap of one inference of `program`.
+    pub fn program_failure(&self, program: &Program) -> Result<ProgramNoise, RuntimeError> {
+        Ok(self.classes_failure(&lookup_classes(program)?))
+    }
+
+    /// Failure accounting over the bootstraps of these classes.
+    pub fn classes_failure(&self, classes: &[LookupClass]) -> ProgramNoise {
+        let mut pbs_count = 0u64;
+        let mut worst = 0f64;
+        let mut log_ok = 0f64;
+        for class in classes {
+            for b in self.bootstraps(class.kind, class.noise_factor) {
+                let p = b.p_fail();
+                worst = worst.max(p);
+                log_ok += class.elements as f64 * (-p).ln_1p();
+            }
+            pbs_count += class.elements * class.kind.pbs_per_element();
+        }
+        ProgramNoise {
+            pbs_count,
+            p_error_per_pbs: worst,
+            global_p_error: -log_ok.exp_m1(),
+        }
+    }
+}
+
+fn invalid(instruction: usize, op: &'static str, message: impl Into<String>) -> RuntimeError {
+    RuntimeError::InvalidCircuit {
+        instruction,
+        op,
+        message: message.into(),
+    }
+}
+
+/// Every bootstrap of one inference of `program`, grouped by lookup kind and input noise
+/// factor: the `Tlu` instructions and the comparisons of each `MaxPool` (tree level `L`
+/// compares with noise factor `2*(alpha_in + L)`; a window of `m` non-padding elements costs
+/// `m - 1` comparisons).
+pub fn lookup_classes(program: &Program) -> Result<Vec<LookupClass>, RuntimeError> {
+    let mut classes: Vec<LookupClass> = Vec::new();
+    let mut add = |kind: LookupKind, noise_factor: f64, elements: u64| {
+        if elements == 0 {
+            return;
+        }
+        match classes
+            .iter_mut()
+            .find(|c| c.kind == kind && c.noise_factor == noise_factor)
+        {
+            Some(c) => c.elements += elements,
+            None => classes.push(LookupClass {
+                kind,
+                noise_factor,
+                elements,
+            }),
+        }
+    };
+    for (i, instruction) in program.instructions.iter().enumerate() {
+        let op = instruction.name();
+        let operand_info = |id: usize| {
+            program
+                .values
+                .get(id)
+                .ok_or_else(|| invalid(i, op, format!("operand {id} has no value info")))
+        };
+        match instruction {
+            Instruction::Tlu { input, lut } => {
+                let info = operand_info(*input)?;
+                add(LookupKind::of(lut), info.noise_factor, info.len() as u64);
+            }
+            Instruction::MaxPool {
+                input,
+                window,
+                relu,
+            } => {
+                let info = operand_info(*input)?;
+                let out = operand_info(i)?;
+                let per_level = maxpool_comparisons(&info.shape, &out.shape, window)
+                    .map_err(|m| invalid(i, op, m))?;
+                let kind = LookupKind::of(relu);
+                for (level, count) in per_level.iter().enumerate() {
+                    add(kind, 2.0 * (info.noise_factor + level as f64), *count);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(classes)
+}
+
+/// Comparisons of a max-pool per tree level (index = level), over the whole output tensor.
+pub fn maxpool_comparisons(
+    input_shape: &[usize],
+    output_shape: &[usize],
+    window: &Window,
+) -> Result<Vec<u64>, String> {
+    let spatial = window.kernel.len();
+    if input_shape.len() != spatial + 2 || output_shape.len() != spatial + 2 {
+        return Err(format!(
+            "input shape {input_shape:?} / output shape {output_shape:?} do not have 2 + {spatial} axes"
+        ));
+    }
+    if window.strides.len() != spatial
+        || window.dilations.len() != spatial
+        || window.pads.len() != spatial
+    {
+        return Err(
+            "window strides, dilations and pads must have one entry per kernel axis".into(),
+        );
+    }
+    // Per axis: how many output positions see `c` in-range kernel taps.
+    let mut axis_hist: Vec<Vec<(u64, u64)>> = Vec::with_capacity(spatial);
+    for a in 0..spatial {
+        let in_size = input_shape[a + 2] as i64;
+        let mut hist: Vec<(u64, u64)> = Vec::new();
+        for o in 0..output_shape[a + 2] as i64 {
+            let mut c = 0u64;
+            for k in 0..window.kernel[a] as i64 {
+                let pos = o * window.strides[a] as i64 + k * window.dilations[a] as i64
+                    - window.pads[a].0 as i64;
+                if (0..in_size).contains(&pos) {
+                    c += 1;
+                }
+            }
+            match hist.iter_mut().find(|(taps, _)| *taps == c) {
+                Some((_, n)) => *n += 1,
+                None => hist.push((c, 1)),
+            }
+        }
+        axis_hist.push(hist);
+    }
+    // Combine the axes: the window of an output position has the product of its taps.
+    let mut combined: Vec<(u64, u64)> = vec![(1, 1)];
+    for hist in &axis_hist {
+        let mut next = Vec::new();
+        for &(m, n) in &combined {
+            for &(c, k) in hist {
+                next.push((m * c, n * k));
+            }
+        }
+        combined = next;
+    }
+    let outer = (output_shape[0] * output_shape[1]) as u64;
+    let mut per_level: Vec<u64> = Vec::new();
+    for (m, positions) in combined {
+        let mut remaining = m;
+        let mut level = 0;
+        while remaining > 1 {
+            let pairs = remaining / 2;
+            if per_level.len() <= level {
+                per_level.push(0);
+            }
+            per_level[level] += pairs * positions * outer;
+            remaining -= pairs;
+            level += 1;
+        }
+    }
+    Ok(per_level)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(kernel: usize, stride: usize, pad: usize) -> Window {
+        Window {
+            kernel: vec![kernel, kernel],
+            strides: vec![stride, stride],
+            dilations: vec![1, 1],
+            pads: vec![(pad, pad), (pad, pad)],
+        }
+    }
+
+    #[test]
+    fn maxpool_counts_window_minus_one_per_position() {
+        // 2x2 windows, stride 2, no padding on 4x4: 4 positions * 3 comparisons per channel.
+        let per_level =
+            maxpool_comparisons(&[1, 2, 4, 4], &[1, 2, 2, 2], &window(2, 2, 0)).unwrap();
+        assert_eq!(per_level, vec![2 * 4 * 2, 2 * 4]);
+        // 3x3 windows, stride 1, pad 1 on 3x3: corner windows have 4 taps, edges 6, centre 9.
+        let per_level =
+            maxpool_comparisons(&[1, 1, 3, 3], &[1, 1, 3, 3], &window(3, 1, 1)).unwrap();
+        let total: u64 = per_level.iter().sum();
+        assert_eq!(total, 4 * 3 + 4 * 5 + 8);
+        // 9 taps: levels of 4, 2, 1, 1 comparisons.
+        assert_eq!(per_level.len(), 4);
+    }
+
+    #[test]
+    fn p_fail_matches_gaussian_tail() {
+        // Two-sided tail at 1, 2, 3 sigma.
+        assert!((p_fail(1.0, 1.0) - 0.317_310_507_862_914_1).abs() < 1e-12);
+        assert!((p_fail(2.0, 1.0) - 0.045_500_263_896_358_4).abs() < 1e-12);
+        assert!((p_fail(3.0, 1.0) - 0.002_699_796_063_260_2).abs() < 1e-12);
+        assert_eq!(p_fail(1.0, 0.0), 0.0);
+    }
+}

@@ -1,0 +1,267 @@
+//! The simulation engine: executes a program on plain integers like [`crate::ClearEngine`],
+//! but every table lookup reads the box the FHE bootstrap would read given Gaussian noise of
+//! the variance [`crate::noise::NoiseModel`] predicts. Running a test set through it measures
+//! the accuracy an encrypted run would have, in seconds instead of hours.
+//!
+//! Per element of a lookup with input noise factor `alpha`, in units of the input delta
+//! (`2^-(B+1)` of the torus, `B = precision + shift`):
+//!
+//! - no rounding / approximate rounding: `x = acc - input_min + e`, `e ~ N(0, alpha*var_pbs +
+//!   var_ks + var_ms)`; the bootstrap reads box `floor(x / 2^s + 1/2)`, taken modulo
+//!   `2^(R+1)` (negacyclic): boxes `[0, 2^R)` give `table[box]`, boxes `[2^R, 2^(R+1))` give
+//!   `-table[box - 2^R]`, entries past the end of a table are 0 (as in the FHE accumulator);
+//! - exact rounding: each bit extraction `j` reads bit `j` of `x` with its own keyswitch and
+//!   modulus-switch noise (a wrong read leaves bit `j` in, or subtracts a bit that was not
+//!   there, exactly as the encrypted computation would) and adds fresh bootstrap noise to
+//!   `x`; the final lookup then reads the box of the result.
+//!
+//! Randomness is reproducible: each lookup call gets the next number of a per-engine
+//! counter, and each block of [`BLOCK`] elements of that call has its own RNG seeded from
+//! `(seed, call, block)`, so results do not depend on the thread count.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ndarray::ArrayD;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+use rayon::prelude::*;
+
+use crate::circuit::{Circuit, Lut, Program, ValueInfo};
+use crate::engine::Engine;
+use crate::error::RuntimeError;
+use crate::exec::{dequantize_outputs, execute, quantize_inputs};
+use crate::noise::{LookupKind, NoiseModel};
+use crate::params::CryptoParams;
+
+/// Elements sharing one random stream.
+pub const BLOCK: usize = 1024;
+
+/// Executes programs on plain `i64` values with simulated bootstrap noise.
+#[derive(Debug)]
+pub struct SimulationEngine {
+    params: CryptoParams,
+    model: NoiseModel,
+    seed: u64,
+    calls: AtomicU64,
+}
+
+impl SimulationEngine {
+    /// An engine simulating the noise of `params`; `seed` fixes every random draw.
+    pub fn new(params: CryptoParams, seed: u64) -> Self {
+        Self::with_model(params, NoiseModel::new(&params), seed)
+    }
+
+    /// An engine with an explicit noise model (tests, what-if studies).
+    pub fn with_model(params: CryptoParams, model: NoiseModel, seed: u64) -> Self {
+        SimulationEngine {
+            params,
+            model,
+            seed,
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    pub fn params(&self) -> &CryptoParams {
+        &self.params
+    }
+
+    pub fn model(&self) -> &NoiseModel {
+        &self.model
+    }
+}
+
+/// SplitMix64 finaliser: decorrelates the seeds of neighbouring streams.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn stream(seed: u64, call: u64, block: u64) -> SmallRng {
+    let key = mix(mix(mix(seed) ^ call.wrapping_mul(0x9e37_79b9_7f4a_7c15)) ^ block);
+    SmallRng::seed_from_u64(key)
+}
+
+/// Noise stds of one lookup in units of its input delta.
+struct LookupNoise {
+    kind: LookupKind,
+    /// Noise already on the input (`alpha` bootstrap outputs).
+    input: f64,
+    /// Keyswitch + modulus switch noise of one bootstrap.
+    switch: f64,
+    /// The same on the normalised torus (what a bit extraction sees at its input).
+    switch_torus: f64,
+    /// Output noise of one bootstrap.
+    pbs: f64,
+    /// Everything a non-exact lookup sees at once.
+    total: f64,
+}
+
+impl LookupNoise {
+    fn new(model: &NoiseModel, lut: &Lut, alpha: f64) -> Self {
+        let kind = LookupKind::of(lut);
+        let units = 2f64.powi(kind.input_bits() as i32 + 1);
+        LookupNoise {
+            kind,
+            input: (alpha.max(0.0) * model.var_pbs).sqrt() * units,
+            switch: (model.var_ks + model.var_ms).sqrt() * units,
+            switch_torus: (model.var_ks + model.var_ms).sqrt(),
+            pbs: model.var_pbs.sqrt() * units,
+            total: model.input_variance(alpha.max(0.0)).sqrt() * units,
+        }
+    }
+
+    /// What the bootstrap(s) of one element decode to; `offset = acc - input_min`.
+    fn read(&self, lut: &Lut, table: &[i64], offset: i64, rng: &mut SmallRng) -> i64 {
+        let s = self.kind.shift;
+        let gauss = |rng: &mut SmallRng| -> f64 { rng.sample(StandardNormal) };
+        let position = if self.kind.exact {
+            let mut x = offset.wrapping_add(1 << (s - 1));
+            let mut e = self.input * gauss(rng);
+            for j in 0..s {
+                // Bit j of x + e, read through t = (x + e) * 2^(B-j) + 2^62 plus switch noise:
+                // on the torus t = (x + e) / 2^(j+1) + 1/4 + n, and the bit is floor(2t) mod 2.
+                let v = (x as f64 + e) / 2f64.powi(j as i32)
+                    + 0.5
+                    + 2.0 * self.switch_torus * gauss(rng);
+                if (v.floor() as i64).rem_euclid(2) == 1 {
+                    x = x.wrapping_sub(1 << j);
+                }
+                e += self.pbs * gauss(rng);
+            }
+            x as f64 + e + self.switch * gauss(rng)
+        } else {
+            offset as f64 + self.total * gauss(rng)
+        };
+        let boxes = 1i64 << (lut.precision + 1);
+        let half = 1i64 << lut.precision;
+        let b = (position / 2f64.powi(s as i32) + 0.5).floor() as i64;
+        let b = b.rem_euclid(boxes);
+        let entry = |i: i64| table.get(i as usize).copied().unwrap_or(0);
+        if b < half {
+            entry(b)
+        } else {
+            entry(b - half).wrapping_neg()
+        }
+    }
+}
+
+impl Engine for SimulationEngine {
+    type Ct = i64;
+
+    fn trivial(&self, value: i64, _delta_log2: u32) -> i64 {
+        value
+    }
+
+    fn add_assign(&self, acc: &mut i64, x: &i64) {
+        *acc = acc.wrapping_add(*x);
+    }
+
+    fn sub_assign(&self, acc: &mut i64, x: &i64) {
+        *acc = acc.wrapping_sub(*x);
+    }
+
+    fn mul_add_assign(&self, acc: &mut i64, x: &i64, weight: i64) {
+        *acc = acc.wrapping_add(x.wrapping_mul(weight));
+    }
+
+    fn mul_assign(&self, x: &mut i64, weight: i64) {
+        *x = x.wrapping_mul(weight);
+    }
+
+    fn add_const_assign(&self, x: &mut i64, constant: i64, _delta_log2: u32) {
+        *x = x.wrapping_add(constant);
+    }
+
+    fn rescale(&self, _x: &mut i64, _shift: u32) {}
+
+    fn lookup(
+        &self,
+        lut: &Lut,
+        input: &ValueInfo,
+        _output_delta_log2: u32,
+        inputs: &[&i64],
+        tables: &[usize],
+    ) -> Result<Vec<i64>, RuntimeError> {
+        if inputs.len() != tables.len() {
+            return Err(RuntimeError::Mismatch(format!(
+                "{} lookup inputs with {} table indices",
+                inputs.len(),
+                tables.len()
+            )));
+        }
+        if lut.precision == 0 || lut.precision + lut.shift() > 62 {
+            return Err(RuntimeError::Mismatch(format!(
+                "a lookup of {} bits with {} rounded bits cannot be simulated",
+                lut.precision,
+                lut.shift()
+            )));
+        }
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
+        let noise = LookupNoise::new(&self.model, lut, input.noise_factor);
+        let seed = self.seed;
+        let blocks: Vec<Result<Vec<i64>, RuntimeError>> = inputs
+            .par_chunks(BLOCK)
+            .zip(tables.par_chunks(BLOCK))
+            .enumerate()
+            .map(|(block, (xs, ts))| {
+                let mut rng = stream(seed, call, block as u64);
+                xs.iter()
+                    .zip(ts)
+                    .map(|(&&acc, &t)| {
+                        let table = lut.tables.get(t).ok_or(RuntimeError::OutOfTable {
+                            value: acc,
+                            table: t,
+                        })?;
+                        // The noiseless value must be inside the domain the compiler proved.
+                        if lut.index(acc).is_none_or(|i| i >= table.len()) {
+                            return Err(RuntimeError::OutOfTable {
+                                value: acc,
+                                table: t,
+                            });
+                        }
+                        Ok(noise.read(lut, table, acc.wrapping_sub(lut.input_min), &mut rng))
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut out = Vec::with_capacity(inputs.len());
+        for block in blocks {
+            out.extend(block?);
+        }
+        Ok(out)
+    }
+}
+
+/// Quantises real inputs, executes `circuit` on a [`SimulationEngine`] seeded with `seed`
+/// and returns the integer outputs.
+pub fn simulate_integers(
+    circuit: &Circuit,
+    inputs: &[ArrayD<f32>],
+    seed: u64,
+) -> Result<Vec<ArrayD<i64>>, RuntimeError> {
+    simulate_program(&circuit.program, circuit.params, inputs, seed)
+}
+
+/// [`simulate_integers`] for a program and explicit parameters.
+pub fn simulate_program(
+    program: &Program,
+    params: CryptoParams,
+    inputs: &[ArrayD<f32>],
+    seed: u64,
+) -> Result<Vec<ArrayD<i64>>, RuntimeError> {
+    let quantized = quantize_inputs(program, inputs)?;
+    execute(program, &SimulationEngine::new(params, seed), quantized)
+}
+
+/// Quantises real inputs, executes `circuit` with simulated noise and dequantises the
+/// outputs (before the circuit's client post-processing).
+pub fn simulate(
+    circuit: &Circuit,
+    inputs: &[ArrayD<f32>],
+    seed: u64,
+) -> Result<Vec<ArrayD<f32>>, RuntimeError> {
+    let outputs = simulate_integers(circuit, inputs, seed)?;
+    Ok(dequantize_outputs(&circuit.program, &outputs))
+}

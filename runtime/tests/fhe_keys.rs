@@ -1,0 +1,201 @@
+//! Keys, encryption round trips, key/ciphertext files and the checks that refuse artifacts
+//! that do not belong together.
+
+use fhec_runtime::circuit::{
+    Circuit, InputSpec, Instruction, OutputSpec, Prediction, Program, Quantization, ValueInfo,
+};
+use fhec_runtime::fhe::{self, insecure_test_params, ClientKey, CompressedServerKey};
+use fhec_runtime::{CryptoParams, RuntimeError};
+use ndarray::{ArrayD, IxDyn};
+
+/// Input → output, one tensor of shape [2, 5] at `delta_log2`, values in [-8, 7].
+fn identity_program(delta_log2: u32) -> Program {
+    Program {
+        inputs: vec![InputSpec {
+            name: "x".into(),
+            shape: vec![2, 5],
+            quantization: Quantization {
+                scale: 1.0,
+                zero_point: 0,
+                bits: 4,
+                signed: true,
+            },
+        }],
+        outputs: vec![OutputSpec {
+            name: "y".into(),
+            value: 0,
+            scale: 1.0,
+            zero_point: 0,
+        }],
+        values: vec![ValueInfo {
+            shape: vec![2, 5],
+            min: -8,
+            max: 7,
+            delta_log2,
+            noise_factor: 1.0,
+        }],
+        instructions: vec![Instruction::Input { index: 0 }],
+    }
+}
+
+fn circuit(program: Program, params: CryptoParams) -> Circuit {
+    Circuit {
+        program,
+        params,
+        prediction: Prediction {
+            pbs_count: 0,
+            p_error_per_pbs: 0.0,
+            global_p_error: 0.0,
+            pbs_latency_s: 0.0,
+            latency_s: 0.0,
+            threads: 1,
+        },
+        postprocessing: vec![],
+    }
+}
+
+fn sample() -> ArrayD<i64> {
+    ArrayD::from_shape_vec(IxDyn(&[2, 5]), vec![-8, -3, -1, 0, 1, 2, 3, 5, 6, 7]).unwrap()
+}
+
+#[test]
+fn encrypt_decrypt_round_trip_at_several_deltas() {
+    let params = insecure_test_params();
+    let (client, _) = ClientKey::generate(&params).unwrap();
+    for delta in [32u32, 40, 52, 59, 60] {
+        for v in [-8i64, -1, 0, 1, 7] {
+            let ct = client.encrypt_value(v, delta);
+            let (got, noise) = client.decrypt_raw(&ct, delta);
+            assert_eq!(got, v, "delta {delta}");
+            assert!(noise.abs() < 0.5, "delta {delta}: noise {noise}");
+        }
+        // Seeded tensors through the program-level API.
+        let program = identity_program(delta);
+        let enc = client.encrypt_integers(&program, &[sample()]).unwrap();
+        assert!(matches!(
+            enc.tensors[0].ciphertexts,
+            fhe::Ciphertexts::Seeded { .. }
+        ));
+        let dec = client.decrypt_integers(&program, &enc).unwrap();
+        assert_eq!(dec, vec![sample()], "delta {delta}");
+    }
+    // Noise of a fresh encryption (std 2^-40) is tiny at delta 2^60, visible at 2^30.
+    let (_, noise) = client.decrypt_raw(&client.encrypt_value(3, 60), 60);
+    assert!(noise.abs() < 1e-6);
+    let noises: Vec<f64> = (0..20)
+        .map(|_| client.decrypt_raw(&client.encrypt_value(3, 30), 30).1.abs())
+        .collect();
+    assert!(noises.iter().any(|&n| n > 1e-3), "{noises:?}");
+}
+
+#[test]
+fn files_round_trip_and_run_checks_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = insecure_test_params();
+    let (client, server) = ClientKey::generate(&params).unwrap();
+    let program = identity_program(59);
+
+    // Keys survive their files.
+    let ck_path = dir.path().join("client.key");
+    let sk_path = dir.path().join("server.key");
+    client.save(&ck_path).unwrap();
+    server.save(&sk_path).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&ck_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let client2 = ClientKey::load(&ck_path).unwrap();
+    assert_eq!(client2.key_id, client.key_id);
+    assert_eq!(client2.glwe, client.glwe);
+    let server2 = CompressedServerKey::load(&sk_path).unwrap();
+    assert_eq!(server2.bsk, server.bsk);
+    assert_eq!(server2.ksk, server.ksk);
+    // The seeded bootstrap key is 1/(k+1) of the full one.
+    let full_bsk = params.lwe_dimension
+        * params.pbs_level
+        * (params.glwe_dimension + 1)
+        * (params.glwe_dimension + 1)
+        * params.polynomial_size;
+    assert_eq!(
+        server2.bsk.as_ref().len() * (params.glwe_dimension + 1),
+        full_bsk
+    );
+    let server_key = server2.expand();
+
+    // Seeded input ciphertexts are small: 8 bytes per element plus the header.
+    let enc = client2.encrypt_integers(&program, &[sample()]).unwrap();
+    let ct_path = dir.path().join("in.ct");
+    enc.save(&ct_path).unwrap();
+    let size = std::fs::metadata(&ct_path).unwrap().len();
+    assert!(size < 400, "seeded ciphertext file of {size} bytes");
+    let loaded = fhe::EncryptedTensors::load(&ct_path).unwrap();
+    assert_eq!(loaded, enc);
+
+    // The server runs the (identity) circuit and the client decrypts.
+    let c = circuit(program.clone(), params);
+    let out = fhe::run(&c, &server_key, &loaded).unwrap();
+    assert!(matches!(
+        out.tensors[0].ciphertexts,
+        fhe::Ciphertexts::Full { .. }
+    ));
+    let out_path = dir.path().join("out.ct");
+    out.save(&out_path).unwrap();
+    let out = fhe::EncryptedTensors::load(&out_path).unwrap();
+    assert_eq!(
+        client.decrypt_integers(&program, &out).unwrap(),
+        vec![sample()]
+    );
+
+    // Another client key: the server refuses the inputs, the client refuses the outputs.
+    let (other, other_server) = ClientKey::generate(&params).unwrap();
+    let other_enc = other.encrypt_integers(&program, &[sample()]).unwrap();
+    let err = fhe::run(&c, &server_key, &other_enc).unwrap_err();
+    assert!(
+        matches!(&err, RuntimeError::Mismatch(m) if m.contains("another client key")),
+        "{err}"
+    );
+    let err = other.decrypt_integers(&program, &out).unwrap_err();
+    assert!(
+        matches!(&err, RuntimeError::Mismatch(m) if m.contains("another client key")),
+        "{err}"
+    );
+    assert!(client.check_server_key(&other_server).is_err());
+    assert!(client.check_server_key(&server).is_ok());
+
+    // A server key for other parameters.
+    let mut params_b = params;
+    params_b.lwe_dimension = 600;
+    let (_, server_b) = ClientKey::generate(&params_b).unwrap();
+    let err = fhe::run(&c, &server_b.expand(), &loaded).unwrap_err();
+    assert!(
+        matches!(&err, RuntimeError::Mismatch(m) if m.contains("other TFHE parameters")),
+        "{err}"
+    );
+
+    // A corrupted ciphertext file.
+    let mut bytes = std::fs::read(&ct_path).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x40;
+    std::fs::write(&ct_path, &bytes).unwrap();
+    let err = fhe::EncryptedTensors::load(&ct_path).unwrap_err();
+    assert!(matches!(err, RuntimeError::Format { .. }), "{err}");
+    // A key file where a ciphertext file is expected.
+    let err = fhe::EncryptedTensors::load(&sk_path).unwrap_err();
+    assert!(matches!(err, RuntimeError::Format { .. }), "{err}");
+}
+
+#[test]
+fn bad_parameters_are_refused() {
+    let mut params = insecure_test_params();
+    params.polynomial_size = 1000;
+    assert!(matches!(
+        ClientKey::generate(&params),
+        Err(RuntimeError::Mismatch(_))
+    ));
+    let mut params = insecure_test_params();
+    params.ks_base_log = 20;
+    params.ks_level = 4;
+    assert!(ClientKey::generate(&params).is_err());
+}

@@ -1,0 +1,97 @@
+//! The measured failure rate of a table lookup matches the noise model's prediction.
+//!
+//! Parameters and precision are chosen so that one lookup fails with probability ~5%; over
+//! a few thousand lookups the number of failures must fall in the binomial 99.9% interval
+//! of the prediction. This checks the whole chain: the centered modulus switch the engine
+//! uses, the box layout of the accumulator and the noise model's variances.
+
+use fhec_runtime::circuit::{Lut, ValueInfo};
+use fhec_runtime::fhe::{insecure_test_params, ClientKey, FheEngine};
+use fhec_runtime::noise::NoiseModel;
+use fhec_runtime::Engine;
+use rand::Rng;
+
+/// Smallest `lo` and largest `hi` with P(X < lo) <= tail and P(X > hi) <= tail for
+/// X ~ Binomial(n, p).
+fn binomial_interval(n: usize, p: f64, tail: f64) -> (usize, usize) {
+    let mut pmf = Vec::with_capacity(n + 1);
+    let mut log_c = 0.0f64; // ln C(n, k)
+    for k in 0..=n {
+        if k > 0 {
+            log_c += ((n - k + 1) as f64).ln() - (k as f64).ln();
+        }
+        pmf.push((log_c + k as f64 * p.ln() + (n - k) as f64 * (1.0 - p).ln()).exp());
+    }
+    let mut lo = 0;
+    let mut below = 0.0;
+    while below + pmf[lo] <= tail {
+        below += pmf[lo];
+        lo += 1;
+    }
+    let mut hi = n;
+    let mut above = 0.0;
+    while above + pmf[hi] <= tail {
+        above += pmf[hi];
+        hi -= 1;
+    }
+    (lo, hi)
+}
+
+#[test]
+fn measured_failure_rate_matches_prediction() {
+    let mut params = insecure_test_params();
+    params.lwe_dimension = 800;
+    let precision = 6;
+    let lut = Lut {
+        input_min: 0,
+        precision,
+        rounding: None,
+        tables: vec![(0..64).collect()],
+        axis: None,
+    };
+    let model = NoiseModel::new(&params);
+    let p = model.lookup_failure_probability(&lut, 1.0);
+    assert!(
+        (0.02..0.1).contains(&p),
+        "test parameters should predict a few percent of failures, got {p}"
+    );
+
+    let (client, server) = ClientKey::generate(&params).unwrap();
+    let server = server.expand();
+    let engine = FheEngine::new(&server);
+    let delta = lut.input_delta_log2();
+    let info = ValueInfo {
+        shape: vec![1],
+        min: 0,
+        max: 63,
+        delta_log2: delta,
+        noise_factor: 1.0,
+    };
+    let trials = 3000;
+    let mut rng = rand::rng();
+    let xs: Vec<i64> = (0..trials).map(|_| rng.random_range(0..64)).collect();
+    let cts: Vec<_> = xs.iter().map(|&x| client.encrypt_value(x, delta)).collect();
+    let refs: Vec<_> = cts.iter().collect();
+    let out = engine
+        .lookup(&lut, &info, delta, &refs, &vec![0; trials])
+        .unwrap();
+    let failures = xs
+        .iter()
+        .zip(&out)
+        .filter(|(&x, ct)| client.decrypt_raw(ct, delta).0 != x)
+        .count();
+    let (lo, hi) = binomial_interval(trials, p, 0.0005);
+    println!("predicted p = {p:.4}, {failures} failures in {trials} lookups, 99.9% interval [{lo}, {hi}]");
+    assert!(
+        (lo..=hi).contains(&failures),
+        "{failures} failures in {trials} lookups, predicted p = {p:.4} (99.9% interval [{lo}, {hi}])"
+    );
+}
+
+#[test]
+fn binomial_interval_is_sane() {
+    let (lo, hi) = binomial_interval(3000, 0.05, 0.0005);
+    // mean 150, sd ~11.9, z(0.9995) ~ 3.29
+    assert!((105..=115).contains(&lo), "{lo}");
+    assert!((185..=195).contains(&hi), "{hi}");
+}

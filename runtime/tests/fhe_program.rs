@@ -1,0 +1,202 @@
+//! A hand-built program (Input → Dense → Tlu → Dense → Tlu with exact rounding → MaxPool)
+//! executed on ciphertexts equals the clear reference.
+
+use fhec_runtime::circuit::{
+    Circuit, InputSpec, Instruction, Lut, OutputSpec, Prediction, Program, Quantization, Rounding,
+    ValueInfo, Window,
+};
+use fhec_runtime::fhe::{self, insecure_test_params, ClientKey};
+use fhec_runtime::{execute, ClearEngine};
+use ndarray::{ArrayD, IxDyn};
+use rand::Rng;
+
+const W1: [i64; 12] = [1, -1, 1, -1, -1, 0, 1, 1, 1, 0, -1, 1];
+const B1: [i64; 4] = [0, 2, -4, 1];
+const W3: [i64; 16] = [2, -1, 1, 0, -2, 2, 0, 1, 1, 1, 1, 1, 0, -2, -1, 2];
+const B3: [i64; 4] = [3, 0, -5, 1];
+
+fn lut1() -> Lut {
+    Lut {
+        input_min: -4,
+        precision: 4,
+        rounding: None,
+        tables: vec![(0..16).map(|i| (i - 4).max(0)).collect()],
+        axis: None,
+    }
+}
+
+fn lut2() -> Lut {
+    Lut {
+        input_min: -17,
+        precision: 4,
+        rounding: Some(Rounding {
+            shift: 2,
+            exact: true,
+        }),
+        tables: (0..4)
+            .map(|c| (0..16).map(|i| (i * (c + 1) + c) % 8).collect())
+            .collect(),
+        axis: Some(1),
+    }
+}
+
+fn relu() -> Lut {
+    Lut {
+        input_min: -7,
+        precision: 4,
+        rounding: None,
+        tables: vec![(0..16).map(|i| (i - 7).max(0)).collect()],
+        axis: None,
+    }
+}
+
+fn info(shape: &[usize], min: i64, max: i64, delta_log2: u32, noise_factor: f64) -> ValueInfo {
+    ValueInfo {
+        shape: shape.to_vec(),
+        min,
+        max,
+        delta_log2,
+        noise_factor,
+    }
+}
+
+fn program() -> Program {
+    Program {
+        inputs: vec![InputSpec {
+            name: "x".into(),
+            shape: vec![1, 3],
+            quantization: Quantization {
+                scale: 1.0,
+                zero_point: 0,
+                bits: 2,
+                signed: false,
+            },
+        }],
+        outputs: vec![
+            OutputSpec {
+                name: "max".into(),
+                value: 6,
+                scale: 1.0,
+                zero_point: 0,
+            },
+            OutputSpec {
+                name: "hidden".into(),
+                value: 2,
+                scale: 1.0,
+                zero_point: 0,
+            },
+        ],
+        values: vec![
+            info(&[1, 3], 0, 3, 59, 1.0),
+            info(&[1, 4], -4, 6, 59, 3.0),
+            info(&[1, 4], 0, 6, 57, 1.0),
+            info(&[1, 4], -17, 21, 57, 9.0),
+            info(&[1, 4], 0, 7, 59, 1.0),
+            info(&[1, 1, 2, 2], 0, 7, 59, 1.0),
+            info(&[1, 1, 1, 1], 0, 7, 59, 3.0),
+        ],
+        instructions: vec![
+            Instruction::Input { index: 0 },
+            Instruction::Dense {
+                input: 0,
+                weights: W1.to_vec(),
+                in_features: 3,
+                out_features: 4,
+                bias: B1.to_vec(),
+            },
+            Instruction::Tlu {
+                input: 1,
+                lut: lut1(),
+            },
+            Instruction::Dense {
+                input: 2,
+                weights: W3.to_vec(),
+                in_features: 4,
+                out_features: 4,
+                bias: B3.to_vec(),
+            },
+            Instruction::Tlu {
+                input: 3,
+                lut: lut2(),
+            },
+            Instruction::Reshape { input: 4 },
+            Instruction::MaxPool {
+                input: 5,
+                window: Window {
+                    kernel: vec![2, 2],
+                    strides: vec![2, 2],
+                    dilations: vec![1, 1],
+                    pads: vec![(0, 0), (0, 0)],
+                },
+                relu: relu(),
+            },
+        ],
+    }
+}
+
+fn dense(x: &[i64], w: &[i64], b: &[i64]) -> Vec<i64> {
+    let n_in = x.len();
+    b.iter()
+        .enumerate()
+        .map(|(o, &bias)| bias + (0..n_in).map(|i| w[o * n_in + i] * x[i]).sum::<i64>())
+        .collect()
+}
+
+/// The program computed by hand: (max, hidden).
+fn reference(x: &[i64]) -> (i64, Vec<i64>) {
+    let h: Vec<i64> = dense(x, &W1, &B1)
+        .iter()
+        .map(|&a| lut1().lookup(0, a).unwrap())
+        .collect();
+    let y: Vec<i64> = dense(&h, &W3, &B3)
+        .iter()
+        .enumerate()
+        .map(|(c, &a)| lut2().lookup(c, a).unwrap())
+        .collect();
+    (*y.iter().max().unwrap(), h)
+}
+
+#[test]
+fn encrypted_program_matches_reference() {
+    let program = program();
+    let circuit = Circuit {
+        program: program.clone(),
+        params: insecure_test_params(),
+        prediction: Prediction {
+            pbs_count: 4 + 12 + 3,
+            p_error_per_pbs: 0.0,
+            global_p_error: 0.0,
+            pbs_latency_s: 0.0,
+            latency_s: 0.0,
+            threads: 1,
+        },
+        postprocessing: vec![],
+    };
+    let (client, server) = ClientKey::generate(&circuit.params).unwrap();
+    let server = server.expand();
+    let mut rng = rand::rng();
+    let mut cases: Vec<Vec<i64>> = vec![vec![0, 0, 0], vec![3, 3, 3], vec![3, 0, 3], vec![0, 3, 0]];
+    for _ in 0..4 {
+        cases.push((0..3).map(|_| rng.random_range(0..4)).collect());
+    }
+    for x in cases {
+        let input = ArrayD::from_shape_vec(IxDyn(&[1, 3]), x.clone()).unwrap();
+        let enc = client.encrypt_integers(&program, &[input.clone()]).unwrap();
+        let out = fhe::run(&circuit, &server, &enc).unwrap();
+        let got = client.decrypt_integers(&program, &out).unwrap();
+        let (max, hidden) = reference(&x);
+        assert_eq!(
+            got[0].iter().copied().collect::<Vec<_>>(),
+            vec![max],
+            "x = {x:?}"
+        );
+        assert_eq!(
+            got[1].iter().copied().collect::<Vec<_>>(),
+            hidden,
+            "x = {x:?}"
+        );
+        // And the clear engine agrees.
+        let clear = execute(&program, &ClearEngine, vec![input]).unwrap();
+        assert_eq!(clear, got, "x = {x:?}");
+    }
+}

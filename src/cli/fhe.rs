@@ -1,0 +1,369 @@
+//! The client/server commands on a compiled circuit:
+//!
+//! - `fhec keygen` (client): secret client key + compressed evaluation (server) key;
+//! - `fhec encrypt` (client): quantise and encrypt `.npy` inputs;
+//! - `fhec run` (server): execute the circuit on ciphertexts, no secret needed;
+//! - `fhec decrypt` (client): decrypt, dequantise, post-process, write `.npy`.
+//!
+//! Every artifact carries the format version and the parameter fingerprint; keys and
+//! ciphertexts also carry the key pair's id, so mixing files is a clear error.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use fhec_ir::TensorFact;
+use fhec_runtime::fhe::{ClientKey, CompressedServerKey, EncryptedTensors};
+use fhec_runtime::Circuit;
+use ndarray::ArrayD;
+use serde::Serialize;
+
+use super::compile::check_writable;
+use super::predict::make_feed;
+use super::{json_text, print_out, shape_text};
+use crate::npyio::{read_npy, PendingFile};
+
+/// Loads a circuit, naming the file.
+pub fn load_circuit(path: &Path) -> Result<Circuit> {
+    Circuit::load(path).with_context(|| format!("cannot load circuit '{}'", path.display()))
+}
+
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// The compiled circuit whose parameters the keys are for.
+    #[arg(value_name = "MODEL.fhec")]
+    pub circuit: PathBuf,
+    /// Where to write the secret client key (owner-only permissions).
+    #[arg(long, value_name = "C.key")]
+    pub client_key: PathBuf,
+    /// Where to write the evaluation key for the server (compressed; shareable).
+    #[arg(long, value_name = "S.key")]
+    pub server_key: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct KeygenJson {
+    client_key: String,
+    server_key: String,
+    client_key_bytes: u64,
+    server_key_bytes: u64,
+    keygen_s: f64,
+    fingerprint: String,
+}
+
+pub fn keygen(args: &KeygenArgs) -> Result<()> {
+    let circuit = load_circuit(&args.circuit)?;
+    if args.client_key == args.server_key {
+        bail!("--client-key and --server-key name the same file");
+    }
+    check_writable(&args.client_key)?;
+    check_writable(&args.server_key)?;
+    let t = Instant::now();
+    let (client, server) = ClientKey::generate(&circuit.params)?;
+    let keygen_s = t.elapsed().as_secs_f64();
+    client
+        .save(&args.client_key)
+        .with_context(|| format!("cannot write client key '{}'", args.client_key.display()))?;
+    server
+        .save(&args.server_key)
+        .with_context(|| format!("cannot write server key '{}'", args.server_key.display()))?;
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let report = KeygenJson {
+        client_key: args.client_key.display().to_string(),
+        server_key: args.server_key.display().to_string(),
+        client_key_bytes: size(&args.client_key),
+        server_key_bytes: size(&args.server_key),
+        keygen_s,
+        fingerprint: circuit.params.fingerprint_hex(),
+    };
+    if args.json {
+        return print_out(&json_text(&report)?);
+    }
+    print_out(&format!(
+        "wrote client key '{}' ({}, keep it secret) and server key '{}' ({}) in {:.2} s\n\
+         parameters: {} (fingerprint {})\n",
+        report.client_key,
+        bytes_text(report.client_key_bytes),
+        report.server_key,
+        bytes_text(report.server_key_bytes),
+        keygen_s,
+        circuit.params,
+        report.fingerprint
+    ))
+}
+
+pub fn bytes_text(b: u64) -> String {
+    if b >= 1 << 20 {
+        format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", b as f64 / 1024.0)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct EncryptArgs {
+    #[arg(value_name = "MODEL.fhec")]
+    pub circuit: PathBuf,
+    #[arg(long, value_name = "C.key")]
+    pub client_key: PathBuf,
+    /// One .npy per circuit input: one sample (the input's shape, with or without its
+    /// leading batch 1).
+    #[arg(long = "input", short = 'i', value_name = "X.npy", required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Where to write the ciphertexts.
+    #[arg(long, short = 'o', value_name = "X.ct")]
+    pub output: PathBuf,
+}
+
+/// Reads one sample per circuit input from `.npy` files.
+pub fn read_inputs(circuit: &Circuit, paths: &[PathBuf]) -> Result<Vec<ArrayD<f32>>> {
+    let specs = &circuit.program.inputs;
+    if paths.len() != specs.len() {
+        bail!(
+            "the circuit has {} input(s) ({}) but {} --input file(s) were given",
+            specs.len(),
+            specs
+                .iter()
+                .map(|s| format!("'{}' {}", s.name, shape_text(&s.shape)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            paths.len()
+        );
+    }
+    let mut out = Vec::new();
+    for (path, spec) in paths.iter().zip(specs) {
+        let feed = make_feed(
+            read_npy(path)?,
+            path,
+            &spec.name,
+            &TensorFact::f32(spec.shape.clone()),
+        )?;
+        if let Some(b) = feed.batch.filter(|&b| b != 1) {
+            bail!(
+                "'{}' holds a batch of {b} samples; encrypt takes one sample per file \
+                 (`fhec predict --mode fhe` runs a batch in one process)",
+                path.display()
+            );
+        }
+        out.push(feed.sample(0));
+    }
+    Ok(out)
+}
+
+pub fn encrypt(args: &EncryptArgs) -> Result<()> {
+    let circuit = load_circuit(&args.circuit)?;
+    check_writable(&args.output)?;
+    let client = load_client_key(&args.client_key, &circuit)?;
+    let inputs = read_inputs(&circuit, &args.inputs)?;
+    let t = Instant::now();
+    let cts = client.encrypt(&circuit.program, &inputs)?;
+    let secs = t.elapsed().as_secs_f64();
+    cts.save(&args.output)
+        .with_context(|| format!("cannot write '{}'", args.output.display()))?;
+    print_out(&format!(
+        "encrypted {} input(s) into '{}' ({}) in {:.3} s\n",
+        inputs.len(),
+        args.output.display(),
+        bytes_text(
+            std::fs::metadata(&args.output)
+                .map(|m| m.len())
+                .unwrap_or(0)
+        ),
+        secs
+    ))
+}
+
+/// Loads a client key and checks it was made for `circuit`'s parameters.
+pub fn load_client_key(path: &Path, circuit: &Circuit) -> Result<ClientKey> {
+    let key = ClientKey::load(path)
+        .with_context(|| format!("cannot load client key '{}'", path.display()))?;
+    if key.params != circuit.params {
+        bail!(
+            "client key '{}' was generated for other parameters (fingerprint {}) than this circuit \
+             (fingerprint {}); run `fhec keygen` for this circuit",
+            path.display(),
+            key.params.fingerprint_hex(),
+            circuit.params.fingerprint_hex()
+        );
+    }
+    Ok(key)
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[arg(value_name = "MODEL.fhec")]
+    pub circuit: PathBuf,
+    /// The evaluation key from `fhec keygen` (no secret).
+    #[arg(long, value_name = "S.key")]
+    pub server_key: PathBuf,
+    /// Input ciphertexts from `fhec encrypt`.
+    #[arg(long, short = 'i', value_name = "X.ct")]
+    pub input: PathBuf,
+    /// Where to write the output ciphertexts.
+    #[arg(long, short = 'o', value_name = "Y.ct")]
+    pub output: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct RunJson {
+    output: String,
+    pbs_count: u64,
+    load_key_s: f64,
+    run_s: f64,
+    threads: usize,
+}
+
+pub fn run(args: &RunArgs) -> Result<()> {
+    let circuit = load_circuit(&args.circuit)?;
+    check_writable(&args.output)?;
+    let t = Instant::now();
+    let compressed = CompressedServerKey::load(&args.server_key)
+        .with_context(|| format!("cannot load server key '{}'", args.server_key.display()))?;
+    if compressed.params != circuit.params {
+        bail!(
+            "server key '{}' was generated for other parameters (fingerprint {}) than this circuit \
+             (fingerprint {}); generate keys for this circuit with `fhec keygen`",
+            args.server_key.display(),
+            compressed.params.fingerprint_hex(),
+            circuit.params.fingerprint_hex()
+        );
+    }
+    let server = compressed.expand();
+    let load_key_s = t.elapsed().as_secs_f64();
+    let inputs = EncryptedTensors::load(&args.input)
+        .with_context(|| format!("cannot load ciphertexts '{}'", args.input.display()))?;
+    let t = Instant::now();
+    let outputs = fhec_runtime::fhe::run(&circuit, &server, &inputs).with_context(|| {
+        format!(
+            "cannot run '{}' on '{}'",
+            args.circuit.display(),
+            args.input.display()
+        )
+    })?;
+    let run_s = t.elapsed().as_secs_f64();
+    outputs
+        .save(&args.output)
+        .with_context(|| format!("cannot write '{}'", args.output.display()))?;
+    let report = RunJson {
+        output: args.output.display().to_string(),
+        pbs_count: circuit.prediction.pbs_count,
+        load_key_s,
+        run_s,
+        threads: rayon::current_num_threads(),
+    };
+    if args.json {
+        return print_out(&json_text(&report)?);
+    }
+    print_out(&format!(
+        "ran {} bootstraps in {:.3} s on {} thread(s) (key loaded in {:.2} s); wrote '{}'\n",
+        report.pbs_count, run_s, report.threads, load_key_s, report.output
+    ))
+}
+
+#[derive(Args, Debug)]
+pub struct DecryptArgs {
+    #[arg(value_name = "MODEL.fhec")]
+    pub circuit: PathBuf,
+    #[arg(long, value_name = "C.key")]
+    pub client_key: PathBuf,
+    /// Output ciphertexts from `fhec run`.
+    #[arg(long, short = 'i', value_name = "Y.ct")]
+    pub input: PathBuf,
+    /// Where to write the first output (.npy, float32, dequantised, post-processed).
+    #[arg(long, short = 'o', value_name = "Y.npy")]
+    pub output: PathBuf,
+}
+
+pub fn decrypt(args: &DecryptArgs) -> Result<()> {
+    let circuit = load_circuit(&args.circuit)?;
+    let pending = PendingFile::new(&args.output)?;
+    let client = load_client_key(&args.client_key, &circuit)?;
+    let cts = EncryptedTensors::load(&args.input)
+        .with_context(|| format!("cannot load ciphertexts '{}'", args.input.display()))?;
+    let outputs = client.decrypt(&circuit.program, &cts)?;
+    let outputs = fhec_runtime::client::apply_postprocessing(&circuit.postprocessing, outputs)?;
+    let Some(first) = outputs.into_iter().next() else {
+        bail!("the circuit has no output");
+    };
+    pending.write_npy(&first)?;
+    let mut text = format!(
+        "wrote '{}': output '{}' float32 {}\n",
+        args.output.display(),
+        circuit
+            .program
+            .outputs
+            .first()
+            .map_or("", |o| o.name.as_str()),
+        shape_text(first.shape())
+    );
+    if first.len() <= 16 {
+        let vals: Vec<String> = first.iter().map(|v| format!("{v:.6}")).collect();
+        text.push_str(&format!("  [{}]\n", vals.join(", ")));
+    }
+    print_out(&text)
+}
+
+/// Seconds spent in each phase of encrypted inference.
+#[derive(Serialize, Debug, Clone, Default)]
+pub struct FheTimings {
+    pub keygen_s: f64,
+    /// Expanding the compressed server key (decompression + Fourier transform).
+    pub server_key_s: f64,
+    /// Per sample, mean over the samples run.
+    pub encrypt_s: f64,
+    pub run_s: f64,
+    pub decrypt_s: f64,
+    pub samples: usize,
+}
+
+/// Client and server in one process: keys made once, then encrypt → run → decrypt per
+/// sample (each run uses every thread for its bootstraps).
+pub struct FheSession {
+    client: ClientKey,
+    server: fhec_runtime::fhe::ServerKey,
+    pub timings: FheTimings,
+}
+
+impl FheSession {
+    pub fn new(circuit: &Circuit) -> Result<Self> {
+        let t = Instant::now();
+        let (client, compressed) = ClientKey::generate(&circuit.params)?;
+        let keygen_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let server = compressed.expand();
+        Ok(FheSession {
+            client,
+            server,
+            timings: FheTimings {
+                keygen_s,
+                server_key_s: t.elapsed().as_secs_f64(),
+                ..Default::default()
+            },
+        })
+    }
+
+    /// Encrypts one sample, runs the circuit, decrypts and dequantises (no post-processing).
+    pub fn infer(&mut self, circuit: &Circuit, inputs: &[ArrayD<f32>]) -> Result<Vec<ArrayD<f32>>> {
+        let t = Instant::now();
+        let cts = self.client.encrypt(&circuit.program, inputs)?;
+        let encrypt_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let out = fhec_runtime::fhe::run(circuit, &self.server, &cts)?;
+        let run_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let plain = self.client.decrypt(&circuit.program, &out)?;
+        let decrypt_s = t.elapsed().as_secs_f64();
+        let k = self.timings.samples as f64;
+        let mean = |old: f64, new: f64| (old * k + new) / (k + 1.0);
+        self.timings.encrypt_s = mean(self.timings.encrypt_s, encrypt_s);
+        self.timings.run_s = mean(self.timings.run_s, run_s);
+        self.timings.decrypt_s = mean(self.timings.decrypt_s, decrypt_s);
+        self.timings.samples += 1;
+        Ok(plain)
+    }
+}
