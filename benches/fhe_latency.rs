@@ -33,7 +33,10 @@ use clap::Parser;
 use fhec_runtime::circuit::{Instruction, Lut, Program, ValueInfo};
 use fhec_runtime::clear::{run_clear, run_clear_integers};
 use fhec_runtime::exec::dequantize_outputs;
-use fhec_runtime::fhe::{self, engine::Ct, ClientKey, EncryptedTensors, FheEngine, ServerKey};
+use fhec_runtime::fhe::{
+    self, engine::Ct, Ciphertexts, ClientKey, EncryptedTensor, EncryptedTensors, FheEngine,
+    ServerKey,
+};
 use fhec_runtime::{execute, Circuit, Engine, RuntimeError};
 use ndarray::{ArrayD, Axis, IxDyn};
 use ndarray_npy::NpzReader;
@@ -83,6 +86,10 @@ struct Args {
     /// Skip the profiled run (one extra inference timed per lookup batch).
     #[arg(long)]
     no_profile: bool,
+    /// Profile the first sample's run itself instead of an extra run (its time then counts
+    /// as a measured run; saves one inference on large models).
+    #[arg(long, conflicts_with = "no_profile")]
+    profile_first: bool,
     /// Set by `cargo bench`; without it the binary does nothing (see the module doc).
     #[arg(long, hide = true)]
     bench: bool,
@@ -310,10 +317,12 @@ struct PbsCost {
     pbs_per_element: u64,
     /// Median seconds per bootstrap on one thread.
     single_s: f64,
+    /// Median CPU seconds per bootstrap on one thread (the cost without other processes).
+    single_cpu_s: f64,
     /// Median seconds per bootstrap with the whole pool.
     parallel_s: f64,
     /// Lookups of the last single-thread batch that decrypted to another value than the
-    /// clear table (expected: about batch × p_error, more near approximate-rounding edges).
+    /// clear table (expected: about batch × p_error).
     wrong: usize,
 }
 
@@ -329,9 +338,19 @@ fn measure_pbs(
     let (instruction, lut, info, out_delta) =
         first_lookup(program).ok_or_else(|| anyhow!("the circuit has no table lookup"))?;
     let d_in = lut.input_delta_log2();
-    let span = (info.max - info.min).max(0);
+    // Operands at the centre of a table entry (multiples of 2^shift above the table's
+    // input_min, within the operand's range), spread over the whole range: a lookup that
+    // decrypts to another entry is then a noise failure, not a rounding boundary.
+    let shift = lut.shift();
+    let first = (info.min - lut.input_min + (1 << shift) - 1).max(0) >> shift;
+    let last = ((info.max - lut.input_min) >> shift)
+        .min((1i64 << lut.precision) - 1)
+        .max(first);
     let values: Vec<i64> = (0..batch)
-        .map(|i| info.min + span * i as i64 / (batch.max(2) - 1) as i64)
+        .map(|i| {
+            let idx = first + (last - first) * i as i64 / (batch.max(2) - 1) as i64;
+            lut.input_min + (idx << shift)
+        })
         .collect();
     let tables: Vec<usize> = (0..batch).map(|i| i % lut.tables.len().max(1)).collect();
     let cts: Vec<Ct> = values
@@ -342,18 +361,22 @@ fn measure_pbs(
     let engine = FheEngine::new(server);
     let pbs = (batch as u64 * lut.pbs_per_element()) as f64;
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
-    let time = |pool: &ThreadPool| -> Result<(f64, Vec<Ct>)> {
+    // (wall seconds per PBS, CPU seconds per PBS, outputs of the last repetition)
+    let time = |pool: &ThreadPool| -> Result<(f64, f64, Vec<Ct>)> {
         let mut secs = Vec::with_capacity(reps);
+        let mut cpu = Vec::with_capacity(reps);
         let mut last = Vec::new();
         for _ in 0..reps.max(1) {
+            let sched = SchedStat::now();
             let t = Instant::now();
             last = pool.install(|| engine.lookup(lut, &info, out_delta, &refs, &tables))?;
             secs.push(t.elapsed().as_secs_f64());
+            cpu.push(SchedStat::now().since(&sched).cpu_s);
         }
-        Ok((median(&secs) / pbs, last))
+        Ok((median(&secs) / pbs, median(&cpu) / pbs, last))
     };
-    let (single_s, outs) = time(&one)?;
-    let (parallel_s, _) = time(pool)?;
+    let (single_s, single_cpu_s, outs) = time(&one)?;
+    let (parallel_s, _, _) = time(pool)?;
     let wrong = outs
         .iter()
         .zip(values.iter().zip(&tables))
@@ -364,6 +387,7 @@ fn measure_pbs(
         precision: lut.precision,
         pbs_per_element: lut.pbs_per_element(),
         single_s,
+        single_cpu_s,
         parallel_s,
         wrong,
     })
@@ -465,6 +489,8 @@ struct Profile {
     records: Vec<LookupRecord>,
 }
 
+/// Runs `circuit` like [`fhe::run`] (without its identity checks, which the caller's keys
+/// pass anyway) on a [`TimingEngine`]; returns the outputs and the phase breakdown.
 fn profile_run(
     circuit: &Circuit,
     server: &ServerKey,
@@ -472,10 +498,10 @@ fn profile_run(
     pool: &ThreadPool,
     threads: usize,
     single_s: f64,
-) -> Result<Profile> {
+) -> Result<(EncryptedTensors, Profile)> {
     let program = &circuit.program;
     let lwe_size = circuit.params.big_lwe_dimension() + 1;
-    pool.install(|| -> Result<Profile> {
+    pool.install(|| -> Result<(EncryptedTensors, Profile)> {
         let t = Instant::now();
         let mut arrays = Vec::new();
         for (tensor, spec) in encrypted.tensors.iter().zip(&program.inputs) {
@@ -491,7 +517,21 @@ fn profile_run(
         };
         let outputs = execute(program, &engine, arrays)?;
         let execute_s = engine.origin.elapsed().as_secs_f64();
-        drop(outputs);
+        let tensors = outputs
+            .into_iter()
+            .map(|a| EncryptedTensor {
+                shape: a.shape().to_vec(),
+                ciphertexts: Ciphertexts::Full {
+                    lwe_size,
+                    data: a.iter().flat_map(|c| c.as_ref().iter().copied()).collect(),
+                },
+            })
+            .collect();
+        let result = EncryptedTensors {
+            key_id: server.key_id,
+            fingerprint: circuit.params.fingerprint(),
+            tensors,
+        };
         let records = engine
             .records
             .into_inner()
@@ -508,14 +548,15 @@ fn profile_run(
                 r.elements.div_ceil(threads) as f64 * per as f64 * single_s
             })
             .sum();
-        Ok(Profile {
+        let profile = Profile {
             expand_s,
             execute_s,
             lookup_s,
             lookup_bound_s,
             lookup_wave_bound_s,
             records,
-        })
+        };
+        Ok((result, profile))
     })
 }
 
@@ -536,7 +577,21 @@ struct Report {
     pbs_bound_s: f64,
     run_s_median: f64,
     run_s_mean: f64,
+    /// Fastest run: on a shared machine, the one least disturbed by other processes.
+    run_s_min: f64,
     ratio: f64,
+    /// Measured run ÷ (pbs_count × per-PBS time of the parallel batch): above 1, the executor
+    /// loses time beyond what the same machine achieves on one full batch.
+    ratio_throughput: f64,
+    /// CPU time of one bootstrap on one thread, ms.
+    single_pbs_cpu_ms: f64,
+    /// CPU time of a run ÷ (pbs_count × single_pbs_cpu): the work done beyond the bootstraps,
+    /// whatever the machine's load (1 = nothing but bootstraps).
+    cpu_ratio: f64,
+    /// CPU time of every thread of the process during the run, and the time its runnable
+    /// threads waited for a core (other processes): high waits mean a shared machine.
+    run_cpu_s_median: f64,
+    run_wait_s_median: f64,
     predicted_latency_s: f64,
     predicted_pbs_ms: f64,
     predicted_threads: usize,
@@ -548,6 +603,10 @@ struct Report {
     samples: usize,
     agreement: f64,
     exact_agreement: f64,
+    /// Decrypted integer outputs that differ from the clear execution, over every sample.
+    differing_output_elements: usize,
+    output_elements: usize,
+    max_output_diff: i64,
     label_accuracy: Option<f64>,
     single_batch_wrong: usize,
     profile_lookup_s: Option<f64>,
@@ -632,7 +691,10 @@ fn main() -> Result<()> {
     let samples = load_samples(&resolve(&args.data), program, args.samples)?;
     let (mut enc_s, mut run_s, mut dec_s) = (Vec::new(), Vec::new(), Vec::new());
     let (mut agree, mut exact, mut correct, mut labelled) = (0usize, 0usize, 0usize, 0usize);
+    let (mut diff_elements, mut max_diff, mut out_elements) = (0usize, 0i64, 0usize);
+    let (mut cpu_s, mut wait_s) = (Vec::new(), Vec::new());
     let mut first_encrypted = None;
+    let mut profile = None;
     for (i, (x, label)) in samples.iter().enumerate() {
         let inputs = std::slice::from_ref(x);
         let clear = run_clear(program, inputs)?;
@@ -640,9 +702,20 @@ fn main() -> Result<()> {
         let t = Instant::now();
         let encrypted = pool.install(|| client.encrypt(program, inputs))?;
         enc_s.push(t.elapsed().as_secs_f64());
+        let sched = SchedStat::now();
         let t = Instant::now();
-        let result = pool.install(|| fhe::run(&circuit, &server, &encrypted))?;
+        let result = if i == 0 && args.profile_first {
+            let (result, p) =
+                profile_run(&circuit, &server, &encrypted, &pool, threads, pbs.single_s)?;
+            profile = Some(p);
+            result
+        } else {
+            pool.install(|| fhe::run(&circuit, &server, &encrypted))?
+        };
         run_s.push(t.elapsed().as_secs_f64());
+        let used = SchedStat::now().since(&sched);
+        cpu_s.push(used.cpu_s);
+        wait_s.push(used.wait_s);
         let t = Instant::now();
         let ints = client.decrypt_integers(program, &result)?;
         dec_s.push(t.elapsed().as_secs_f64());
@@ -650,18 +723,26 @@ fn main() -> Result<()> {
         let (fa, ca) = (argmax(&y[0]), argmax(&clear[0]));
         agree += usize::from(fa == ca);
         exact += usize::from(ints == clear_int);
+        let mut sample_diff = 0;
+        for (a, b) in ints.iter().zip(&clear_int) {
+            for (&u, &v) in a.iter().zip(b.iter()) {
+                out_elements += 1;
+                if u != v {
+                    sample_diff += 1;
+                    max_diff = max_diff.max(u.wrapping_sub(v).saturating_abs());
+                }
+            }
+        }
+        diff_elements += sample_diff;
         if let Some(l) = label {
             labelled += 1;
             correct += usize::from(fa as i64 == *l);
         }
         println!(
-            "sample {i}: run {:.3} s, argmax fhe {fa} / clear {ca}{}{}",
+            "sample {i}: run {:.3} s (cpu {:.2} s, waiting for a core {:.2} s), argmax fhe {fa} / clear {ca}, {sample_diff} output elements differ{}",
             run_s[i],
-            if ints == clear_int {
-                ", outputs identical"
-            } else {
-                ", outputs differ"
-            },
+            used.cpu_s,
+            used.wait_s,
             label.map(|l| format!(", label {l}")).unwrap_or_default()
         );
         if first_encrypted.is_none() {
@@ -670,18 +751,10 @@ fn main() -> Result<()> {
     }
     let k = samples.len();
 
-    // Profile.
-    let profile = match (&first_encrypted, args.no_profile) {
-        (Some(enc), false) => Some(profile_run(
-            &circuit,
-            &server,
-            enc,
-            &pool,
-            threads,
-            pbs.single_s,
-        )?),
-        _ => None,
-    };
+    // Profile (an extra run unless the first sample was profiled).
+    if let (Some(enc), false, None) = (&first_encrypted, args.no_profile, &profile) {
+        profile = Some(profile_run(&circuit, &server, enc, &pool, threads, pbs.single_s)?.1);
+    }
 
     let pbs_bound_s = pred.pbs_count as f64 * pbs.single_s / threads as f64;
     let run_med = median(&run_s);
@@ -701,7 +774,13 @@ fn main() -> Result<()> {
         pbs_bound_s,
         run_s_median: run_med,
         run_s_mean: mean(&run_s),
+        run_s_min: run_s.iter().copied().fold(f64::INFINITY, f64::min),
         ratio: run_med / pbs_bound_s,
+        ratio_throughput: run_med / (pred.pbs_count as f64 * pbs.parallel_s),
+        single_pbs_cpu_ms: pbs.single_cpu_s * 1e3,
+        cpu_ratio: median(&cpu_s) / (pred.pbs_count as f64 * pbs.single_cpu_s),
+        run_cpu_s_median: median(&cpu_s),
+        run_wait_s_median: median(&wait_s),
         predicted_latency_s: pred.latency_s,
         predicted_pbs_ms: pred.pbs_latency_s * 1e3,
         predicted_threads: pred.threads,
@@ -713,6 +792,9 @@ fn main() -> Result<()> {
         samples: k,
         agreement: agree as f64 / k as f64,
         exact_agreement: exact as f64 / k as f64,
+        differing_output_elements: diff_elements,
+        output_elements: out_elements,
+        max_output_diff: max_diff,
         label_accuracy: (labelled > 0).then(|| correct as f64 / labelled as f64),
         single_batch_wrong: pbs.wrong,
         profile_lookup_s: profile.as_ref().map(|p| p.lookup_s),
@@ -782,15 +864,35 @@ fn print_table(r: &Report) {
         ("pbs_count", r.pbs_count.to_string()),
         (
             "single_pbs_ms (1 thread)",
-            format!("{:.3}", r.single_pbs_ms),
+            format!("{:.3} (cpu {:.3})", r.single_pbs_ms, r.single_pbs_cpu_ms),
         ),
         ("pbs_ms (all threads)", format!("{:.3}", r.parallel_pbs_ms)),
         ("pbs_bound_s", format!("{:.3}", r.pbs_bound_s)),
         (
-            "run_s median / mean",
-            format!("{:.3} / {:.3}", r.run_s_median, r.run_s_mean),
+            "run_s median / mean / min",
+            format!(
+                "{:.3} / {:.3} / {:.3} (ratio of the min {:.3})",
+                r.run_s_median,
+                r.run_s_mean,
+                r.run_s_min,
+                r.run_s_min / r.pbs_bound_s
+            ),
         ),
         ("ratio (goal <= 1.15)", format!("{:.3}", r.ratio)),
+        (
+            "ratio vs parallel batch",
+            format!("{:.3}", r.ratio_throughput),
+        ),
+        (
+            "run cpu_s / wait_s",
+            format!(
+                "{:.2} / {:.2} (median; {:.2} busy threads)",
+                r.run_cpu_s_median,
+                r.run_wait_s_median,
+                r.run_cpu_s_median / r.run_s_median
+            ),
+        ),
+        ("cpu ratio (work / PBS work)", format!("{:.3}", r.cpu_ratio)),
         (
             "predicted latency_s",
             format!(
@@ -817,8 +919,13 @@ fn print_table(r: &Report) {
         (
             "argmax agreement",
             format!(
-                "{:.3} over {} samples (identical outputs {:.3})",
-                r.agreement, r.samples, r.exact_agreement
+                "{:.3} over {} samples (identical outputs {:.3}; {} of {} output integers differ, max |diff| {})",
+                r.agreement,
+                r.samples,
+                r.exact_agreement,
+                r.differing_output_elements,
+                r.output_elements,
+                r.max_output_diff
             ),
         ),
         (
@@ -834,4 +941,41 @@ fn print_table(r: &Report) {
         println!("| {k:w$} | {v}");
     }
     println!();
+}
+
+/// CPU and run-queue wait time of every thread of this process (`/proc/self/task/*/schedstat`:
+/// nanoseconds on a CPU, nanoseconds runnable but waiting). Threads that exit in between are
+/// lost; the rayon pools of this benchmark live for the whole run.
+struct SchedStat {
+    cpu_s: f64,
+    wait_s: f64,
+}
+
+impl SchedStat {
+    fn now() -> SchedStat {
+        let (mut cpu, mut wait) = (0u64, 0u64);
+        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+            for task in tasks.flatten() {
+                let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
+                    continue;
+                };
+                let mut fields = text
+                    .split_whitespace()
+                    .map(|f| f.parse::<u64>().unwrap_or(0));
+                cpu += fields.next().unwrap_or(0);
+                wait += fields.next().unwrap_or(0);
+            }
+        }
+        SchedStat {
+            cpu_s: cpu as f64 * 1e-9,
+            wait_s: wait as f64 * 1e-9,
+        }
+    }
+
+    fn since(&self, before: &SchedStat) -> SchedStat {
+        SchedStat {
+            cpu_s: self.cpu_s - before.cpu_s,
+            wait_s: self.wait_s - before.wait_s,
+        }
+    }
 }

@@ -226,7 +226,7 @@ fn usage_errors_exit_2() {
         "y.npy".as_ref(),
     ]));
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("float"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("needs --bits"), "{}", stderr(&o));
     let o = fhec(base.iter().chain(&["-o".as_ref(), "y.npy".as_ref()]));
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--mode"), "{}", stderr(&o));

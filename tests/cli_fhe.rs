@@ -34,22 +34,31 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// Compiles the pruned MLP at `bits` with extra options; returns the circuit path and the
-/// parsed `--json` report.
-fn compile(dir: &Path, name: &str, bits: &str, extra: &[&str]) -> (PathBuf, serde_json::Value) {
+/// Small and exact: 3-bit weights and activations, accumulators rounded to 3 bits exactly,
+/// so encrypted results equal the clear ones at the default 2^-40 per bootstrap.
+const SMALL_EXACT: [&str; 6] = [
+    "--bits",
+    "3",
+    "--rounding-bits",
+    "3",
+    "--rounding-mode",
+    "exact",
+];
+
+/// Compiles the pruned MLP with the small exact options plus `extra`; returns the circuit
+/// path and the parsed `--json` report.
+fn compile(dir: &Path, name: &str, extra: &[&str]) -> (PathBuf, serde_json::Value) {
     let out = dir.join(name);
     let mut args = vec![
         "compile".to_string(),
         model(),
-        "--bits".into(),
-        bits.into(),
         "--calib".into(),
         data(),
         "-o".into(),
         s(&out),
         "--json".into(),
     ];
-    args.extend(extra.iter().map(|a| a.to_string()));
+    args.extend(SMALL_EXACT.iter().chain(extra).map(|a| a.to_string()));
     let json: serde_json::Value = serde_json::from_str(&ok(&fhec(&args))).expect("compile --json");
     (out, json)
 }
@@ -78,7 +87,7 @@ fn read_npy(p: &Path) -> ArrayD<f32> {
 fn encrypted_pipeline_matches_clear_and_refuses_mixed_artifacts() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (circuit, json) = compile(d, "m.fhec", "4", &[]);
+    let (circuit, json) = compile(d, "m.fhec", &[]);
     for key in [
         "pbs_count",
         "max_accumulator_bits",
@@ -140,14 +149,18 @@ fn encrypted_pipeline_matches_clear_and_refuses_mixed_artifacts() {
         &model(),
         "--mode",
         "clear",
-        "--bits",
-        "4",
         "--calib",
         &data(),
         "--input",
         &sample(),
         "-o",
         &s(&clear),
+        SMALL_EXACT[0],
+        SMALL_EXACT[1],
+        SMALL_EXACT[2],
+        SMALL_EXACT[3],
+        SMALL_EXACT[4],
+        SMALL_EXACT[5],
     ]));
     assert_eq!(
         read_npy(&y),
@@ -177,7 +190,7 @@ fn encrypted_pipeline_matches_clear_and_refuses_mixed_artifacts() {
     );
 
     // A server key made for another circuit (other parameters) is refused.
-    let (circuit2, json2) = compile(d, "m2.fhec", "4", &["--p-error", "0.01"]);
+    let (circuit2, json2) = compile(d, "m2.fhec", &["--p-error", "0.01"]);
     assert_ne!(json["fingerprint"], json2["fingerprint"]);
     let (_, sk2) = keygen(d, &circuit2, "c");
     fails(
@@ -259,12 +272,15 @@ fn encrypted_pipeline_matches_clear_and_refuses_mixed_artifacts() {
 
 #[test]
 fn eval_simulate_and_fhe_modes_report_accuracy_and_timings() {
+    let (model, data) = (model(), data());
     let sim = ok(&fhec([
         "eval",
-        &model(),
+        &model,
         "--data",
-        &data(),
+        &data,
         "--bits",
+        "4",
+        "--rounding-bits",
         "4",
         "--mode",
         "simulate",
@@ -282,21 +298,13 @@ fn eval_simulate_and_fhe_modes_report_accuracy_and_timings() {
     );
     assert!(v["circuit"]["pbs_count"].as_u64().unwrap() > 0);
 
-    let fhe = ok(&fhec([
-        "eval",
-        &model(),
-        "--data",
-        &data(),
-        "--bits",
-        "4",
-        "--mode",
-        "fhe",
-        "--limit",
-        "3",
-        "--json",
-    ]));
+    let mut args = vec![
+        "eval", &model, "--data", &data, "--mode", "fhe", "--limit", "2", "--json",
+    ];
+    args.extend(SMALL_EXACT);
+    let fhe = ok(&fhec(&args));
     let v: serde_json::Value = serde_json::from_str(&fhe).unwrap();
-    assert_eq!(v["samples"], 3);
+    assert_eq!(v["samples"], 2);
     // At the default 2^-40 per bootstrap, encrypted predictions equal the clear ones.
     assert_eq!(v["clear_agreement"].as_f64(), Some(1.0), "{fhe}");
     for k in ["keygen_s", "encrypt_s", "run_s", "decrypt_s"] {
@@ -308,15 +316,14 @@ fn eval_simulate_and_fhe_modes_report_accuracy_and_timings() {
 fn predict_fhe_writes_the_clear_result_with_timings() {
     let dir = tempfile::tempdir().unwrap();
     let (fhe_out, clear_out) = (dir.path().join("f.npy"), dir.path().join("c.npy"));
-    let common = [
+    let mut common = vec![
         model(),
-        "--bits".into(),
-        "3".into(),
         "--calib".into(),
         data(),
         "--input".into(),
         sample(),
     ];
+    common.extend(SMALL_EXACT.map(String::from));
     let mut args = vec!["predict".to_string()];
     args.extend(common.iter().cloned());
     args.extend(["--mode", "fhe", "--json", "-o"].map(String::from));

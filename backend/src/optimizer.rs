@@ -236,13 +236,6 @@ fn best_bases(levels: usize, variance: impl Fn(usize, usize) -> f64) -> Vec<(usi
         .collect()
 }
 
-/// One point of the search space with its noise.
-#[derive(Clone, Copy, Debug)]
-struct Candidate {
-    params: CryptoParams,
-    model: NoiseModel,
-}
-
 /// Calls `visit` for every `(k, N, n)` of the search space whose tables fit (`N >= 2^(R+1)`)
 /// with, per PBS level and keyswitch level, the best base and resulting variance.
 fn for_each_point(
@@ -316,7 +309,7 @@ pub fn choose_params(
         .max()
         .unwrap_or(1);
 
-    let mut best: Option<(f64, Candidate)> = None;
+    let mut best: Option<(f64, CryptoParams)> = None;
     for_each_point(max_precision, |base, pbs, ks, var_ms| {
         let big = base.big_lwe_dimension();
         let linear_s = linear as f64 * (big + 1) as f64 * COST.linear_word_s;
@@ -348,16 +341,16 @@ pub fn choose_params(
                         ks_level,
                         ..*base
                     };
-                    best = Some((latency, Candidate { params, model }));
+                    best = Some((latency, params));
                 }
             }
         }
     });
 
     match best {
-        Some((_, candidate)) => {
-            let prediction = predict_classes(&classes, linear, &candidate.params, threads);
-            Ok((candidate.params, prediction))
+        Some((_, params)) => {
+            let prediction = predict_classes(&classes, linear, &params, threads);
+            Ok((params, prediction))
         }
         None => Err(diagnose(&constraints, max_precision, per_pbs, target)),
     }

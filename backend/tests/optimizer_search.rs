@@ -146,8 +146,8 @@ fn reported_configurations() {
 #[test]
 fn impossible_targets_explain_what_failed() {
     // 12-bit lookups of a noisy accumulator at 2^-60.
-    let program = program(&[(3, None, 1.0), (12, None, 1e4)], 100);
-    let err = choose_params(&program, PErrorTarget::PerPbs(2f64.powi(-60)), 1).unwrap_err();
+    let twelve = program(&[(3, None, 1.0), (12, None, 1e4)], 100);
+    let err = choose_params(&twelve, PErrorTarget::PerPbs(2f64.powi(-60)), 1).unwrap_err();
     let msg = err.to_string();
     eprintln!("{msg}");
     match &err {
@@ -175,15 +175,15 @@ fn impossible_targets_explain_what_failed() {
     }
 
     // A table too wide for any polynomial size.
-    let program = program(&[(16, None, 1.0)], 10);
-    let msg = choose_params(&program, PErrorTarget::PerPbs(0.05), 1)
+    let wide = program(&[(16, None, 1.0)], 10);
+    let msg = choose_params(&wide, PErrorTarget::PerPbs(0.05), 1)
         .unwrap_err()
         .to_string();
     assert!(msg.contains("polynomial size"), "{msg}");
 
     // A global target names its own flag.
-    let program = program(&[(12, None, 1e4)], 100);
-    let msg = choose_params(&program, PErrorTarget::Global(2f64.powi(-50)), 1)
+    let global = program(&[(12, None, 1e4)], 100);
+    let msg = choose_params(&global, PErrorTarget::Global(2f64.powi(-50)), 1)
         .unwrap_err()
         .to_string();
     assert!(msg.contains("--global-p-error"), "{msg}");

@@ -68,7 +68,7 @@ fn every_emitted_parameter_set_is_secure_and_meets_its_target() {
     let targets = [2f64.powi(-40), 2f64.powi(-20), 0.008, 0.05];
     let mut found = 0;
     for precision in 1..=8u32 {
-        for noise_factor in [1.0, 10.0, 100.0, 1e3, 1e4] {
+        for noise_factor in [1.0, 100.0, 1e4] {
             for rounding in [
                 None,
                 Some(Rounding {
@@ -113,7 +113,7 @@ fn every_emitted_parameter_set_is_secure_and_meets_its_target() {
         }
     }
     // Most of the grid is feasible (only the hardest corners are not).
-    assert!(found > 8 * 5 * 3 * 4 / 2, "only {found} feasible");
+    assert!(found > 8 * 3 * 3 * 4 / 2, "only {found} feasible");
 }
 
 fn reference_set() -> CryptoParams {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! magic "FHEC" | kind u8 | format version u32 | parameter fingerprint [32] | key id [16]
-//! | payload length u64 | blake3(payload) [32] | payload (bincode)
+//! | payload length u64 | blake3(everything before it, then the payload) [32] | payload (bincode)
 //! ```
 //! All integers little-endian. The checksum catches corruption before decoding; the
 //! fingerprint and key id let a reader refuse artifacts that do not belong together before
@@ -73,6 +73,14 @@ fn bincode_options(limit: u64) -> impl Options {
         .reject_trailing_bytes()
 }
 
+/// The checksum covers the header fields and the payload: any flipped bit is caught.
+fn checksum(header: &[u8], body: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(header);
+    h.update(body);
+    *h.finalize().as_bytes()
+}
+
 /// Serialises `payload` behind a header.
 pub fn encode<T: Serialize>(header: &Header, payload: &T) -> Result<Vec<u8>, String> {
     let body = bincode_options(MAX_PAYLOAD)
@@ -85,7 +93,8 @@ pub fn encode<T: Serialize>(header: &Header, payload: &T) -> Result<Vec<u8>, Str
     out.extend_from_slice(&header.fingerprint);
     out.extend_from_slice(&header.key_id);
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(blake3::hash(&body).as_bytes());
+    let digest = checksum(&out, &body);
+    out.extend_from_slice(&digest);
     out.extend_from_slice(&body);
     Ok(out)
 }
@@ -125,7 +134,7 @@ pub fn decode_header(bytes: &[u8], expected: ArtifactKind) -> Result<(Header, &[
             body.len()
         ));
     }
-    if blake3::hash(body).as_bytes() != &bytes[65..97] {
+    if checksum(&bytes[..65], body) != bytes[65..97] {
         return Err("checksum mismatch: the file is corrupted".into());
     }
     Ok((
@@ -254,7 +263,8 @@ mod tests {
         let mut bytes = encode(&header(), &()).unwrap();
         bytes.truncate(HEADER_LEN);
         bytes[57..65].copy_from_slice(&(body.len() as u64).to_le_bytes());
-        bytes[65..97].copy_from_slice(blake3::hash(&body).as_bytes());
+        let digest = checksum(&bytes[..65], &body);
+        bytes[65..97].copy_from_slice(&digest);
         bytes.extend_from_slice(&body);
         assert!(decode::<Vec<u64>>(&bytes, ArtifactKind::Ciphertext).is_err());
     }

@@ -134,14 +134,14 @@ pub fn params_are_secure(params: &CryptoParams) -> Result<(), String> {
     // of parameters that were set to exactly the minimum.
     const SLACK: f64 = 1.0 - 1e-9;
     let lwe_min = minimal_secure_std_lwe(params.lwe_dimension);
-    if !(params.lwe_noise_std >= lwe_min * SLACK) {
+    if params.lwe_noise_std.is_nan() || params.lwe_noise_std < lwe_min * SLACK {
         return Err(format!(
             "lwe_noise_std {:e} is below the minimal secure std {:e} for lwe_dimension {}",
             params.lwe_noise_std, lwe_min, params.lwe_dimension
         ));
     }
     let glwe_min = minimal_secure_std_glwe(params.glwe_dimension, params.polynomial_size);
-    if !(params.glwe_noise_std >= glwe_min * SLACK) {
+    if params.glwe_noise_std.is_nan() || params.glwe_noise_std < glwe_min * SLACK {
         return Err(format!(
             "glwe_noise_std {:e} is below the minimal secure std {:e} for k*N = {}*{}",
             params.glwe_noise_std, glwe_min, params.glwe_dimension, params.polynomial_size

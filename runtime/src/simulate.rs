@@ -236,6 +236,10 @@ impl Engine for SimulationEngine {
 
 /// Quantises real inputs, executes `circuit` on a [`SimulationEngine`] seeded with `seed`
 /// and returns the integer outputs.
+///
+/// Each call starts a fresh engine, so two calls with the same seed draw the same noise:
+/// give every sample of a data set its own seed (e.g. `base_seed + sample_index`; seeds are
+/// hashed, neighbouring seeds give independent streams).
 pub fn simulate_integers(
     circuit: &Circuit,
     inputs: &[ArrayD<f32>],

@@ -67,7 +67,7 @@ fn measured_failure_rate_matches_prediction() {
         delta_log2: delta,
         noise_factor: 1.0,
     };
-    let trials = 3000;
+    let trials = 2000;
     let mut rng = rand::rng();
     let xs: Vec<i64> = (0..trials).map(|_| rng.random_range(0..64)).collect();
     let cts: Vec<_> = xs.iter().map(|&x| client.encrypt_value(x, delta)).collect();

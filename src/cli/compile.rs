@@ -160,8 +160,7 @@ impl CircuitReport {
                 Instruction::Tlu { input, lut } => {
                     let n = program.values[i].len() as u64;
                     tlu_count += n;
-                    *pbs_by_precision.entry(lut.precision).or_default() +=
-                        n * lut.pbs_per_element();
+                    *pbs_by_precision.entry(lut.precision).or_default() += n;
                     if let Some(r) = lut.rounding.filter(|r| r.exact) {
                         *pbs_by_precision.entry(1).or_default() += n * r.shift as u64;
                     }

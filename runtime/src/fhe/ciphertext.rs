@@ -79,9 +79,11 @@ impl Ciphertexts {
         }
     }
 
-    /// Concatenates full ciphertexts.
-    pub fn from_full(cts: &[Ct]) -> Ciphertexts {
-        let lwe_size = cts.first().map_or(1, |c| c.as_ref().len());
+    /// Concatenates full ciphertexts (all of size `lwe_size`).
+    pub fn from_full<'a>(
+        lwe_size: usize,
+        cts: impl ExactSizeIterator<Item = &'a Ct>,
+    ) -> Ciphertexts {
         let mut data = Vec::with_capacity(lwe_size * cts.len());
         for c in cts {
             data.extend_from_slice(c.as_ref());

@@ -219,7 +219,7 @@ impl Engine for FheEngine<'_> {
         let precision = lut.precision;
         let shift = lut.shift();
         let bits = precision + shift;
-        if precision == 0 || params.polynomial_size < (2usize << precision.min(62)) {
+        if params.polynomial_size < (2usize << precision.min(62)) {
             return Err(RuntimeError::Mismatch(format!(
                 "a {precision}-bit table lookup needs a polynomial size of at least 2^{} (have {})",
                 precision + 1,

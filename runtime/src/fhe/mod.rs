@@ -88,13 +88,9 @@ pub fn run(
     let outputs = execute(program, &engine, arrays)?;
     let tensors = outputs
         .into_iter()
-        .map(|a| {
-            let shape = a.shape().to_vec();
-            let cts: Vec<_> = a.iter().cloned().collect();
-            EncryptedTensor {
-                shape,
-                ciphertexts: Ciphertexts::from_full(&cts),
-            }
+        .map(|a| EncryptedTensor {
+            shape: a.shape().to_vec(),
+            ciphertexts: Ciphertexts::from_full(lwe_size, a.iter()),
         })
         .collect();
     Ok(EncryptedTensors {
