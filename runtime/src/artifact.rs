@@ -226,6 +226,48 @@ pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<(), Runti
     result.map_err(io)
 }
 
+impl crate::Circuit {
+    /// Writes the circuit as a `.fhec` artifact (atomically).
+    pub fn save(&self, path: &Path) -> Result<(), RuntimeError> {
+        let header = Header {
+            kind: ArtifactKind::Circuit,
+            version: FORMAT_VERSION,
+            fingerprint: self.params.fingerprint(),
+            key_id: [0; 16],
+        };
+        write_file(path, &header, self, false)
+    }
+
+    /// Reads a `.fhec` artifact and checks it before anything runs it: header, checksum,
+    /// parameter fingerprint, program structure and parameter security.
+    pub fn load(path: &Path) -> Result<crate::Circuit, RuntimeError> {
+        let (header, circuit): (Header, crate::Circuit) = read_file(path, ArtifactKind::Circuit)?;
+        let bad = |message: String| RuntimeError::Format {
+            path: path.to_path_buf(),
+            message,
+        };
+        if header.fingerprint != circuit.params.fingerprint() {
+            return Err(bad(
+                "the header's parameter fingerprint does not match the circuit's parameters".into(),
+            ));
+        }
+        circuit.program.validate().map_err(|e| bad(e.to_string()))?;
+        crate::noise::params_are_secure(&circuit.params).map_err(|e| {
+            bad(format!(
+                "refusing parameters below 128-bit security: {e}; recompile the model"
+            ))
+        })?;
+        Ok(circuit)
+    }
+}
+
+/// Bytes `payload` takes in an artifact file (header included).
+pub fn encoded_len<T: Serialize>(payload: &T) -> u64 {
+    bincode_options(MAX_PAYLOAD)
+        .serialized_size(payload)
+        .map_or(0, |n| n + HEADER_LEN as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,46 +327,4 @@ mod tests {
         let missing = dir.path().join("no/such/dir/x.ct");
         assert!(write_file(&missing, &header(), &1u8, false).is_err());
     }
-}
-
-impl crate::Circuit {
-    /// Writes the circuit as a `.fhec` artifact (atomically).
-    pub fn save(&self, path: &Path) -> Result<(), RuntimeError> {
-        let header = Header {
-            kind: ArtifactKind::Circuit,
-            version: FORMAT_VERSION,
-            fingerprint: self.params.fingerprint(),
-            key_id: [0; 16],
-        };
-        write_file(path, &header, self, false)
-    }
-
-    /// Reads a `.fhec` artifact and checks it before anything runs it: header, checksum,
-    /// parameter fingerprint, program structure and parameter security.
-    pub fn load(path: &Path) -> Result<crate::Circuit, RuntimeError> {
-        let (header, circuit): (Header, crate::Circuit) = read_file(path, ArtifactKind::Circuit)?;
-        let bad = |message: String| RuntimeError::Format {
-            path: path.to_path_buf(),
-            message,
-        };
-        if header.fingerprint != circuit.params.fingerprint() {
-            return Err(bad(
-                "the header's parameter fingerprint does not match the circuit's parameters".into(),
-            ));
-        }
-        circuit.program.validate().map_err(|e| bad(e.to_string()))?;
-        crate::noise::params_are_secure(&circuit.params).map_err(|e| {
-            bad(format!(
-                "refusing parameters below 128-bit security: {e}; recompile the model"
-            ))
-        })?;
-        Ok(circuit)
-    }
-}
-
-/// Bytes `payload` takes in an artifact file (header included).
-pub fn encoded_len<T: Serialize>(payload: &T) -> u64 {
-    bincode_options(MAX_PAYLOAD)
-        .serialized_size(payload)
-        .map_or(0, |n| n + HEADER_LEN as u64)
 }

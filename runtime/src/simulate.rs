@@ -6,7 +6,7 @@
 //! Per element of a lookup with input noise factor `alpha`, in units of the input delta
 //! (`2^-(B+1)` of the torus, `B = precision + shift`):
 //!
-//! - no rounding / approximate rounding: `x = acc - input_min + e`, `e ~ N(0, alpha*var_pbs +
+//! - no rounding / approximate rounding: `x = acc - input_min (+ 1/2 with rounding) + e`, `e ~ N(0, alpha*var_pbs +
 //!   var_ks + var_ms)`; the bootstrap reads box `floor(x / 2^s + 1/2)`, taken modulo
 //!   `2^(R+1)` (negacyclic): boxes `[0, 2^R)` give `table[box]`, boxes `[2^R, 2^(R+1))` give
 //!   `-table[box - 2^R]`, entries past the end of a table are 0 (as in the FHE accumulator);
@@ -131,6 +131,9 @@ impl LookupNoise {
                 e += self.pbs * gauss(rng);
             }
             x as f64 + e + self.switch * gauss(rng)
+        } else if s > 0 {
+            // Approximate rounding: the engine adds half an input unit (see fhe/engine.rs).
+            offset as f64 + 0.5 + self.total * gauss(rng)
         } else {
             offset as f64 + self.total * gauss(rng)
         };

@@ -147,6 +147,12 @@ fn files_round_trip_and_run_checks_keys() {
         client.decrypt_integers(&program, &out).unwrap(),
         vec![sample()]
     );
+    // The real-valued API: quantise (scale 1, 4-bit signed, saturating) and dequantise.
+    let real = sample().mapv(|v| v as f32 + 0.2);
+    let enc_real = client.encrypt(&program, &[real]).unwrap();
+    let out_real = fhe::run(&c, &server_key, &enc_real).unwrap();
+    let decoded = client.decrypt(&program, &out_real).unwrap();
+    assert_eq!(decoded, vec![sample().mapv(|v| v as f32)]);
 
     // Another client key: the server refuses the inputs, the client refuses the outputs.
     let (other, other_server) = ClientKey::generate(&params).unwrap();

@@ -181,7 +181,9 @@ fn encrypted_program_matches_reference() {
     }
     for x in cases {
         let input = ArrayD::from_shape_vec(IxDyn(&[1, 3]), x.clone()).unwrap();
-        let enc = client.encrypt_integers(&program, &[input.clone()]).unwrap();
+        let enc = client
+            .encrypt_integers(&program, std::slice::from_ref(&input))
+            .unwrap();
         let out = fhe::run(&circuit, &server, &enc).unwrap();
         let got = client.decrypt_integers(&program, &out).unwrap();
         let (max, hidden) = reference(&x);

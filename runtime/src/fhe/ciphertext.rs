@@ -383,6 +383,7 @@ mod tests {
         assert_eq!(decode(enc(-5, 511), d, -5), -5);
         assert_eq!(decode(enc(7, -300), d, -5), 7);
         assert_eq!(decode(enc(-3, 0), d, -8), -3);
-        assert_eq!(decode(enc(12, 0), 0, 0), 12);
+        assert_eq!(decode(12, 0, 0), 12);
+        assert_eq!(decode(super::encode(-2, 0), 0, -3), -2);
     }
 }

@@ -274,6 +274,11 @@ impl Engine for FheEngine<'_> {
                 (1i64 << (exact_shift - 1)).wrapping_sub(lut.input_min),
                 d_in,
             )
+        } else if lut.shift() > 0 {
+            // Approximate rounding: half an input unit more, so that an accumulator exactly
+            // on a rounding boundary (which the clear rule rounds up) sits half a unit inside
+            // its box instead of on the edge.
+            encode(lut.input_min.wrapping_neg(), d_in).wrapping_add(1u64 << (d_in - 1))
         } else {
             encode(lut.input_min.wrapping_neg(), d_in)
         };
