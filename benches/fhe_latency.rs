@@ -734,6 +734,14 @@ fn main() -> Result<()> {
             }
         }
         diff_elements += sample_diff;
+        if sample_diff > 0 && ints[0].len() <= 16 {
+            let show = |a: &ArrayD<i64>| format!("{:?}", a.iter().collect::<Vec<_>>());
+            println!(
+                "sample {i}: integer outputs fhe {} / clear {}",
+                show(&ints[0]),
+                show(&clear_int[0])
+            );
+        }
         if let Some(l) = label {
             labelled += 1;
             correct += usize::from(fa as i64 == *l);
