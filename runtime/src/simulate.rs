@@ -28,6 +28,7 @@ use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
 use crate::circuit::{Circuit, Lut, Program, ValueInfo};
+use crate::clear::ClearEngine;
 use crate::engine::Engine;
 use crate::error::RuntimeError;
 use crate::exec::{dequantize_outputs, execute, quantize_inputs};
@@ -153,31 +154,34 @@ impl LookupNoise {
 impl Engine for SimulationEngine {
     type Ct = i64;
 
-    fn trivial(&self, value: i64, _delta_log2: u32) -> i64 {
-        value
+    // Everything but the lookups is exact integer arithmetic: the clear engine's.
+    fn trivial(&self, value: i64, delta_log2: u32) -> i64 {
+        ClearEngine.trivial(value, delta_log2)
     }
 
     fn add_assign(&self, acc: &mut i64, x: &i64) {
-        *acc = acc.wrapping_add(*x);
+        ClearEngine.add_assign(acc, x)
     }
 
     fn sub_assign(&self, acc: &mut i64, x: &i64) {
-        *acc = acc.wrapping_sub(*x);
+        ClearEngine.sub_assign(acc, x)
     }
 
     fn mul_add_assign(&self, acc: &mut i64, x: &i64, weight: i64) {
-        *acc = acc.wrapping_add(x.wrapping_mul(weight));
+        ClearEngine.mul_add_assign(acc, x, weight)
     }
 
     fn mul_assign(&self, x: &mut i64, weight: i64) {
-        *x = x.wrapping_mul(weight);
+        ClearEngine.mul_assign(x, weight)
     }
 
-    fn add_const_assign(&self, x: &mut i64, constant: i64, _delta_log2: u32) {
-        *x = x.wrapping_add(constant);
+    fn add_const_assign(&self, x: &mut i64, constant: i64, delta_log2: u32) {
+        ClearEngine.add_const_assign(x, constant, delta_log2)
     }
 
-    fn rescale(&self, _x: &mut i64, _shift: u32) {}
+    fn rescale(&self, x: &mut i64, shift: u32) {
+        ClearEngine.rescale(x, shift)
+    }
 
     fn lookup(
         &self,

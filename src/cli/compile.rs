@@ -333,7 +333,7 @@ fn client_op(output: usize, op: &fhec_ir::Op) -> Result<fhec_runtime::circuit::C
 }
 
 /// Keeps the backend's cause chain (lowering/optimizer details) in the report.
-fn backend_error(e: fhec_backend::BackendError) -> anyhow::Error {
+pub fn backend_error(e: fhec_backend::BackendError) -> anyhow::Error {
     match e {
         fhec_backend::BackendError::Lower(l) => anyhow::Error::new(l),
         fhec_backend::BackendError::Optimize(o) => anyhow::Error::new(o),

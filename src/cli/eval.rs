@@ -352,10 +352,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let circuit = match (&compiled, mode) {
         (Some((c, _)), EvalMode::Simulate | EvalMode::Fhe) => {
             let mut circuit = fhec_backend::compile(&c.graph, &args.crypto.options())
-                .map_err(|e| match e {
-                    fhec_backend::BackendError::Lower(l) => anyhow::Error::new(l),
-                    fhec_backend::BackendError::Optimize(o) => anyhow::Error::new(o),
-                })
+                .map_err(super::compile::backend_error)
                 .with_context(|| {
                     format!(
                         "cannot compile '{}' to a circuit ({})",
