@@ -152,43 +152,29 @@ impl From<&CryptoParams> for ParamsJson {
 impl CircuitReport {
     pub fn new(circuit: &Circuit) -> Self {
         let program = &circuit.program;
-        let mut tlu_count = 0u64;
+        // Bootstraps per precision, from the same lookup classes the optimizer sizes
+        // (tables, max-pool comparisons, and the 1-bit extractions of exact rounding).
         let mut pbs_by_precision = std::collections::BTreeMap::new();
+        for class in fhec_runtime::noise::lookup_classes(program).unwrap_or_default() {
+            *pbs_by_precision.entry(class.kind.precision).or_default() += class.elements;
+            if class.kind.exact && class.kind.shift > 0 {
+                *pbs_by_precision.entry(1).or_default() += class.elements * class.kind.shift as u64;
+            }
+        }
+        let mut tlu_count = 0u64;
         let mut max_acc = 0u32;
         for (i, ins) in program.instructions.iter().enumerate() {
-            match ins {
-                Instruction::Tlu { input, lut } => {
-                    let n = program.values[i].len() as u64;
-                    tlu_count += n;
-                    *pbs_by_precision.entry(lut.precision).or_default() += n;
-                    if let Some(r) = lut.rounding.filter(|r| r.exact) {
-                        *pbs_by_precision.entry(1).or_default() += n * r.shift as u64;
-                    }
-                    let v = &program.values[*input];
-                    max_acc = max_acc.max(fhec_ir::quant::int_bits(v.min, v.max));
+            let accumulator = match ins {
+                Instruction::Tlu { input, .. } => {
+                    tlu_count += program.values[i].len() as u64;
+                    &program.values[*input]
                 }
-                Instruction::MaxPool { relu, .. } => {
-                    let _ = relu;
-                }
-                Instruction::Dense { .. } | Instruction::Conv { .. } => {
-                    let v = &program.values[i];
-                    max_acc = max_acc.max(fhec_ir::quant::int_bits(v.min, v.max));
-                }
-                _ => {}
-            }
+                Instruction::Dense { .. } | Instruction::Conv { .. } => &program.values[i],
+                _ => continue,
+            };
+            max_acc = max_acc.max(fhec_ir::quant::int_bits(accumulator.min, accumulator.max));
         }
-        // Max-pool comparisons: the prediction's total minus what the tables account for.
-        let counted: u64 = pbs_by_precision.values().sum();
         let pred = &circuit.prediction;
-        if pred.pbs_count > counted {
-            for ins in &program.instructions {
-                if let Instruction::MaxPool { relu, .. } = ins {
-                    *pbs_by_precision.entry(relu.precision).or_default() +=
-                        pred.pbs_count - counted;
-                    break;
-                }
-            }
-        }
         CircuitReport {
             pbs_count: pred.pbs_count,
             tlu_count,
