@@ -250,6 +250,27 @@ impl Instruction {
         }
     }
 
+    /// The values this instruction reads, to rewrite them (renumbering).
+    pub fn operands_mut(&mut self) -> Vec<&mut ValueId> {
+        use Instruction::*;
+        match self {
+            Input { .. } => vec![],
+            Dense { input, .. }
+            | Conv { input, .. }
+            | SumPool { input, .. }
+            | MaxPool { input, .. }
+            | AddConst { input, .. }
+            | MulConst { input, .. }
+            | Reshape { input }
+            | Transpose { input, .. }
+            | Pad { input, .. }
+            | Rescale { input, .. }
+            | Tlu { input, .. } => vec![input],
+            Add { a, b } | Sub { a, b } => vec![a, b],
+            Concat { inputs, .. } => inputs.iter_mut().collect(),
+        }
+    }
+
     /// Short name for reports and errors.
     pub fn name(&self) -> &'static str {
         use Instruction::*;

@@ -198,25 +198,8 @@ fn operand_delta(instr: &Instruction, own: u32) -> u32 {
 }
 
 fn remap_operands(instr: &mut Instruction, mut f: impl FnMut(ValueId) -> ValueId) {
-    use Instruction::*;
-    match instr {
-        Input { .. } => {}
-        Dense { input, .. }
-        | Conv { input, .. }
-        | SumPool { input, .. }
-        | MaxPool { input, .. }
-        | AddConst { input, .. }
-        | MulConst { input, .. }
-        | Reshape { input }
-        | Transpose { input, .. }
-        | Pad { input, .. }
-        | Rescale { input, .. }
-        | Tlu { input, .. } => *input = f(*input),
-        Add { a, b } | Sub { a, b } => {
-            *a = f(*a);
-            *b = f(*b);
-        }
-        Concat { inputs, .. } => inputs.iter_mut().for_each(|x| *x = f(*x)),
+    for operand in instr.operands_mut() {
+        *operand = f(*operand);
     }
 }
 
