@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 mod cli;
 mod data;
 mod npyio;
+mod plot;
 
 /// Compile ONNX neural networks into TFHE circuits and run them on encrypted data.
 #[derive(Parser, Debug)]
@@ -44,6 +45,11 @@ enum Command {
     Run(cli::fhe::RunArgs),
     /// Decrypt a circuit's encrypted outputs with the client key and write them as .npy.
     Decrypt(cli::fhe::DecryptArgs),
+    /// Evaluate a model over datasets x bits x rounding x p_error (x pruning): one CSV and
+    /// JSON-lines row per configuration (accuracies, cost, parameters, latency); resumable.
+    Sweep(cli::sweep::SweepArgs),
+    /// Draw accuracy and latency plots of `fhec sweep` result CSVs (PNG and SVG).
+    Plot(cli::plot::PlotArgs),
 }
 
 /// Exit code of every failure (clap's usage errors use the same).
@@ -98,6 +104,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Encrypt(args) => cli::fhe::encrypt(&args),
         Command::Run(args) => cli::fhe::run(&args),
         Command::Decrypt(args) => cli::fhe::decrypt(&args),
+        Command::Sweep(args) => cli::sweep::run(&args),
+        Command::Plot(args) => cli::plot::run(&args),
     }
 }
 

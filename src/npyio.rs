@@ -142,6 +142,17 @@ impl PendingFile {
     /// Creates the temporary file next to `target`, so that a target that cannot be written
     /// is reported before any work is done. Nothing is left behind if the write is dropped.
     pub fn new(target: &Path) -> Result<Self> {
+        Self::with_mode(target, 0o666)
+    }
+
+    /// Like [`PendingFile::new`], but the file is readable by its owner only (mode 0600):
+    /// for decrypted results, which are as private as the inputs they came from.
+    pub fn new_private(target: &Path) -> Result<Self> {
+        Self::with_mode(target, 0o600)
+    }
+
+    #[cfg_attr(not(unix), allow(unused_variables))]
+    fn with_mode(target: &Path, mode: u32) -> Result<Self> {
         let ctx = || format!("cannot write '{}'", target.display());
         if target.is_dir() {
             return Err(anyhow!("it is a directory")).with_context(ctx);
@@ -164,11 +175,11 @@ impl PendingFile {
         let prefix = format!(".{}.", name.to_string_lossy());
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix).suffix(".tmp");
-        // An ordinary new file (0666 less the umask), not tempfile's private 0600.
+        // 0666 (less the umask) for an ordinary file, 0600 for a private one.
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            builder.permissions(std::fs::Permissions::from_mode(0o666));
+            builder.permissions(std::fs::Permissions::from_mode(mode));
         }
         let tmp = builder.tempfile_in(&dir).with_context(ctx)?;
         Ok(PendingFile {

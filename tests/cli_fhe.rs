@@ -143,6 +143,13 @@ fn encrypted_pipeline_matches_clear_and_refuses_mixed_artifacts() {
         "-o",
         &s(&y),
     ]));
+    #[cfg(unix)]
+    {
+        // Decrypted results are as private as the client key.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&y).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "decrypted output mode {mode:o}");
+    }
     let clear = d.join("clear.npy");
     ok(&fhec([
         "predict",

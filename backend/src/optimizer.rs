@@ -277,6 +277,37 @@ fn for_each_point(
     }
 }
 
+/// A point of the search space with the PBS level `pbs_level` and keyswitch level
+/// `ks_level` and their bases: the one way the search turns a point into parameters.
+fn with_levels(
+    base: &CryptoParams,
+    (pbs_level, pbs_base_log): (usize, usize),
+    (ks_level, ks_base_log): (usize, usize),
+) -> CryptoParams {
+    CryptoParams {
+        pbs_base_log,
+        pbs_level,
+        ks_base_log,
+        ks_level,
+        ..*base
+    }
+}
+
+/// Every parameter set [`choose_params`] can return: each `(k, N, n)` of the search space
+/// with its noise levels and, per PBS and keyswitch level, the base the search would pick.
+/// For audits (the security test checks every one of them against tfhe-rs's curves).
+pub fn candidate_params() -> Vec<CryptoParams> {
+    let mut out = Vec::new();
+    for_each_point(0, |base, pbs, ks, _| {
+        for (l, &(pbs_base, _)) in pbs.iter().enumerate() {
+            for (m, &(ks_base, _)) in ks.iter().enumerate() {
+                out.push(with_levels(base, (l + 1, pbs_base), (m + 1, ks_base)));
+            }
+        }
+    });
+    out
+}
+
 fn worst_p(model: &NoiseModel, constraints: &[Constraint]) -> f64 {
     constraints
         .iter()
@@ -334,13 +365,7 @@ pub fn choose_params(
                     var_ms,
                 };
                 if worst_p(&model, &constraints) <= per_pbs {
-                    let params = CryptoParams {
-                        pbs_base_log: pbs_base,
-                        pbs_level: level,
-                        ks_base_log: ks_base,
-                        ks_level,
-                        ..*base
-                    };
+                    let params = with_levels(base, (level, pbs_base), (ks_level, ks_base));
                     best = Some((latency, params));
                 }
             }
@@ -430,13 +455,7 @@ fn diagnose(
             let p = model.kind_failure_probability(c.kind, c.noise_factor);
             if p < best_p[i] {
                 best_p[i] = p;
-                best_at[i] = Some(CryptoParams {
-                    pbs_base_log: pbs_base,
-                    pbs_level: l + 1,
-                    ks_base_log: ks_base,
-                    ks_level: m + 1,
-                    ..*base
-                });
+                best_at[i] = Some(with_levels(base, (l + 1, pbs_base), (m + 1, ks_base)));
             }
         }
     });

@@ -248,6 +248,7 @@ fn binary(c: &mut NodeCtx, op: BinaryOp) -> Res {
             BinaryOp::PRelu => None,
         };
         let shape = fhec_ir::op::broadcast_shapes(x.shape(), y.shape()).map_err(|e| c.err(e.0))?;
+        crate::tensor::folded_elements(&shape).map_err(|e| c.err(e))?;
         let xb = x
             .broadcast(IxDyn(&shape))
             .ok_or_else(|| c.err("operands do not broadcast"))?;
@@ -812,6 +813,7 @@ fn constant_of_shape(c: &mut NodeCtx) -> Res {
     c.allow_attrs(&["value"])?;
     let s = c.const_input(0, "the shape")?;
     let shape = to_usizes(c, &ints_of(c, &s, "the shape")?, "shape")?;
+    crate::tensor::folded_elements(&shape).map_err(|e| c.err(e))?;
     let fill = c
         .attr_tensor("value")?
         .unwrap_or(ConstValue::Float(ArrayD::zeros(IxDyn(&[1]))));

@@ -106,6 +106,22 @@ pub fn int_dtype(t: i32) -> Option<DType> {
 /// Largest tensor we accept (elements), checked before allocating.
 const MAX_ELEMENTS: usize = 1 << 28;
 
+/// Largest constant the import creates itself (e.g. `ConstantOfShape`), whose size a few
+/// bytes of the model declare: checked before allocating, so a tiny file cannot ask for
+/// gigabytes.
+pub(crate) const MAX_FOLDED_ELEMENTS: usize = 1 << 26;
+
+/// Element count of `shape` if at most [`MAX_FOLDED_ELEMENTS`].
+pub(crate) fn folded_elements(shape: &[usize]) -> Result<usize, String> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= MAX_FOLDED_ELEMENTS)
+        .ok_or_else(|| {
+            format!("a constant of shape {shape:?} exceeds {MAX_FOLDED_ELEMENTS} elements")
+        })
+}
+
 /// Decodes a tensor; the error string names the field at fault.
 pub fn decode_tensor(t: &TensorProto) -> Result<ConstValue, String> {
     use onnx_type::*;

@@ -83,9 +83,25 @@ fn checksum(header: &[u8], body: &[u8]) -> [u8; 32] {
 
 /// Serialises `payload` behind a header.
 pub fn encode<T: Serialize>(header: &Header, payload: &T) -> Result<Vec<u8>, String> {
-    let body = bincode_options(MAX_PAYLOAD)
+    let mut body = bincode_options(MAX_PAYLOAD)
         .serialize(payload)
         .map_err(|e| format!("cannot serialise: {e}"))?;
+    let out = frame(header, &body);
+    // The payload may be a secret key: do not leave a copy in freed memory.
+    wipe_bytes(&mut body);
+    Ok(out)
+}
+
+/// Overwrites a buffer that may hold secret material before it is freed (`black_box` keeps
+/// the compiler from dropping the writes to memory that is about to be freed).
+pub(crate) fn wipe_bytes(bytes: &mut [u8]) {
+    bytes.fill(0);
+    std::hint::black_box(&*bytes);
+}
+
+/// Puts an already serialised payload behind a header (length and checksum computed here).
+/// [`encode`] uses it; fuzzing uses it to reach the payload decoder past the checksum.
+pub fn frame(header: &Header, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(MAGIC);
     out.push(header.kind as u8);
@@ -93,17 +109,17 @@ pub fn encode<T: Serialize>(header: &Header, payload: &T) -> Result<Vec<u8>, Str
     out.extend_from_slice(&header.fingerprint);
     out.extend_from_slice(&header.key_id);
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    let digest = checksum(&out, &body);
+    let digest = checksum(&out, body);
     out.extend_from_slice(&digest);
-    out.extend_from_slice(&body);
-    Ok(out)
+    out.extend_from_slice(body);
+    out
 }
 
 /// Reads the header of `bytes` and checks magic, kind, version and checksum.
 pub fn decode_header(bytes: &[u8], expected: ArtifactKind) -> Result<(Header, &[u8]), String> {
     if bytes.len() < HEADER_LEN || &bytes[..4] != MAGIC {
         return Err(format!(
-            "not an fhec artifact (expected {}; the file is too short or lacks the FHEC magic)",
+            "not an fhec artifact (expected {}; the file is too short or lacks the FHEC magic): pass a file written by fhec",
             expected.describe()
         ));
     }
@@ -130,12 +146,14 @@ pub fn decode_header(bytes: &[u8], expected: ArtifactKind) -> Result<(Header, &[
     let body = &bytes[HEADER_LEN..];
     if len != body.len() as u64 {
         return Err(format!(
-            "truncated or extended: header says {len} payload bytes, file has {}",
+            "truncated or extended: header says {len} payload bytes, file has {}; copy the file again or regenerate it",
             body.len()
         ));
     }
     if checksum(&bytes[..65], body) != bytes[65..97] {
-        return Err("checksum mismatch: the file is corrupted".into());
+        return Err(
+            "checksum mismatch: the file is corrupted; copy it again or regenerate it".into(),
+        );
     }
     Ok((
         Header {
@@ -160,6 +178,18 @@ pub fn decode<T: DeserializeOwned>(
     Ok((header, payload))
 }
 
+/// Decodes a `T` at the start of a payload and ignores the rest, with the same encoding and
+/// size limit as [`decode`] (e.g. the parameters leading a key payload).
+pub fn decode_prefix<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_little_endian()
+        .with_limit(body.len() as u64)
+        .allow_trailing_bytes()
+        .deserialize(body)
+        .ok()
+}
+
 /// Writes an artifact atomically (temporary file in the same directory, then rename);
 /// `secret` files are owner-only (mode 0600 on Unix).
 pub fn write_file<T: Serialize>(
@@ -168,11 +198,57 @@ pub fn write_file<T: Serialize>(
     payload: &T,
     secret: bool,
 ) -> Result<(), RuntimeError> {
-    let bytes = encode(header, payload).map_err(|message| RuntimeError::Format {
+    let mut bytes = encode(header, payload).map_err(|message| RuntimeError::Format {
         path: path.to_path_buf(),
         message,
     })?;
-    write_atomic(path, &bytes, secret)
+    let result = write_atomic(path, &bytes, secret);
+    if secret {
+        wipe_bytes(&mut bytes);
+    }
+    result
+}
+
+/// The path a [`RuntimeError::Format`] from a `from_bytes` decoder names: bytes in memory
+/// have no file; [`load_with`] replaces it with the file the bytes came from.
+pub const IN_MEMORY: &str = "<in-memory artifact>";
+
+/// A [`RuntimeError::Format`] for bytes decoded in memory.
+pub(crate) fn format_error(message: String) -> RuntimeError {
+    RuntimeError::Format {
+        path: IN_MEMORY.into(),
+        message,
+    }
+}
+
+/// [`decode`] with the error as a [`RuntimeError`] (path [`IN_MEMORY`]).
+pub fn decode_bytes<T: DeserializeOwned>(
+    bytes: &[u8],
+    expected: ArtifactKind,
+) -> Result<(Header, T), RuntimeError> {
+    decode(bytes, expected).map_err(format_error)
+}
+
+/// Reads `path` and decodes its bytes with `from_bytes`, naming `path` in format errors: the
+/// one way every artifact loader goes from a file to its in-memory decoder.
+pub fn load_with<T>(
+    path: &Path,
+    from_bytes: impl FnOnce(&[u8]) -> Result<T, RuntimeError>,
+) -> Result<T, RuntimeError> {
+    let mut bytes = std::fs::read(path).map_err(|source| RuntimeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let result = from_bytes(&bytes);
+    // The bytes may be a secret key file: do not leave them in freed memory.
+    wipe_bytes(&mut bytes);
+    result.map_err(|e| match e {
+        RuntimeError::Format { message, .. } => RuntimeError::Format {
+            path: path.to_path_buf(),
+            message,
+        },
+        other => other,
+    })
 }
 
 /// Reads and decodes an artifact of kind `expected`.
@@ -180,14 +256,7 @@ pub fn read_file<T: DeserializeOwned>(
     path: &Path,
     expected: ArtifactKind,
 ) -> Result<(Header, T), RuntimeError> {
-    let bytes = std::fs::read(path).map_err(|source| RuntimeError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    decode(&bytes, expected).map_err(|message| RuntimeError::Format {
-        path: path.to_path_buf(),
-        message,
-    })
+    load_with(path, |bytes| decode_bytes(bytes, expected))
 }
 
 /// Writes `bytes` to `path` through a temporary sibling file and a rename.
@@ -206,8 +275,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<(), Runti
         .unwrap_or_else(|| "artifact".into());
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
+        // A fresh file (O_EXCL) so that its mode is ours: a stale temporary someone else
+        // could read is removed first, never reused.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         if secret {
             use std::os::unix::fs::OpenOptionsExt;
@@ -238,25 +313,34 @@ impl crate::Circuit {
         write_file(path, &header, self, false)
     }
 
-    /// Reads a `.fhec` artifact and checks it before anything runs it: header, checksum,
-    /// parameter fingerprint, program structure and parameter security.
+    /// Reads a `.fhec` artifact and checks it before anything runs it (see
+    /// [`crate::Circuit::from_bytes`]).
     pub fn load(path: &Path) -> Result<crate::Circuit, RuntimeError> {
-        let (header, circuit): (Header, crate::Circuit) = read_file(path, ArtifactKind::Circuit)?;
-        let bad = |message: String| RuntimeError::Format {
-            path: path.to_path_buf(),
-            message,
-        };
+        load_with(path, crate::Circuit::from_bytes)
+    }
+
+    /// Decodes and checks the bytes of a `.fhec` artifact: header, checksum, parameter
+    /// fingerprint, usable and secure parameters, then program structure.
+    pub fn from_bytes(bytes: &[u8]) -> Result<crate::Circuit, RuntimeError> {
+        let (header, circuit): (Header, crate::Circuit) =
+            decode_bytes(bytes, ArtifactKind::Circuit)?;
         if header.fingerprint != circuit.params.fingerprint() {
-            return Err(bad(
+            return Err(format_error(
                 "the header's parameter fingerprint does not match the circuit's parameters".into(),
             ));
         }
-        circuit.program.validate().map_err(|e| bad(e.to_string()))?;
+        // Sizes first: the security estimate multiplies the dimensions.
+        crate::fhe::keys::check_params(&circuit.params)
+            .map_err(|e| format_error(format!("{e}; recompile the model")))?;
         crate::noise::params_are_secure(&circuit.params).map_err(|e| {
-            bad(format!(
+            format_error(format!(
                 "refusing parameters below 128-bit security: {e}; recompile the model"
             ))
         })?;
+        circuit
+            .program
+            .validate()
+            .map_err(|e| format_error(e.to_string()))?;
         Ok(circuit)
     }
 }

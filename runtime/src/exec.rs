@@ -37,6 +37,18 @@ pub fn execute<E: Engine>(
     engine: &E,
     inputs: Vec<ArrayD<E::Ct>>,
 ) -> Result<Vec<ArrayD<E::Ct>>, RuntimeError> {
+    execute_observed(program, engine, inputs, |_, _| {})
+}
+
+/// [`execute`], calling `before(i, instruction)` before each instruction runs: engines that
+/// record per-instruction facts (the FHE noise trace) learn which instruction a lookup
+/// batch belongs to.
+pub fn execute_observed<E: Engine>(
+    program: &Program,
+    engine: &E,
+    inputs: Vec<ArrayD<E::Ct>>,
+    mut before: impl FnMut(usize, &Instruction),
+) -> Result<Vec<ArrayD<E::Ct>>, RuntimeError> {
     program.validate()?;
     check_input_shapes(program, inputs.iter().map(|a| a.shape()))?;
 
@@ -55,6 +67,7 @@ pub fn execute<E: Engine>(
     let last_use = last_uses(program);
     let mut values: Vec<Option<Vec<E::Ct>>> = Vec::with_capacity(program.instructions.len());
     for (i, ins) in program.instructions.iter().enumerate() {
+        before(i, ins);
         let out = if let Instruction::Input { index } = ins {
             input_uses[*index] -= 1;
             let taken = if input_uses[*index] == 0 {
@@ -931,9 +944,19 @@ impl Program {
                         out.delta_log2
                     ));
                 }
-                // Every window must hold at least one real element.
+                // Every window must hold at least one real element. With a dilation of at
+                // most the input length only the first window (all taps before the input) and
+                // the last (starting past it) can be empty: check just those, so a declared
+                // length of 2^31 costs no loop of 2^31 steps.
                 for (d, &o_len) in shape[2..].iter().enumerate() {
-                    for o in 0..o_len {
+                    let ends_only = window.dilations[d] <= x[2 + d];
+                    let ends = [0, o_len.saturating_sub(1)].into_iter();
+                    let (ends, all) = if ends_only {
+                        (ends.take(o_len.min(2)), 0..0)
+                    } else {
+                        (ends.take(0), 0..o_len)
+                    };
+                    for o in ends.chain(all) {
                         let r = tap_range(
                             o,
                             x[2 + d],

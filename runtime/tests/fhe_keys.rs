@@ -61,7 +61,7 @@ fn sample() -> ArrayD<i64> {
 #[test]
 fn encrypt_decrypt_round_trip_at_several_deltas() {
     let params = insecure_test_params();
-    let (client, _) = ClientKey::generate(&params).unwrap();
+    let (client, _) = ClientKey::generate_insecure_for_tests(&params).unwrap();
     for delta in [32u32, 40, 52, 59, 60] {
         for v in [-8i64, -1, 0, 1, 7] {
             let ct = client.encrypt_value(v, delta);
@@ -92,7 +92,7 @@ fn encrypt_decrypt_round_trip_at_several_deltas() {
 fn files_round_trip_and_run_checks_keys() {
     let dir = tempfile::tempdir().unwrap();
     let params = insecure_test_params();
-    let (client, server) = ClientKey::generate(&params).unwrap();
+    let (client, server) = ClientKey::generate_insecure_for_tests(&params).unwrap();
     let program = identity_program(59);
 
     // Keys survive their files.
@@ -155,7 +155,7 @@ fn files_round_trip_and_run_checks_keys() {
     assert_eq!(decoded, vec![sample().mapv(|v| v as f32)]);
 
     // Another client key: the server refuses the inputs, the client refuses the outputs.
-    let (other, other_server) = ClientKey::generate(&params).unwrap();
+    let (other, other_server) = ClientKey::generate_insecure_for_tests(&params).unwrap();
     let other_enc = other.encrypt_integers(&program, &[sample()]).unwrap();
     let err = fhe::run(&c, &server_key, &other_enc).unwrap_err();
     assert!(
@@ -173,7 +173,7 @@ fn files_round_trip_and_run_checks_keys() {
     // A server key for other parameters.
     let mut params_b = params;
     params_b.lwe_dimension = 600;
-    let (_, server_b) = ClientKey::generate(&params_b).unwrap();
+    let (_, server_b) = ClientKey::generate_insecure_for_tests(&params_b).unwrap();
     let err = fhe::run(&c, &server_b.expand(), &loaded).unwrap_err();
     assert!(
         matches!(&err, RuntimeError::Mismatch(m) if m.contains("other TFHE parameters")),

@@ -56,7 +56,7 @@ fn measured_failure_rate_matches_prediction() {
         "test parameters should predict a few percent of failures, got {p}"
     );
 
-    let (client, server) = ClientKey::generate(&params).unwrap();
+    let (client, server) = ClientKey::generate_insecure_for_tests(&params).unwrap();
     let server = server.expand();
     let engine = FheEngine::new(&server);
     let delta = lut.input_delta_log2();

@@ -172,7 +172,7 @@ fn encrypted_program_matches_reference() {
         },
         postprocessing: vec![],
     };
-    let (client, server) = ClientKey::generate(&circuit.params).unwrap();
+    let (client, server) = ClientKey::generate_insecure_for_tests(&circuit.params).unwrap();
     let server = server.expand();
     let mut rng = rand::rng();
     let mut cases: Vec<Vec<i64>> = vec![vec![0, 0, 0], vec![3, 3, 3], vec![3, 0, 3], vec![0, 3, 0]];

@@ -36,7 +36,7 @@ pub struct CryptoArgs {
 /// Default failure probability of one bootstrap.
 pub const DEFAULT_P_ERROR: f64 = 9.094947017729282e-13; // 2^-40
 
-fn parse_probability(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_probability(s: &str) -> Result<f64, String> {
     let p: f64 = s
         .trim()
         .parse()
@@ -333,6 +333,9 @@ pub fn run(args: &CompileArgs) -> Result<()> {
     }
     // Fail on an unwritable output before the work.
     check_writable(&args.output)?;
+    let mut inputs = vec![args.model.as_path()];
+    inputs.extend(args.quant.calib.as_deref());
+    check_not_an_input(&args.output, &inputs)?;
     let model = import_model(&args.model, &args.import)?;
     let calibration = calibration_for(&model.graph, &args.quant, &args.model)?;
     let (_, circuit) = compile_circuit(
@@ -376,6 +379,24 @@ pub fn run(args: &CompileArgs) -> Result<()> {
             report.text()
         ))
     }
+}
+
+/// Refuses an output path that names one of the command's own input files: writing it would
+/// destroy the input (e.g. `fhec keygen m.fhec --client-key m.fhec` replacing the circuit).
+pub fn check_not_an_input(output: &Path, inputs: &[&Path]) -> Result<()> {
+    let Ok(out) = output.canonicalize() else {
+        return Ok(()); // the output does not exist yet, so it is none of the inputs
+    };
+    for input in inputs {
+        if input.canonicalize().is_ok_and(|i| i == out) {
+            bail!(
+                "'{}' is both an input and the output of this command; writing it would destroy \
+                 the input: choose another output path",
+                output.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Refuses an output path whose directory does not exist or cannot be written, before

@@ -10,17 +10,19 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
-use fhec_ir::Tensor;
+use fhec_ir::{Tensor, TensorFact};
+use fhec_runtime::Circuit;
 use rayon::prelude::*;
 use serde::Serialize;
 
 use super::compile::{CircuitReport, CryptoArgs};
 use super::fhe::{FheSession, FheTimings};
+use super::progress::{Progress, Task};
 use super::quant_args::{
     histogram_text, layers_json, layers_table, load_calibration, model_samples, op_histogram,
     postprocessing_json, pruned_json, single_input, Calibration, Compiled, LayerJson, PassJson,
@@ -183,7 +185,7 @@ pub fn argmax(t: &Tensor) -> usize {
 }
 
 /// Runs `f` on every sample in parallel; the first failure names its sample.
-fn run_all<F>(samples: &[Tensor], what: &str, f: F) -> Result<Vec<usize>>
+pub fn run_all<F>(samples: &[Tensor], what: &str, f: F) -> Result<Vec<usize>>
 where
     F: Fn(&Tensor) -> Result<Tensor> + Sync,
 {
@@ -195,6 +197,210 @@ where
                 .with_context(|| format!("{what} execution failed on test sample {i}"))
         })
         .collect()
+}
+
+/// A labelled test split, fitted to the model input: what eval and sweep evaluate on.
+pub struct TestSet {
+    /// One model-input-shaped tensor per sample.
+    pub samples: Vec<Tensor>,
+    /// Class index per sample (checked >= 0).
+    pub labels: Vec<i64>,
+    /// A note when the data was transposed to fit the model input.
+    pub layout: Option<String>,
+    /// Description of the file and arrays read.
+    pub source: String,
+}
+
+/// Loads the test split of `data` (labels required, first `limit` samples) and fits it to
+/// the model input.
+pub fn load_test_set(
+    data: &Path,
+    keys: &DataKeys,
+    limit: Option<usize>,
+    input: &str,
+    fact: &TensorFact,
+) -> Result<TestSet> {
+    let ds = load_dataset(data, Split::Test, keys)
+        .with_context(|| format!("cannot load test data '{}'", data.display()))?;
+    let Some(labels) = ds.y.clone() else {
+        bail!(
+            "'{}' has no labels ({}); evaluation needs labels: y_test / test_labels in a .npz \
+             (or name the array with --y-key), or a label column in a .csv",
+            data.display(),
+            ds.source
+        );
+    };
+    if ds.is_empty() {
+        bail!("'{}' holds no test samples", data.display());
+    }
+    let ds = match limit {
+        Some(k) => ds.head(k),
+        None => ds,
+    };
+    let labels: Vec<i64> = labels.iter().take(ds.len()).copied().collect();
+    check_labels(&labels, data)?;
+    let (samples, layout) = model_samples(&ds, input, fact, data, "data")?;
+    Ok(TestSet {
+        samples,
+        labels,
+        layout,
+        source: ds.source,
+    })
+}
+
+/// Calibration data for evaluating on `data`: `--calib` when given, else the train split of
+/// `data`, else none (with a note: only a fully quantisation-aware model compiles without).
+pub fn data_calibration(
+    quant: &QuantArgs,
+    data: &Path,
+    keys: &DataKeys,
+    graph: &fhec_ir::Graph,
+    model: &Path,
+    info: &mut dyn FnMut(String),
+) -> Result<Calibration> {
+    match &quant.calib {
+        Some(path) => load_calibration(path, keys, graph, model, quant.calib_limit, true, info),
+        None => match load_calibration(
+            data,
+            keys,
+            graph,
+            model,
+            quant.calib_limit,
+            false,
+            &mut |_| {},
+        ) {
+            Ok(c) => Ok(c),
+            Err(e) if no_train_split(&e) => {
+                info(format!(
+                    "note: '{}' has no train split to calibrate on; pass --calib FILE \
+                     unless the model is fully quantisation-aware",
+                    data.display()
+                ));
+                Ok(Calibration::default())
+            }
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// How to give calibration data to a command that evaluates on a dataset.
+pub const DATA_CALIB_HINT: &str =
+    "pass --calib FILE (representative inputs: a .npz train split, .csv or .npy), \
+     or a --data file that has a train split";
+
+/// Argmax of the float model per sample.
+pub fn float_predictions(graph: &fhec_ir::Graph, samples: &[Tensor]) -> Result<Vec<usize>> {
+    run_all(samples, "float", |x| {
+        let mut outs =
+            fhec_ir::interp::run(graph, std::slice::from_ref(x)).map_err(|e| anyhow!("{e}"))?;
+        if outs.is_empty() {
+            bail!("the model has no output");
+        }
+        Ok(outs.swap_remove(0))
+    })
+}
+
+/// Argmax of the quantised model (integer graph + client post-processing) per sample.
+pub fn clear_predictions(compiled: &Compiled, samples: &[Tensor]) -> Result<Vec<usize>> {
+    run_all(samples, "quantised (clear)", |x| {
+        let mut outs = compiled.run(std::slice::from_ref(x))?;
+        if outs.is_empty() {
+            bail!("the compiled model has no output");
+        }
+        Ok(outs.swap_remove(0))
+    })
+}
+
+/// Compiles a quantised model into the circuit evaluation runs: no client post-processing
+/// (the argmax does not need it).
+pub fn evaluation_circuit(
+    compiled: &Compiled,
+    crypto: &CryptoArgs,
+    model: &Path,
+) -> Result<Circuit> {
+    let mut circuit = fhec_backend::compile(&compiled.graph, &crypto.options())
+        .map_err(super::compile::backend_error)
+        .with_context(|| {
+            format!(
+                "cannot compile '{}' to a circuit ({})",
+                model.display(),
+                crypto.describe()
+            )
+        })?;
+    circuit.postprocessing.clear();
+    Ok(circuit)
+}
+
+/// Argmax of the simulated circuit per sample; sample `i` draws its noise from a seed
+/// derived from `seed` and `i`, so results do not depend on the thread count.
+pub fn simulate_predictions(
+    circuit: &Circuit,
+    samples: &[Tensor],
+    seed: u64,
+) -> Result<Vec<usize>> {
+    samples
+        .par_iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let seed = seed
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .wrapping_add(i as u64);
+            let outs = fhec_runtime::simulate::simulate(circuit, std::slice::from_ref(x), seed)
+                .with_context(|| format!("simulation failed on test sample {i}"))?;
+            outs.first()
+                .map(argmax)
+                .ok_or_else(|| anyhow!("the circuit has no output"))
+        })
+        .collect()
+}
+
+/// Encrypts, runs and decrypts every sample in turn (each run uses every thread); one
+/// progress step per sample.
+pub fn fhe_predictions(
+    session: &mut FheSession,
+    circuit: &Circuit,
+    samples: &[Tensor],
+    labels: &[i64],
+    progress: &Task,
+) -> Result<Vec<usize>> {
+    let mut preds = Vec::with_capacity(samples.len());
+    for (i, x) in samples.iter().enumerate() {
+        let t = Instant::now();
+        let outs = session
+            .infer(circuit, std::slice::from_ref(x))
+            .with_context(|| format!("encrypted execution failed on test sample {i}"))?;
+        let p = outs
+            .first()
+            .map(argmax)
+            .ok_or_else(|| anyhow!("the circuit has no output"))?;
+        preds.push(p);
+        progress.step(Some(&format!(
+            "  sample {}/{}: predicted {p}, label {}, {:.3} s",
+            i + 1,
+            samples.len(),
+            labels[i],
+            t.elapsed().as_secs_f64()
+        )));
+    }
+    Ok(preds)
+}
+
+/// Predictions equal to their label.
+pub fn correct(preds: &[usize], labels: &[i64]) -> usize {
+    preds
+        .iter()
+        .zip(labels)
+        .filter(|(&p, &l)| p as i64 == l)
+        .count()
+}
+
+/// Fraction of equal predictions (over the shorter of the two).
+pub fn agreement(a: &[usize], b: &[usize]) -> f64 {
+    let n = a.len().min(b.len());
+    if n == 0 {
+        return 0.0;
+    }
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / n as f64
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
@@ -223,63 +429,33 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         x_key: args.x_key.clone(),
         y_key: args.y_key.clone(),
     };
-    let ds = load_dataset(&args.data, Split::Test, &keys)
-        .with_context(|| format!("cannot load test data '{}'", args.data.display()))?;
-    let Some(labels) = ds.y.clone() else {
-        bail!(
-            "'{}' has no labels ({}); eval needs labels: y_test / test_labels in a .npz (or name \
-             the array with --y-key), or a label column in a .csv",
-            args.data.display(),
-            ds.source
-        );
-    };
-    if ds.is_empty() {
-        bail!("'{}' holds no test samples", args.data.display());
-    }
-    let ds = match args.limit {
-        Some(k) => ds.head(usize::try_from(k).unwrap_or(usize::MAX)),
-        None => ds,
-    };
-    let labels: Vec<i64> = labels.iter().take(ds.len()).copied().collect();
-    check_labels(&labels, &args.data)?;
-    let (samples, layout) = model_samples(&ds, input, fact, &args.data, "data")?;
+    let test = load_test_set(
+        &args.data,
+        &keys,
+        args.limit.map(|k| usize::try_from(k).unwrap_or(usize::MAX)),
+        input,
+        fact,
+    )?;
+    let TestSet {
+        samples,
+        labels,
+        layout,
+        source,
+    } = test;
     if let Some(n) = &layout {
         info(format!("note: {n}"));
     }
 
     // Calibration: --calib, else the train split of --data.
     let calibration = if args.quant.bits.is_some() {
-        match &args.quant.calib {
-            Some(path) => load_calibration(
-                path,
-                &keys,
-                float_graph,
-                &args.model,
-                args.quant.calib_limit,
-                true,
-                &mut info,
-            )?,
-            None => match load_calibration(
-                &args.data,
-                &keys,
-                float_graph,
-                &args.model,
-                args.quant.calib_limit,
-                false,
-                &mut |_| {},
-            ) {
-                Ok(c) => c,
-                Err(e) if no_train_split(&e) => {
-                    info(format!(
-                        "note: '{}' has no train split to calibrate on; pass --calib FILE \
-                         unless the model is fully quantisation-aware",
-                        args.data.display()
-                    ));
-                    Calibration::default()
-                }
-                Err(e) => return Err(e),
-            },
-        }
+        data_calibration(
+            &args.quant,
+            &args.data,
+            &keys,
+            float_graph,
+            &args.model,
+            &mut info,
+        )?
     } else {
         Calibration::default()
     };
@@ -307,8 +483,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 &args.quant,
                 calibration.samples,
                 &args.model,
-                "pass --calib FILE (representative inputs: a .npz train split, .csv or .npy), \
-                 or a --data file that has a train split",
+                DATA_CALIB_HINT,
             )?,
             calib_source,
         ))
@@ -318,14 +493,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
 
     // Float inference.
     let t = Instant::now();
-    let float_preds = run_all(&samples, "float", |x| {
-        let mut outs = fhec_ir::interp::run(float_graph, std::slice::from_ref(x))
-            .map_err(|e| anyhow!("{e}"))?;
-        if outs.is_empty() {
-            bail!("the model has no output");
-        }
-        Ok(outs.swap_remove(0))
-    })?;
+    let float_preds = float_predictions(float_graph, &samples)?;
     let float_time = t.elapsed();
 
     // Clear (quantised) inference.
@@ -336,13 +504,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 "running the quantised model on {} samples",
                 samples.len()
             ));
-            Some(run_all(&samples, "quantised (clear)", |x| {
-                let mut outs = c.run(std::slice::from_ref(x))?;
-                if outs.is_empty() {
-                    bail!("the compiled model has no output");
-                }
-                Ok(outs.swap_remove(0))
-            })?)
+            Some(clear_predictions(c, &samples)?)
         }
         _ => None,
     };
@@ -351,16 +513,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     // The circuit: simulated or encrypted execution.
     let circuit = match (&compiled, mode) {
         (Some((c, _)), EvalMode::Simulate | EvalMode::Fhe) => {
-            let mut circuit = fhec_backend::compile(&c.graph, &args.crypto.options())
-                .map_err(super::compile::backend_error)
-                .with_context(|| {
-                    format!(
-                        "cannot compile '{}' to a circuit ({})",
-                        args.model.display(),
-                        args.crypto.describe()
-                    )
-                })?;
-            circuit.postprocessing.clear();
+            let circuit = evaluation_circuit(c, &args.crypto, &args.model)?;
             let report = CircuitReport::new(&circuit);
             info(format!(
                 "circuit: {} bootstraps, {}, {:.3e} per bootstrap, predicted {:.3} s per sample",
@@ -381,51 +534,22 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 "simulating the circuit on {} samples",
                 samples.len()
             ));
-            let preds: Vec<usize> = samples
-                .par_iter()
-                .enumerate()
-                .map(|(i, x)| {
-                    let seed = args
-                        .seed
-                        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                        .wrapping_add(i as u64);
-                    let outs =
-                        fhec_runtime::simulate::simulate(circuit, std::slice::from_ref(x), seed)
-                            .with_context(|| format!("simulation failed on test sample {i}"))?;
-                    outs.first()
-                        .map(argmax)
-                        .ok_or_else(|| anyhow!("the circuit has no output"))
-                })
-                .collect::<Result<_>>()?;
-            Some(preds)
+            Some(simulate_predictions(circuit, &samples, args.seed)?)
         }
         (Some((circuit, report)), EvalMode::Fhe) => {
-            info(format!("generating keys ({})", circuit.params));
-            let mut session = FheSession::new(circuit)?;
-            info(format!(
+            let progress = Progress::stderr();
+            let mut session = {
+                let _spin = progress.spinner(&format!("generating keys ({})", circuit.params));
+                FheSession::new(circuit)?
+            };
+            progress.line(&format!(
                 "keys in {:.2} s; running {} encrypted samples (predicted {:.2} s each)",
                 session.timings.keygen_s + session.timings.server_key_s,
                 samples.len(),
                 report.predicted_latency_s
             ));
-            let mut preds = Vec::with_capacity(samples.len());
-            for (i, x) in samples.iter().enumerate() {
-                let outs = session
-                    .infer(circuit, std::slice::from_ref(x))
-                    .with_context(|| format!("encrypted execution failed on test sample {i}"))?;
-                let p = outs
-                    .first()
-                    .map(argmax)
-                    .ok_or_else(|| anyhow!("the circuit has no output"))?;
-                preds.push(p);
-                info(format!(
-                    "  sample {}/{}: predicted {p}, label {}, run {:.3} s",
-                    i + 1,
-                    samples.len(),
-                    labels[i],
-                    session.timings.run_s
-                ));
-            }
+            let bar = progress.bar(samples.len() as u64, "FHE samples");
+            let preds = fhe_predictions(&mut session, circuit, &samples, &labels, &bar)?;
             fhe_timings = Some(session.timings);
             Some(preds)
         }
@@ -434,13 +558,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let circuit_time = circuit_preds.as_ref().map(|_| t.elapsed());
 
     let n = samples.len();
-    let count = |preds: &[usize]| {
-        preds
-            .iter()
-            .zip(&labels)
-            .filter(|(&p, &l)| p as i64 == l)
-            .count()
-    };
+    let count = |preds: &[usize]| correct(preds, &labels);
     let float_correct = count(&float_preds);
     let frac = |k: usize| k as f64 / n as f64;
     let evaluated = circuit_preds.as_ref().or(clear_preds.as_ref());
@@ -448,7 +566,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         Some(p) => (count(p), p.clone()),
         None => (float_correct, float_preds.clone()),
     };
-    let agree = |a: &[usize], b: &[usize]| frac(a.iter().zip(b).filter(|(x, y)| x == y).count());
+    let agree = agreement;
     let agreement = evaluated.map(|p| agree(p, &float_preds));
     let clear_agreement = match (&circuit_preds, &clear_preds) {
         (Some(c), Some(q)) => Some(agree(c, q)),
@@ -465,7 +583,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     };
     let report = EvalReport {
         model: args.model.display().to_string(),
-        data: ds.source.clone(),
+        data: source,
         mode: mode.name(),
         bits: args.quant.bits,
         quantization: args.quant.summary(),
@@ -532,7 +650,7 @@ fn no_train_split(e: &anyhow::Error) -> bool {
 }
 
 /// Labels must be class indices the model can predict.
-fn check_labels(labels: &[i64], data: &std::path::Path) -> Result<()> {
+fn check_labels(labels: &[i64], data: &Path) -> Result<()> {
     if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l < 0) {
         bail!(
             "'{}': label of test sample {i} is {l}; labels must be class indices >= 0",

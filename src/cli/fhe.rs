@@ -2,7 +2,8 @@
 //!
 //! - `fhec keygen` (client): secret client key + compressed evaluation (server) key;
 //! - `fhec encrypt` (client): quantise and encrypt `.npy` inputs;
-//! - `fhec run` (server): execute the circuit on ciphertexts, no secret needed;
+//! - `fhec run` (server): execute the circuit on ciphertexts, no secret needed
+//!   (`--debug-client-key`: the key owner's noise trace, see `fhec_runtime::fhe::trace`);
 //! - `fhec decrypt` (client): decrypt, dequantise, post-process, write `.npy`.
 //!
 //! Every artifact carries the format version and the parameter fingerprint; keys and
@@ -19,7 +20,7 @@ use fhec_runtime::Circuit;
 use ndarray::ArrayD;
 use serde::Serialize;
 
-use super::compile::check_writable;
+use super::compile::{check_not_an_input, check_writable};
 use super::predict::make_feed;
 use super::{json_text, print_out, shape_text};
 use crate::npyio::{read_npy, PendingFile};
@@ -61,15 +62,20 @@ pub fn keygen(args: &KeygenArgs) -> Result<()> {
     }
     check_writable(&args.client_key)?;
     check_writable(&args.server_key)?;
+    check_not_an_input(&args.client_key, &[&args.circuit])?;
+    check_not_an_input(&args.server_key, &[&args.circuit])?;
     let t = Instant::now();
     let (client, server) = ClientKey::generate(&circuit.params)?;
     let keygen_s = t.elapsed().as_secs_f64();
     client
         .save(&args.client_key)
         .with_context(|| format!("cannot write client key '{}'", args.client_key.display()))?;
-    server
-        .save(&args.server_key)
-        .with_context(|| format!("cannot write server key '{}'", args.server_key.display()))?;
+    if let Err(e) = server.save(&args.server_key) {
+        // A client key without its server key is useless: leave neither behind.
+        let _ = std::fs::remove_file(&args.client_key);
+        return Err(e)
+            .with_context(|| format!("cannot write server key '{}'", args.server_key.display()));
+    }
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let report = KeygenJson {
         client_key: args.client_key.display().to_string(),
@@ -156,6 +162,9 @@ pub fn read_inputs(circuit: &Circuit, paths: &[PathBuf]) -> Result<Vec<ArrayD<f3
 pub fn encrypt(args: &EncryptArgs) -> Result<()> {
     let circuit = load_circuit(&args.circuit)?;
     check_writable(&args.output)?;
+    let mut inputs = vec![args.circuit.as_path(), args.client_key.as_path()];
+    inputs.extend(args.inputs.iter().map(PathBuf::as_path));
+    check_not_an_input(&args.output, &inputs)?;
     let client = load_client_key(&args.client_key, &circuit)?;
     let inputs = read_inputs(&circuit, &args.inputs)?;
     let t = Instant::now();
@@ -205,6 +214,11 @@ pub struct RunArgs {
     /// Where to write the output ciphertexts.
     #[arg(long, short = 'o', value_name = "Y.ct")]
     pub output: PathBuf,
+    /// DEBUGGING ONLY, on the client's own machine: decrypt every table-lookup input and
+    /// output with this CLIENT key and report the noise and margin of each lookup against the
+    /// clear execution of the decrypted inputs. A server must never hold the client key.
+    #[arg(long, value_name = "C.key")]
+    pub debug_client_key: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
@@ -216,11 +230,16 @@ struct RunJson {
     load_key_s: f64,
     run_s: f64,
     threads: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    noise_trace: Option<fhec_runtime::fhe::NoiseTrace>,
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
     let circuit = load_circuit(&args.circuit)?;
     check_writable(&args.output)?;
+    let mut inputs = vec![&*args.circuit, &*args.server_key, &*args.input];
+    inputs.extend(args.debug_client_key.as_deref());
+    check_not_an_input(&args.output, &inputs)?;
     let t = Instant::now();
     let compressed = CompressedServerKey::load(&args.server_key)
         .with_context(|| format!("cannot load server key '{}'", args.server_key.display()))?;
@@ -233,18 +252,47 @@ pub fn run(args: &RunArgs) -> Result<()> {
             circuit.params.fingerprint_hex()
         );
     }
+    let debug_key = match &args.debug_client_key {
+        Some(path) => {
+            eprintln!(
+                "warning: --debug-client-key decrypts intermediate values with the secret client \
+                 key; use it only on the client's own machine, never on a server"
+            );
+            let key = load_client_key(path, &circuit)?;
+            key.check_server_key(&compressed).with_context(|| {
+                format!(
+                    "client key '{}' and server key '{}' are not a key pair",
+                    path.display(),
+                    args.server_key.display()
+                )
+            })?;
+            Some(key)
+        }
+        None => None,
+    };
     let server = compressed.expand();
     let load_key_s = t.elapsed().as_secs_f64();
     let inputs = EncryptedTensors::load(&args.input)
         .with_context(|| format!("cannot load ciphertexts '{}'", args.input.display()))?;
     let t = Instant::now();
-    let outputs = fhec_runtime::fhe::run(&circuit, &server, &inputs).with_context(|| {
+    let context = || {
         format!(
             "cannot run '{}' on '{}'",
             args.circuit.display(),
             args.input.display()
         )
-    })?;
+    };
+    let (outputs, noise_trace) = match &debug_key {
+        Some(key) => {
+            let (outputs, trace) = fhec_runtime::fhe::run_traced(&circuit, &server, key, &inputs)
+                .with_context(context)?;
+            (outputs, Some(trace))
+        }
+        None => (
+            fhec_runtime::fhe::run(&circuit, &server, &inputs).with_context(context)?,
+            None,
+        ),
+    };
     let run_s = t.elapsed().as_secs_f64();
     outputs
         .save(&args.output)
@@ -255,14 +303,19 @@ pub fn run(args: &RunArgs) -> Result<()> {
         load_key_s,
         run_s,
         threads: rayon::current_num_threads(),
+        noise_trace,
     };
     if args.json {
         return print_out(&json_text(&report)?);
     }
-    print_out(&format!(
+    let mut text = format!(
         "ran {} bootstraps in {:.3} s on {} thread(s) (key loaded in {:.2} s); wrote '{}'\n",
         report.pbs_count, run_s, report.threads, load_key_s, report.output
-    ))
+    );
+    if let Some(trace) = &report.noise_trace {
+        text.push_str(&trace.table());
+    }
+    print_out(&text)
 }
 
 #[derive(Args, Debug)]
@@ -281,11 +334,22 @@ pub struct DecryptArgs {
 
 pub fn decrypt(args: &DecryptArgs) -> Result<()> {
     let circuit = load_circuit(&args.circuit)?;
-    let pending = PendingFile::new(&args.output)?;
+    check_not_an_input(
+        &args.output,
+        &[&args.circuit, &args.client_key, &args.input],
+    )?;
+    // Decrypted results are the client's private data: owner-only, like its key.
+    let pending = PendingFile::new_private(&args.output)?;
     let client = load_client_key(&args.client_key, &circuit)?;
     let cts = EncryptedTensors::load(&args.input)
         .with_context(|| format!("cannot load ciphertexts '{}'", args.input.display()))?;
-    let outputs = client.decrypt(&circuit.program, &cts)?;
+    let outputs = client.decrypt(&circuit.program, &cts).with_context(|| {
+        format!(
+            "cannot decrypt '{}' with client key '{}'",
+            args.input.display(),
+            args.client_key.display()
+        )
+    })?;
     let outputs = fhec_runtime::client::apply_postprocessing(&circuit.postprocessing, outputs)?;
     let Some(first) = outputs.into_iter().next() else {
         bail!("the circuit has no output");
@@ -341,6 +405,22 @@ impl FheSession {
             server,
             timings: FheTimings {
                 keygen_s,
+                server_key_s: t.elapsed().as_secs_f64(),
+                ..Default::default()
+            },
+        })
+    }
+
+    /// A session on keys made earlier (`fhec sweep`'s key cache): expands the server key;
+    /// `keygen_s` stays 0.
+    pub fn from_keys(client: ClientKey, compressed: &CompressedServerKey) -> Result<Self> {
+        client.check_server_key(compressed)?;
+        let t = Instant::now();
+        let server = compressed.expand();
+        Ok(FheSession {
+            client,
+            server,
+            timings: FheTimings {
                 server_key_s: t.elapsed().as_secs_f64(),
                 ..Default::default()
             },

@@ -11,8 +11,11 @@ pub mod compile;
 pub mod eval;
 pub mod fhe;
 pub mod inspect;
+pub mod plot;
 pub mod predict;
+pub mod progress;
 pub mod quant_args;
+pub mod sweep;
 
 /// How a model is imported; shared by every command that reads an ONNX model.
 #[derive(Args, Debug, Clone, Default)]

@@ -151,6 +151,9 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let batched = feeds.iter().any(|f| f.batch.is_some());
 
     // Fail on an unwritable output before doing any work.
+    let mut inputs = vec![args.model.as_path()];
+    inputs.extend(args.inputs.iter().map(PathBuf::as_path));
+    super::compile::check_not_an_input(&args.output, &inputs)?;
     let pending = PendingFile::new(&args.output)?;
     let mut circuit_report = None;
     let mut fhe_timings = None;

@@ -49,7 +49,7 @@ impl RoundingModeArg {
     }
 }
 
-fn parse_bits(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_bits(s: &str) -> Result<u32, String> {
     let b: u32 = s
         .trim()
         .parse()
@@ -82,7 +82,7 @@ fn parse_rounding_bits(s: &str) -> Result<u32, String> {
     Ok(b)
 }
 
-fn parse_threshold(s: &str) -> Result<f32, String> {
+pub(crate) fn parse_threshold(s: &str) -> Result<f32, String> {
     let t: f32 = s
         .trim()
         .parse()

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tfhe::core_crypto::commons::math::random::Seed;
 use tfhe::core_crypto::prelude::*;
 
-use crate::artifact::{read_file, write_file, ArtifactKind, Header};
+use crate::artifact::{decode_bytes, format_error, load_with, write_file, ArtifactKind, Header};
 use crate::circuit::{Instruction, Program};
 use crate::error::RuntimeError;
 use crate::fhe::engine::{encode, Ct};
@@ -123,8 +123,13 @@ impl EncryptedTensors {
 
     /// Reads ciphertexts written by [`EncryptedTensors::save`] and checks their structure.
     pub fn load(path: &Path) -> Result<EncryptedTensors, RuntimeError> {
+        load_with(path, EncryptedTensors::from_bytes)
+    }
+
+    /// Decodes the bytes of a ciphertext file and checks their structure.
+    pub fn from_bytes(bytes: &[u8]) -> Result<EncryptedTensors, RuntimeError> {
         let (header, tensors): (Header, Vec<EncryptedTensor>) =
-            read_file(path, ArtifactKind::Ciphertext)?;
+            decode_bytes(bytes, ArtifactKind::Ciphertext)?;
         for (i, t) in tensors.iter().enumerate() {
             let elements = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
             let ok = match &t.ciphertexts {
@@ -135,13 +140,10 @@ impl EncryptedTensors {
                 }
             };
             if !ok {
-                return Err(RuntimeError::Format {
-                    path: path.to_path_buf(),
-                    message: format!(
-                        "tensor {i}: the number of ciphertexts does not match its shape {:?}",
-                        t.shape
-                    ),
-                });
+                return Err(format_error(format!(
+                    "tensor {i}: the number of ciphertexts does not match its shape {:?}",
+                    t.shape
+                )));
             }
         }
         Ok(EncryptedTensors {

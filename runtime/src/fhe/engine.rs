@@ -215,6 +215,71 @@ impl Engine for FheEngine<'_> {
         inputs: &[&Ct],
         tables: &[usize],
     ) -> Result<Vec<Ct>, RuntimeError> {
+        Ok(self
+            .lookup_impl(lut, output_delta_log2, inputs, tables, false)?
+            .0)
+    }
+}
+
+/// Torus value the ciphertext fed to a lookup's (final) bootstrap should hold for an input
+/// of clear value `acc`: `index * 2^(63-R)` plus, without exact rounding, the dropped low bits
+/// (and the half unit of approximate rounding) at the input delta. `None` outside the table.
+pub fn expected_bootstrap_input(lut: &Lut, acc: i64) -> Option<u64> {
+    let d_in = lut.input_delta_log2();
+    match lut.rounding {
+        Some(r) if r.exact && r.shift > 0 => {
+            let index = lut.index(acc)? as i64;
+            Some(encode(index, 63 - lut.precision))
+        }
+        _ => {
+            lut.index(acc)?;
+            let offset = acc.wrapping_sub(lut.input_min);
+            let half = if lut.shift() > 0 {
+                1u64 << (d_in - 1)
+            } else {
+                0
+            };
+            Some(encode(offset, d_in).wrapping_add(half))
+        }
+    }
+}
+
+impl FheEngine<'_> {
+    /// [`Engine::lookup`] that also returns, per element, the ciphertext its final bootstrap
+    /// read (after the offset and, with exact rounding, the bit extractions): what the
+    /// noise trace keyswitches and decrypts. A debugging aid; it keeps one extra ciphertext
+    /// per element.
+    pub fn lookup_with_inputs(
+        &self,
+        lut: &Lut,
+        output_delta_log2: u32,
+        inputs: &[&Ct],
+        tables: &[usize],
+    ) -> Result<(Vec<Ct>, Vec<Ct>), RuntimeError> {
+        self.lookup_impl(lut, output_delta_log2, inputs, tables, true)
+    }
+
+    /// Keyswitch and centered modulus switch of `input`, as a bootstrap does before its blind
+    /// rotation: the mask and body modulo `2N`.
+    pub fn switched(&self, input: &Ct) -> (Vec<u64>, u64) {
+        let mut small = LweCiphertext::new(0, LweSize(self.key.params.lwe_dimension + 1), native());
+        keyswitch_lwe_ciphertext(&self.key.ksk, input, &mut small);
+        let log_modulus = self.poly_size().to_blind_rotation_input_modulus_log();
+        let msed = lwe_ciphertext_centered_binary_modulus_switch::<u64, u64, _>(
+            small.as_view(),
+            log_modulus,
+        );
+        (msed.mask().collect(), msed.body())
+    }
+
+    fn lookup_impl(
+        &self,
+        lut: &Lut,
+        output_delta_log2: u32,
+        inputs: &[&Ct],
+        tables: &[usize],
+        keep_inputs: bool,
+    ) -> Result<(Vec<Ct>, Vec<Ct>), RuntimeError> {
         let params = &self.key.params;
         let precision = lut.precision;
         let shift = lut.shift();
@@ -309,10 +374,10 @@ impl Engine for FheEngine<'_> {
                     let mut out = LweCiphertext::new(0, LweSize(big), native());
                     let acc = accs[t].as_ref().expect("accumulator built above");
                     self.bootstrap(&mut s.bs, &x, acc, &mut out);
-                    out
+                    (out, keep_inputs.then_some(x))
                 },
             )
-            .collect();
-        Ok(results)
+            .unzip::<_, _, Vec<Ct>, Vec<Option<Ct>>>();
+        Ok((results.0, results.1.into_iter().flatten().collect()))
     }
 }

@@ -18,7 +18,7 @@ use tfhe::core_crypto::prelude::*;
 
 use std::path::Path;
 
-use crate::artifact::{read_file, write_file, ArtifactKind, Header};
+use crate::artifact::{decode_bytes, format_error, load_with, write_file, ArtifactKind, Header};
 use crate::error::RuntimeError;
 use crate::params::CryptoParams;
 use crate::FORMAT_VERSION;
@@ -27,6 +27,9 @@ use crate::FORMAT_VERSION;
 pub fn key_id_hex(id: &[u8; 16]) -> String {
     id[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Largest LWE dimension (and GLWE `k*N`) accepted: far above any secure, usable choice.
+pub const MAX_DIMENSION: usize = 1 << 20;
 
 /// Checks that `params` can be used to build keys (tfhe would panic otherwise).
 pub fn check_params(params: &CryptoParams) -> Result<(), RuntimeError> {
@@ -41,11 +44,18 @@ pub fn check_params(params: &CryptoParams) -> Result<(), RuntimeError> {
     if !params.polynomial_size.is_power_of_two() || params.polynomial_size < 2 {
         return bad("the polynomial size must be a power of two".into());
     }
+    // Parameters come from files too: bound them so that key sizes cannot overflow.
+    let big = params.glwe_dimension.checked_mul(params.polynomial_size);
+    if params.lwe_dimension > MAX_DIMENSION || big.is_none_or(|d| d > MAX_DIMENSION) {
+        return bad(format!(
+            "the LWE dimension and k*N must be at most {MAX_DIMENSION}"
+        ));
+    }
     for (name, base_log, level) in [
         ("bootstrap", params.pbs_base_log, params.pbs_level),
         ("keyswitch", params.ks_base_log, params.ks_level),
     ] {
-        if base_log == 0 || level == 0 || base_log * level > 64 {
+        if base_log == 0 || level == 0 || base_log.checked_mul(level).is_none_or(|b| b > 64) {
             return bad(format!(
                 "{name} decomposition 2^{base_log} x {level} must have base_log, level >= 1 and base_log * level <= 64"
             ));
@@ -158,8 +168,24 @@ impl std::fmt::Debug for ServerKey {
 
 impl ClientKey {
     /// Generates a fresh key pair for `params`: the client key and the compressed server key
-    /// to ship to the server.
+    /// to ship to the server. Refuses parameters whose noise is below tfhe-rs's minimal
+    /// secure noise for their key dimensions (see [`crate::noise::params_are_secure`]).
     pub fn generate(
+        params: &CryptoParams,
+    ) -> Result<(ClientKey, CompressedServerKey), RuntimeError> {
+        check_params(params)?;
+        crate::noise::params_are_secure(params).map_err(|e| {
+            RuntimeError::Mismatch(format!(
+                "refusing to generate keys for TFHE parameters below 128-bit security: {e}; \
+                 recompile the model to get secure parameters"
+            ))
+        })?;
+        Self::generate_insecure_for_tests(params)
+    }
+
+    /// [`ClientKey::generate`] without the security check, for tests and benchmarks that need
+    /// small, fast parameters such as [`insecure_test_params`]. Never use it for real data.
+    pub fn generate_insecure_for_tests(
         params: &CryptoParams,
     ) -> Result<(ClientKey, CompressedServerKey), RuntimeError> {
         check_params(params)?;
@@ -256,12 +282,14 @@ impl ClientKey {
 
     /// Reads a key written by [`ClientKey::save`].
     pub fn load(path: &Path) -> Result<ClientKey, RuntimeError> {
+        load_with(path, ClientKey::from_bytes)
+    }
+
+    /// Decodes and checks the bytes of a client key file.
+    pub fn from_bytes(bytes: &[u8]) -> Result<ClientKey, RuntimeError> {
         let (header, payload): (Header, ClientKeyPayload) =
-            read_file(path, ArtifactKind::ClientKey)?;
-        let format = |message: String| RuntimeError::Format {
-            path: path.to_path_buf(),
-            message,
-        };
+            decode_bytes(bytes, ArtifactKind::ClientKey)?;
+        let format = format_error;
         let ClientKeyPayload {
             params,
             mut small_lwe,
@@ -272,6 +300,7 @@ impl ClientKey {
                 return Err("the header fingerprint does not match the stored parameters".into());
             }
             check_params(&params).map_err(|e| e.to_string())?;
+            // `check_params` bounded the dimensions: `big_lwe_dimension` cannot overflow.
             if small_lwe.len() != params.lwe_dimension || glwe.len() != params.big_lwe_dimension() {
                 return Err(format!(
                     "key sizes {} and {} do not match the parameters ({params})",
@@ -342,14 +371,19 @@ struct ServerKeyPayload {
     ksk: Vec<u64>,
 }
 
-/// Number of stored (body) coefficients of a seeded bootstrap key.
-fn seeded_bsk_len(p: &CryptoParams) -> usize {
-    p.lwe_dimension * (p.glwe_dimension + 1) * p.pbs_level * p.polynomial_size
+/// Number of stored (body) coefficients of a seeded bootstrap key (`None` on overflow).
+fn seeded_bsk_len(p: &CryptoParams) -> Option<usize> {
+    p.lwe_dimension
+        .checked_mul(p.glwe_dimension.checked_add(1)?)?
+        .checked_mul(p.pbs_level)?
+        .checked_mul(p.polynomial_size)
 }
 
 /// Number of stored (body) coefficients of a seeded big→small keyswitch key.
-fn seeded_ksk_len(p: &CryptoParams) -> usize {
-    p.big_lwe_dimension() * p.ks_level
+fn seeded_ksk_len(p: &CryptoParams) -> Option<usize> {
+    p.glwe_dimension
+        .checked_mul(p.polynomial_size)?
+        .checked_mul(p.ks_level)
 }
 
 impl CompressedServerKey {
@@ -376,12 +410,14 @@ impl CompressedServerKey {
 
     /// Reads a key written by [`CompressedServerKey::save`].
     pub fn load(path: &Path) -> Result<CompressedServerKey, RuntimeError> {
+        load_with(path, CompressedServerKey::from_bytes)
+    }
+
+    /// Decodes and checks the bytes of a compressed server key file.
+    pub fn from_bytes(bytes: &[u8]) -> Result<CompressedServerKey, RuntimeError> {
         let (header, payload): (Header, ServerKeyPayload) =
-            read_file(path, ArtifactKind::ServerKey)?;
-        let format = |message: String| RuntimeError::Format {
-            path: path.to_path_buf(),
-            message,
-        };
+            decode_bytes(bytes, ArtifactKind::ServerKey)?;
+        let format = format_error;
         let p = payload.params;
         if header.fingerprint != p.fingerprint() {
             return Err(format(
@@ -389,7 +425,9 @@ impl CompressedServerKey {
             ));
         }
         check_params(&p).map_err(|e| format(e.to_string()))?;
-        if payload.bsk.len() != seeded_bsk_len(&p) || payload.ksk.len() != seeded_ksk_len(&p) {
+        if Some(payload.bsk.len()) != seeded_bsk_len(&p)
+            || Some(payload.ksk.len()) != seeded_ksk_len(&p)
+        {
             return Err(format(format!(
                 "key sizes do not match the parameters ({p})"
             )));

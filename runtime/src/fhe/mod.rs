@@ -4,7 +4,9 @@
 //!   [`ServerKey`] (expanded, what the server computes with), with their files;
 //! - [`ciphertext`]: [`EncryptedTensors`], encryption and decryption on the client;
 //! - [`engine`]: [`FheEngine`], the [`crate::Engine`] on LWE ciphertexts;
-//! - [`run`]: the server side of one inference.
+//! - [`run`]: the server side of one inference;
+//! - [`trace`]: a debugging run that decrypts every lookup input with the *client* key and
+//!   reports the noise margin per lookup (never on a server: it needs the secret key).
 //!
 //! Typical use:
 //! ```no_run
@@ -21,16 +23,19 @@
 pub mod ciphertext;
 pub mod engine;
 pub mod keys;
+pub mod trace;
 
 pub use ciphertext::{Ciphertexts, EncryptedTensor, EncryptedTensors};
 pub use engine::FheEngine;
 pub use keys::{insecure_test_params, ClientKey, CompressedServerKey, ServerKey};
+pub use trace::{run_traced, LookupTrace, NoiseTrace};
 
 use ndarray::{ArrayD, IxDyn};
 
 use crate::circuit::Circuit;
 use crate::error::RuntimeError;
 use crate::exec::execute;
+use crate::fhe::engine::Ct;
 
 /// Fails unless `server_key` was generated for the parameters of `circuit`.
 pub fn check_server_key(circuit: &Circuit, server_key: &ServerKey) -> Result<(), RuntimeError> {
@@ -54,6 +59,19 @@ pub fn run(
     server_key: &ServerKey,
     inputs: &EncryptedTensors,
 ) -> Result<EncryptedTensors, RuntimeError> {
+    let arrays = expand_inputs(circuit, server_key, inputs)?;
+    let engine = FheEngine::new(server_key);
+    let outputs = execute(&circuit.program, &engine, arrays)?;
+    Ok(pack_outputs(circuit, server_key, outputs.iter()))
+}
+
+/// Checks that key, circuit and ciphertexts belong together and that the input shapes
+/// match, and decompresses the inputs into full ciphertexts.
+pub(crate) fn expand_inputs(
+    circuit: &Circuit,
+    server_key: &ServerKey,
+    inputs: &EncryptedTensors,
+) -> Result<Vec<ArrayD<Ct>>, RuntimeError> {
     check_server_key(circuit, server_key)?;
     inputs.check(&circuit.params, Some(&server_key.key_id), "the server key")?;
     let program = &circuit.program;
@@ -84,18 +102,25 @@ pub fn run(
             })?;
         arrays.push(array);
     }
-    let engine = FheEngine::new(server_key);
-    let outputs = execute(program, &engine, arrays)?;
+    Ok(arrays)
+}
+
+/// The output tensors of a run as full ciphertexts under the server key's key pair.
+pub(crate) fn pack_outputs<'a>(
+    circuit: &Circuit,
+    server_key: &ServerKey,
+    outputs: impl Iterator<Item = &'a ArrayD<Ct>>,
+) -> EncryptedTensors {
+    let lwe_size = circuit.params.big_lwe_dimension() + 1;
     let tensors = outputs
-        .into_iter()
         .map(|a| EncryptedTensor {
             shape: a.shape().to_vec(),
             ciphertexts: Ciphertexts::from_full(lwe_size, a.iter()),
         })
         .collect();
-    Ok(EncryptedTensors {
+    EncryptedTensors {
         key_id: server_key.key_id,
         fingerprint: circuit.params.fingerprint(),
         tensors,
-    })
+    }
 }
