@@ -750,7 +750,7 @@ fn latency_figure(rows: &[Row]) -> Figure {
         title: layout.title("Latency vs bits"),
         x_desc: "bits (quantisation bit width)".into(),
         y_desc: format!(
-            "predicted latency per sample (s{})",
+            "latency per sample (s{}; lines: predicted)",
             if log { ", log scale" } else { "" }
         ),
         x_range: layout.x_range,
@@ -1495,7 +1495,7 @@ compile_s,fingerprint";
             "Latency vs bits",
             "rounding 6 (approximate)",
             "measured FHE run",
-            "predicted latency per sample (s)",
+            "latency per sample (s; lines: predicted)",
         ] {
             assert!(lat.contains(text), "latency SVG lacks {text:?}");
         }
