@@ -1,62 +1,11 @@
 //! Keys, encryption round trips, key/ciphertext files and the checks that refuse artifacts
 //! that do not belong together.
 
-use fhec_runtime::circuit::{
-    Circuit, InputSpec, Instruction, OutputSpec, Prediction, Program, Quantization, ValueInfo,
-};
+mod common;
+
+use common::{circuit, identity_program, sample};
 use fhec_runtime::fhe::{self, insecure_test_params, ClientKey, CompressedServerKey};
-use fhec_runtime::{CryptoParams, RuntimeError};
-use ndarray::{ArrayD, IxDyn};
-
-/// Input → output, one tensor of shape [2, 5] at `delta_log2`, values in [-8, 7].
-fn identity_program(delta_log2: u32) -> Program {
-    Program {
-        inputs: vec![InputSpec {
-            name: "x".into(),
-            shape: vec![2, 5],
-            quantization: Quantization {
-                scale: 1.0,
-                zero_point: 0,
-                bits: 4,
-                signed: true,
-            },
-        }],
-        outputs: vec![OutputSpec {
-            name: "y".into(),
-            value: 0,
-            scale: 1.0,
-            zero_point: 0,
-        }],
-        values: vec![ValueInfo {
-            shape: vec![2, 5],
-            min: -8,
-            max: 7,
-            delta_log2,
-            noise_factor: 1.0,
-        }],
-        instructions: vec![Instruction::Input { index: 0 }],
-    }
-}
-
-fn circuit(program: Program, params: CryptoParams) -> Circuit {
-    Circuit {
-        program,
-        params,
-        prediction: Prediction {
-            pbs_count: 0,
-            p_error_per_pbs: 0.0,
-            global_p_error: 0.0,
-            pbs_latency_s: 0.0,
-            latency_s: 0.0,
-            threads: 1,
-        },
-        postprocessing: vec![],
-    }
-}
-
-fn sample() -> ArrayD<i64> {
-    ArrayD::from_shape_vec(IxDyn(&[2, 5]), vec![-8, -3, -1, 0, 1, 2, 3, 5, 6, 7]).unwrap()
-}
+use fhec_runtime::RuntimeError;
 
 #[test]
 fn encrypt_decrypt_round_trip_at_several_deltas() {

@@ -3,9 +3,11 @@
 //! the client key, finds the clear values, measures noise close to the model's prediction and
 //! reports a positive margin; its output ciphertexts decrypt to the clear execution.
 
+mod common;
+
+use common::circuit;
 use fhec_runtime::circuit::{
-    Circuit, InputSpec, Instruction, Lut, OutputSpec, Prediction, Program, Quantization, Rounding,
-    ValueInfo, Window,
+    InputSpec, Instruction, Lut, OutputSpec, Program, Quantization, Rounding, ValueInfo, Window,
 };
 use fhec_runtime::fhe::{insecure_test_params, run_traced, ClientKey};
 use fhec_runtime::noise::NoiseModel;
@@ -137,19 +139,7 @@ fn trace_measures_noise_and_margin_per_lookup() {
     let params = insecure_test_params();
     let program = program();
     program.validate().unwrap();
-    let circuit = Circuit {
-        program,
-        params,
-        prediction: Prediction {
-            pbs_count: 0,
-            p_error_per_pbs: 0.0,
-            global_p_error: 0.0,
-            pbs_latency_s: 0.0,
-            latency_s: 0.0,
-            threads: 1,
-        },
-        postprocessing: vec![],
-    };
+    let circuit = circuit(program, params);
     let program = &circuit.program;
     let (client, compressed) = ClientKey::generate_insecure_for_tests(&params).unwrap();
     let server = compressed.expand();
@@ -249,19 +239,7 @@ fn trace_measures_noise_and_margin_per_lookup() {
 #[test]
 fn trace_refuses_a_client_key_of_another_pair() {
     let params = insecure_test_params();
-    let circuit = Circuit {
-        program: program(),
-        params,
-        prediction: Prediction {
-            pbs_count: 0,
-            p_error_per_pbs: 0.0,
-            global_p_error: 0.0,
-            pbs_latency_s: 0.0,
-            latency_s: 0.0,
-            threads: 1,
-        },
-        postprocessing: vec![],
-    };
+    let circuit = circuit(program(), params);
     let (client, compressed) = ClientKey::generate_insecure_for_tests(&params).unwrap();
     let (other, _) = ClientKey::generate_insecure_for_tests(&params).unwrap();
     let server = compressed.expand();

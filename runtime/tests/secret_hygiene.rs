@@ -19,11 +19,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use fhec_runtime::circuit::{
-    Circuit, InputSpec, Instruction, OutputSpec, Prediction, Program, Quantization, ValueInfo,
-};
+mod common;
+
+use common::{circuit, identity_program, sample};
 use fhec_runtime::fhe::{self, insecure_test_params, ClientKey, CompressedServerKey};
-use ndarray::{ArrayD, IxDyn};
 
 /// Coefficients per serialised-form window.
 const WORD_WINDOW: usize = 64;
@@ -85,40 +84,6 @@ impl KeyWindows {
     }
 }
 
-/// Input → output, one tensor of shape [2, 5] at `delta_log2` 59, values in [-8, 7].
-fn identity_program() -> Program {
-    Program {
-        inputs: vec![InputSpec {
-            name: "x".into(),
-            shape: vec![2, 5],
-            quantization: Quantization {
-                scale: 1.0,
-                zero_point: 0,
-                bits: 4,
-                signed: true,
-            },
-        }],
-        outputs: vec![OutputSpec {
-            name: "y".into(),
-            value: 0,
-            scale: 1.0,
-            zero_point: 0,
-        }],
-        values: vec![ValueInfo {
-            shape: vec![2, 5],
-            min: -8,
-            max: 7,
-            delta_log2: 59,
-            noise_factor: 1.0,
-        }],
-        instructions: vec![Instruction::Input { index: 0 }],
-    }
-}
-
-fn sample() -> ArrayD<i64> {
-    ArrayD::from_shape_vec(IxDyn(&[2, 5]), vec![-8, -3, -1, 0, 1, 2, 3, 5, 6, 7]).unwrap()
-}
-
 #[test]
 fn client_key_never_appears_in_server_side_artifacts() {
     let dir = tempfile::tempdir().unwrap();
@@ -127,20 +92,8 @@ fn client_key_never_appears_in_server_side_artifacts() {
     let params = insecure_test_params();
     let (client, compressed) = ClientKey::generate_insecure_for_tests(&params).unwrap();
     let windows = KeyWindows::new(&client);
-    let program = identity_program();
-    let circuit = Circuit {
-        program: program.clone(),
-        params,
-        prediction: Prediction {
-            pbs_count: 0,
-            p_error_per_pbs: 0.0,
-            global_p_error: 0.0,
-            pbs_latency_s: 0.0,
-            latency_s: 0.0,
-            threads: 1,
-        },
-        postprocessing: vec![],
-    };
+    let program = identity_program(59);
+    let circuit = circuit(program.clone(), params);
     let paths = |name: &str| d.join(name);
     client.save(&paths("c.key")).unwrap();
     compressed.save(&paths("s.key")).unwrap();

@@ -2,9 +2,11 @@
 //! results when the predicted failure probability is negligible, empirical flip rates
 //! matching the predicted ones when it is not, reproducible randomness.
 
+mod common;
+
+use common::circuit;
 use fhec_runtime::circuit::{
-    Circuit, InputSpec, Instruction, Lut, OutputSpec, Prediction, Program, Quantization, Rounding,
-    ValueInfo,
+    InputSpec, Instruction, Lut, OutputSpec, Program, Quantization, Rounding, ValueInfo,
 };
 use fhec_runtime::clear::run_clear;
 use fhec_runtime::noise::{minimal_secure_std_glwe, minimal_secure_std_lwe, NoiseModel};
@@ -439,19 +441,7 @@ fn simulate_runs_a_circuit_from_real_inputs() {
             assert!(p < 1e-8, "{p}");
         }
     }
-    let circuit = Circuit {
-        program: program.clone(),
-        params,
-        prediction: Prediction {
-            pbs_count: 0,
-            p_error_per_pbs: 0.0,
-            global_p_error: 0.0,
-            pbs_latency_s: 0.0,
-            latency_s: 0.0,
-            threads: 1,
-        },
-        postprocessing: vec![],
-    };
+    let circuit = circuit(program.clone(), params);
     for sample in 0..50u64 {
         let x: Vec<f32> = (0..8).map(|i| ((sample * 5 + i * 3) % 16) as f32).collect();
         let inputs = vec![ArrayD::from_shape_vec(IxDyn(&[1, 8]), x).unwrap()];
