@@ -36,21 +36,6 @@ pub enum LowerError {
         op: &'static str,
         message: String,
     },
-    /// A table lookup whose table does not cover the guaranteed range of its input (a
-    /// compiler bug upstream: the circuit would read outside the table).
-    #[error(
-        "node '{node}' ({op}): table {table} (domain from {input_min}, {len} entries) does not \
-         cover the input range [{min}, {max}]"
-    )]
-    TableDomain {
-        node: String,
-        op: &'static str,
-        table: usize,
-        input_min: i64,
-        len: usize,
-        min: i64,
-        max: i64,
-    },
     /// A value whose range does not fit the bits its encoding leaves.
     #[error("node '{node}' ({op}): {message}")]
     Range {

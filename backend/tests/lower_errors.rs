@@ -1,4 +1,5 @@
-//! Graphs the lowering must refuse, with an error naming the node and op at fault.
+//! Graphs the lowering must refuse, with an error naming the node and op at fault (and one
+//! it must accept: a table narrower than its input's range).
 
 use fhec_backend::lower::{lower, LowerError};
 use fhec_ir::{BinaryOp, GemmAttrs, Graph, NodeId, Op, QParams, TensorFact, Tlu, UnaryOp};
@@ -77,55 +78,61 @@ fn broadcast_sum_of_encrypted_tensors_is_refused() {
     );
 }
 
+/// A table narrower than its input's range (as `--ranges observed` builds them) lowers; the
+/// clear engine then reads outside the domain what the bootstrap reads (the negacyclic wrap),
+/// and agrees with the integer interpreter on every input value.
 #[test]
-fn table_that_misses_part_of_its_input_range_is_refused() {
-    let mut g = Graph::new();
-    let x = quantised_input(&mut g, &[1, 4]);
-    // Covers [0, 7] of the input range [0, 15].
-    let t = Tlu {
-        input_min: 0,
-        rounding: None,
-        tables: vec![(0..8).collect()],
-        axis: None,
-    };
-    let y = g.add_node("/act/Relu", Op::Tlu(t), &[x]).unwrap();
-    let g = finish(&mut g, y);
-    let e = lower(&g).unwrap_err();
-    match &e {
-        LowerError::TableDomain {
-            node,
-            min,
-            max,
-            len,
-            ..
-        } => {
-            assert_eq!(node, "/act/Relu");
-            assert_eq!((*min, *max, *len), (0, 15, 8));
-        }
-        other => panic!("expected a table domain error, got {other:?}"),
-    }
-    assert!(message(&e).contains("node '/act/Relu' (Tlu)"));
-}
-
-#[test]
-fn rounded_table_that_starts_too_high_is_refused() {
-    let mut g = Graph::new();
-    let x = quantised_input(&mut g, &[1, 4]);
-    // Rounding by 2 bits from input_min 3: the value 0 is 3 below, more than half a step.
-    let t = Tlu {
-        input_min: 3,
-        rounding: Some(fhec_ir::Rounding {
-            shift: 2,
+fn table_narrower_than_its_input_lowers_and_wraps() {
+    for rounding in [
+        None,
+        Some(fhec_ir::Rounding {
+            shift: 1,
             mode: fhec_ir::RoundingMode::Exact,
         }),
-        tables: vec![vec![0; 8]],
-        axis: None,
-    };
-    let y = g.add_node("/r/Tlu", Op::Tlu(t), &[x]).unwrap();
-    let g = finish(&mut g, y);
-    assert!(
-        matches!(lower(&g).unwrap_err(), LowerError::TableDomain { ref node, .. } if node == "/r/Tlu")
-    );
+    ] {
+        let mut g = Graph::new();
+        let x = quantised_input(&mut g, &[1, 16]);
+        // Covers [2, 6] of the input range [0, 15] (3 bits: 8 boxes, 16 with the padding).
+        let t = Tlu {
+            input_min: 2,
+            rounding,
+            tables: vec![vec![1, 2, 3, 4, 5]],
+            axis: None,
+        };
+        let y = g.add_node("/act/Relu", Op::Tlu(t), &[x]).unwrap();
+        let g = finish(&mut g, y);
+        let program = lower(&g).unwrap();
+        // Every quantised input 0..=15 once (scale 0.5).
+        let input =
+            ArrayD::from_shape_vec(IxDyn(&[1, 16]), (0..16).map(|v| v as f32 * 0.5).collect())
+                .unwrap();
+        let clear = fhec_runtime::clear::run_clear_integers(&program, &[input.clone()]).unwrap();
+        let (interp, outside) = fhec_ir::int_interp::run_counting(&g, &[input]).unwrap();
+        let interp: Vec<i64> = interp[0]
+            .iter()
+            .map(|&v| (v / 0.5).round() as i64)
+            .collect();
+        let clear: Vec<i64> = clear[0].iter().copied().collect();
+        let expected: Vec<i64> = match rounding {
+            // Offsets -2..=13: -2, -1 read the padding half (box 14, 15: past the table, 0);
+            // 0..=4 the entries; 5..=7 past the end (0); 8..=12 the negated entries; 13 = -0.
+            None => vec![0, 0, 1, 2, 3, 4, 5, 0, 0, 0, -1, -2, -3, -4, -5, 0],
+            // Rounded offsets floor((o + 1) / 2): -2 -> -1 (box 15: -entry 7, past the end),
+            // -1 -> 0, ..., 13 -> 7 (past the end).
+            Some(_) => vec![0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 0, 0, 0, 0, 0],
+        };
+        assert_eq!(clear, expected, "clear engine, rounding {rounding:?}");
+        assert_eq!(
+            interp, expected,
+            "integer interpreter, rounding {rounding:?}"
+        );
+        // Inside the domain: inputs 2..=6 without rounding, 1..=10 rounded by one bit.
+        let inside = match rounding {
+            None => 5,
+            Some(_) => 10,
+        };
+        assert_eq!(outside, 16 - inside);
+    }
 }
 
 #[test]

@@ -3,7 +3,10 @@
 //!
 //! Graph inputs are real tensors; `Quantize` nodes turn them into integers (client side),
 //! integer ops run in i64, and `Dequantize` nodes turn outputs back into reals. Any overflow
-//! or out-of-table value is an error, never a silently wrapped result.
+//! is an error, never a silently wrapped result. A table lookup whose input falls outside the
+//! table's domain (possible when tables span the calibration-observed range rather than the
+//! worst case) reads what the bootstrap reads ([`crate::quant::negacyclic_read`]); [`run_counting`]
+//! counts those reads.
 
 use std::collections::HashMap;
 
@@ -34,14 +37,40 @@ impl Value {
 /// Runs a quantised graph on real inputs and returns its (dequantised) outputs.
 pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, InterpError> {
     let values = run_trace(graph, inputs)?;
+    Ok(output_tensors(graph, &values))
+}
+
+fn output_tensors(graph: &Graph, values: &HashMap<NodeId, Value>) -> Vec<Tensor> {
     graph
         .outputs()
         .iter()
         .map(|o| match &values[o] {
-            Value::Real(t) => Ok(t.clone()),
-            Value::Int(a) => Ok(a.mapv(|v| v as f32)),
+            Value::Real(t) => t.clone(),
+            Value::Int(a) => a.mapv(|v| v as f32),
         })
         .collect()
+}
+
+/// [`run`], plus the number of table lookups whose input fell outside its table's domain
+/// (each read the negacyclic wrap instead of a table entry).
+pub fn run_counting(graph: &Graph, inputs: &[Tensor]) -> Result<(Vec<Tensor>, u64), InterpError> {
+    let values = run_trace(graph, inputs)?;
+    let mut outside = 0u64;
+    for id in graph.node_ids() {
+        if let Op::Tlu(t) = &graph.node(id).op {
+            if let Some(Value::Int(x)) = graph.node_inputs(id).first().map(|i| &values[i]) {
+                outside += lookups_outside(t, x);
+            }
+        }
+    }
+    Ok((output_tensors(graph, &values), outside))
+}
+
+/// Elements of `x` outside the domain of the table `t` applies to them.
+pub fn lookups_outside(t: &Tlu, x: &ArrayD<i64>) -> u64 {
+    x.indexed_iter()
+        .filter(|(idx, &v)| !t.in_domain(t.axis.map_or(0, |a| idx[a]), v))
+        .count() as u64
 }
 
 /// Runs the graph and returns every node's value (bit-width observation reads these).
@@ -174,13 +203,9 @@ fn tlu(t: &Tlu, x: &ArrayD<i64>) -> Result<ArrayD<i64>, String> {
     let per_channel = t.axis;
     for (idx, v) in out.indexed_iter_mut() {
         let table = per_channel.map_or(0, |a| idx[a]);
-        let acc = *v;
-        *v = t.lookup(table, acc).ok_or_else(|| {
-            format!(
-                "value {acc} is outside the table domain starting at {} (table {table})",
-                t.input_min
-            )
-        })?;
+        *v = t
+            .read(table, *v)
+            .ok_or_else(|| format!("table {table} of {} does not exist", t.tables.len()))?;
     }
     Ok(out)
 }

@@ -119,6 +119,48 @@ impl Tlu {
     pub fn lookup(&self, t: usize, acc: i64) -> Option<i64> {
         self.tables.get(t)?.get(self.index(acc)?).copied()
     }
+
+    /// Whether `acc` falls inside table `t`'s domain (the entries it was built for).
+    pub fn in_domain(&self, t: usize, acc: i64) -> bool {
+        self.lookup(t, acc).is_some()
+    }
+
+    /// What the circuit's bootstrap reads for `acc` in table `t`, inside the domain or not:
+    /// see [`negacyclic_read`] with the table's precision ([`Tlu::input_bits`]). Inside the
+    /// domain this is [`Tlu::lookup`]. `None` only when `t` is not a table.
+    pub fn read(&self, t: usize, acc: i64) -> Option<i64> {
+        let shift = self.rounding.map_or(0, |r| r.shift);
+        let table = self.tables.get(t)?;
+        Some(negacyclic_read(
+            table,
+            self.input_bits(),
+            shift,
+            acc.wrapping_sub(self.input_min),
+        ))
+    }
+}
+
+/// The value a `precision`-bit programmable bootstrap returns for the accumulator offset
+/// `offset = acc - input_min` (rounded by `shift` bits, half up): the rounded offset is taken
+/// modulo `2^(precision+1)` (the padding bit is part of what the bootstrap reads); the lower
+/// half reads `table[i]` (0 past the table's end, as the accumulator polynomial is filled),
+/// the upper half `-table[i - 2^precision]` (the negacyclic wrap). Inside the table's domain
+/// this is plain `table[i]`; outside it this is what an encrypted run computes, not a
+/// saturation, and every engine that claims to reproduce the circuit uses this rule.
+pub fn negacyclic_read(table: &[i64], precision: u32, shift: u32, offset: i64) -> i64 {
+    let rounded = if shift == 0 {
+        offset
+    } else {
+        offset.wrapping_add(1 << (shift - 1)) >> shift
+    };
+    let half = 1i64 << precision.min(61);
+    let i = rounded.rem_euclid(2 * half);
+    let entry = |i: i64| table.get(i as usize).copied().unwrap_or(0);
+    if i < half {
+        entry(i)
+    } else {
+        entry(i - half).wrapping_neg()
+    }
 }
 
 /// Bits needed to hold every integer of `[lo, hi]` as an offset from `lo`.
@@ -151,6 +193,20 @@ mod tests {
             [-6, -5, -3, -2, 0, 1, 2, 5, 6].map(|a| r.apply(a)),
             [-1, -1, -1, 0, 0, 0, 1, 1, 2]
         );
+    }
+
+    #[test]
+    fn reads_outside_the_domain_wrap_negacyclically() {
+        // A 2-bit table (4 boxes, 8 with the padding half), no rounding.
+        let t = [10, 11, 12];
+        let read = |o| negacyclic_read(&t, 2, 0, o);
+        assert_eq!([0, 1, 2, 3].map(read), [10, 11, 12, 0]);
+        assert_eq!([4, 5, 6, 7, 8].map(read), [-10, -11, -12, 0, 10]);
+        assert_eq!([-1, -4, -5].map(read), [0, -10, 0]);
+        // Rounded by 2 bits: offset 5 rounds to 1, offset 14 to 4 (padding half).
+        assert_eq!(negacyclic_read(&t, 2, 2, 5), 11);
+        assert_eq!(negacyclic_read(&t, 2, 2, 14), -10);
+        assert_eq!(negacyclic_read(&t, 2, 2, -3), 0);
     }
 
     #[test]

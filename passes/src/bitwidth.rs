@@ -129,11 +129,24 @@ pub fn node_range(
             .iter()
             .fold((i64::MAX, i64::MIN), |(l, h), &v| (l.min(v), h.max(v))),
         Op::Quantize(q) => q.range(),
-        Op::Tlu(t) => t
-            .tables
-            .iter()
-            .flatten()
-            .fold((i64::MAX, i64::MIN), |(l, h), &v| (l.min(v), h.max(v))),
+        Op::Tlu(t) => {
+            let (l, h) = t
+                .tables
+                .iter()
+                .flatten()
+                .fold((i64::MAX, i64::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+            let covered = get(0).is_none_or(|(lo, hi)| {
+                (0..t.tables.len()).all(|k| t.in_domain(k, lo) && t.in_domain(k, hi))
+            });
+            if covered {
+                (l, h)
+            } else {
+                // A table narrower than its input (observed ranges): a read outside the
+                // domain returns an entry, its negation or 0 (`Tlu::read`).
+                let m = l.saturating_abs().max(h.saturating_abs());
+                (-m, m)
+            }
+        }
         Op::Identity | Op::Reshape { .. } | Op::Transpose { .. } | Op::MaxPool(_) => first()?,
         Op::Pad { value, .. } => {
             let (lo, hi) = first()?;

@@ -18,6 +18,20 @@ pub struct PassOptions {
     pub quantization: Option<QuantOptions>,
     /// Keep only the top bits of accumulators wider than this before each table lookup.
     pub rounding: Option<RoundingOptions>,
+    /// What input range each table covers.
+    pub table_ranges: TableRanges,
+}
+
+/// The input domain tables are built for (`--ranges`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum TableRanges {
+    /// The guaranteed worst case of the accumulator (interval arithmetic): no input can
+    /// leave a table.
+    #[default]
+    WorstCase,
+    /// The range the calibration data reaches, widened by `margin` times its width on each
+    /// side (and never beyond the worst case). A value outside reads the negacyclic wrap.
+    Observed { margin: f32 },
 }
 
 /// `--rounding-bits R --rounding-mode M`.
@@ -74,6 +88,23 @@ pub struct PipelineReport {
     pub pruned: Vec<PrunedLayer>,
     /// Accumulator widths per layer of the integer graph (worst case and observed).
     pub bit_widths: Vec<LayerBits>,
+    /// Tables whose domain `table_ranges` narrowed to the observed range.
+    pub narrowed_tables: Vec<NarrowedTable>,
+}
+
+/// One table whose input domain was narrowed from the worst case to the calibration range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NarrowedTable {
+    pub node: String,
+    /// Inclusive domains before and after.
+    pub before: (i64, i64),
+    pub after: (i64, i64),
+    /// What the calibration data reached.
+    pub observed: (i64, i64),
+    /// Entries added on each side of the observed range.
+    pub margin: i64,
+    pub bits_before: u32,
+    pub bits_after: u32,
 }
 
 /// What one pass did.

@@ -20,11 +20,13 @@
 //! 8. [`quantize::CALIBRATE`]: run the float graph on calibration data (tensor ranges).
 //! 9. [`quantize::QUANTIZE`]: PTQ (or the model's QAT scales) and lowering to an integer
 //!    graph with one table lookup per chain of univariate ops.
-//! 10. [`rounding`]: keep the top `--rounding-bits` of wide accumulators before tables.
-//! 11. [`tlu_rewrite`]: egg rewrites of table lookups (merge, fold, share, drop).
-//! 12. [`bitwidth`]: worst-case and observed accumulator widths per layer.
+//! 10. [`table_ranges`]: with [`TableRanges::Observed`], shrink table domains to the
+//!     calibration-observed range plus a margin.
+//! 11. [`rounding`]: keep the top `--rounding-bits` of wide accumulators before tables.
+//! 12. [`tlu_rewrite`]: egg rewrites of table lookups (merge, fold, share, drop).
+//! 13. [`bitwidth`]: worst-case and observed accumulator widths per layer.
 //!
-//! Passes 8-12 do nothing unless [`PassOptions::quantization`] is set.
+//! Passes 8-13 do nothing unless [`PassOptions::quantization`] is set.
 
 pub mod bitwidth;
 pub mod canonicalize;
@@ -32,11 +34,13 @@ mod context;
 pub mod prune;
 pub mod quantize;
 pub mod rounding;
+pub mod table_ranges;
 pub mod tlu_rewrite;
 mod util;
 
 pub use context::{
-    PassContext, PassOptions, PassReport, PipelineReport, PostOp, PrunedLayer, RoundingOptions,
+    NarrowedTable, PassContext, PassOptions, PassReport, PipelineReport, PostOp, PrunedLayer,
+    RoundingOptions, TableRanges,
 };
 
 use fhec_ir::{Graph, IrError};
@@ -70,6 +74,7 @@ pub const PIPELINE: &[Pass] = &[
     prune::PASS,
     quantize::CALIBRATE,
     quantize::QUANTIZE,
+    table_ranges::PASS,
     rounding::PASS,
     tlu_rewrite::PASS,
     bitwidth::PASS,

@@ -115,6 +115,7 @@ fn compile(g: &Graph, seed: u64, bits: u32, rounding: Option<u32>) -> (Graph, Ve
             bits,
             mode: RoundingMode::Exact,
         }),
+        ..Default::default()
     });
     ctx.calibration_inputs = calib.clone();
     run_pipeline(&mut q, &mut ctx).expect("pipeline");

@@ -79,6 +79,7 @@ fn compile_and_eval(stem: &str, d: &Data, bits: Option<u32>, rounding: Option<u3
             bits,
             mode: RoundingMode::Approximate,
         }),
+        ..Default::default()
     });
     ctx.calibration_inputs = d.train.iter().take(200).map(|x| vec![x.clone()]).collect();
     run_pipeline(&mut g, &mut ctx).unwrap_or_else(|e| panic!("{stem}: {e}"));

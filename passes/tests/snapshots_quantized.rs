@@ -29,6 +29,7 @@ fn integer_ir_after_each_pass() {
                 bits: 5,
                 mode: RoundingMode::Approximate,
             }),
+            ..Default::default()
         });
         ctx.calibration_inputs = train_samples(data, stem.contains("keras"), 64)
             .into_iter()

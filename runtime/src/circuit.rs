@@ -134,6 +134,19 @@ pub struct ValueInfo {
 }
 
 impl ValueInfo {
+    /// What decrypting an element holding `v` gives: the ciphertext keeps `v` modulo
+    /// `2^(64 - delta_log2)`, and decryption reads it into `[min, min + 2^(64 - delta_log2))`.
+    /// `v` itself when it lies inside the guaranteed range; otherwise (only downstream of a
+    /// lookup read outside its table's domain) the wrapped value an encrypted run returns.
+    pub fn decoded(&self, v: i64) -> i64 {
+        let width = 64u32.saturating_sub(self.delta_log2);
+        if width >= 63 {
+            return v;
+        }
+        self.min
+            .wrapping_add(v.wrapping_sub(self.min).rem_euclid(1i64 << width))
+    }
+
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
@@ -366,6 +379,32 @@ impl Lut {
     /// Looks `acc` up in table `table`; `None` outside the domain.
     pub fn lookup(&self, table: usize, acc: i64) -> Option<i64> {
         self.tables.get(table)?.get(self.index(acc)?).copied()
+    }
+
+    /// What the bootstrap returns for `acc` with table `table`, inside its domain or not:
+    /// the rounded offset `index` is read modulo `2^(precision+1)`; `[0, 2^precision)` gives
+    /// `table[index]` (0 past the table's end), `[2^precision, 2^(precision+1))` gives
+    /// `-table[index - 2^precision]` (the padding bit wraps negacyclically). Inside the domain
+    /// this is [`Lut::lookup`]. Tables that span the calibration-observed range rather than
+    /// the worst case rely on it; the compiler's `fhec_ir::quant::negacyclic_read` is the
+    /// same rule. `None` only when `table` does not exist.
+    pub fn read(&self, table: usize, acc: i64) -> Option<i64> {
+        let table = self.tables.get(table)?;
+        let offset = acc.wrapping_sub(self.input_min);
+        let shift = self.shift();
+        let rounded = if shift == 0 {
+            offset
+        } else {
+            offset.wrapping_add(1 << (shift - 1)) >> shift
+        };
+        let half = 1i64 << self.precision.min(61);
+        let i = rounded.rem_euclid(2 * half);
+        let entry = |i: i64| table.get(i as usize).copied().unwrap_or(0);
+        Some(if i < half {
+            entry(i)
+        } else {
+            entry(i - half).wrapping_neg()
+        })
     }
 
     /// Bootstraps one lookup costs per element: one, plus one per dropped bit when exact.

@@ -4,7 +4,8 @@
 //! An element is the integer value itself; deltas are ignored and rescaling is a no-op.
 //! Linear arithmetic wraps (the trait's element operations cannot fail, and the compiler's
 //! interval analysis keeps every accumulator far inside i64); a lookup outside its table's
-//! domain is an error.
+//! domain reads what the bootstrap reads ([`Lut::read`]), and outputs are read into their
+//! decryption window ([`crate::exec::decoded_outputs`]), so results equal an encrypted run's.
 
 use ndarray::ArrayD;
 use rayon::prelude::*;
@@ -12,7 +13,7 @@ use rayon::prelude::*;
 use crate::circuit::{Lut, Program, ValueInfo};
 use crate::engine::Engine;
 use crate::error::RuntimeError;
-use crate::exec::{dequantize_outputs, execute, quantize_inputs};
+use crate::exec::{decoded_outputs, dequantize_outputs, execute, quantize_inputs};
 
 /// Batches at least this large are looked up in parallel.
 const PARALLEL_LOOKUPS: usize = 4096;
@@ -66,8 +67,10 @@ impl Engine for ClearEngine {
             )));
         }
         let one = |(&&value, &table): (&&i64, &usize)| {
-            lut.lookup(table, value)
-                .ok_or(RuntimeError::OutOfTable { value, table })
+            lut.read(table, value).ok_or(RuntimeError::NoSuchTable {
+                table,
+                count: lut.tables.len(),
+            })
         };
         if inputs.len() >= PARALLEL_LOOKUPS {
             inputs.par_iter().zip(tables).map(one).collect()
@@ -93,5 +96,6 @@ pub fn run_clear_integers(
     inputs: &[ArrayD<f32>],
 ) -> Result<Vec<ArrayD<i64>>, RuntimeError> {
     let quantized = quantize_inputs(program, inputs)?;
-    execute(program, &ClearEngine, quantized)
+    let outputs = execute(program, &ClearEngine, quantized)?;
+    Ok(decoded_outputs(program, outputs))
 }

@@ -35,6 +35,6 @@ pub enum RuntimeError {
     },
     /// A lookup whose value falls outside its table; wrapped into [`RuntimeError::Execution`]
     /// by the executor.
-    #[error("value {value} is outside the table domain (table {table})")]
-    OutOfTable { value: i64, table: usize },
+    #[error("table {table} does not exist (the lookup has {count})")]
+    NoSuchTable { table: usize, count: usize },
 }

@@ -40,6 +40,20 @@ pub fn execute<E: Engine>(
     execute_observed(program, engine, inputs, |_, _| {})
 }
 
+/// Integer outputs of a plain-integer engine as decryption would read them
+/// ([`crate::circuit::ValueInfo::decoded`]): the clear and simulation engines reproduce the
+/// circuit's wrap-around even after a lookup read outside its table's domain.
+pub fn decoded_outputs(program: &Program, outputs: Vec<ArrayD<i64>>) -> Vec<ArrayD<i64>> {
+    outputs
+        .into_iter()
+        .zip(&program.outputs)
+        .map(|(a, spec)| match program.values.get(spec.value) {
+            Some(info) => a.mapv(|v| info.decoded(v)),
+            None => a,
+        })
+        .collect()
+}
+
 /// [`execute`], calling `before(i, instruction)` before each instruction runs: engines that
 /// record per-instruction facts (the FHE noise trace) learn which instruction a lookup
 /// batch belongs to.

@@ -31,7 +31,7 @@ use crate::circuit::{Circuit, Lut, Program, ValueInfo};
 use crate::clear::ClearEngine;
 use crate::engine::Engine;
 use crate::error::RuntimeError;
-use crate::exec::{dequantize_outputs, execute, quantize_inputs};
+use crate::exec::{decoded_outputs, dequantize_outputs, execute, quantize_inputs};
 use crate::noise::{LookupKind, NoiseModel};
 use crate::params::CryptoParams;
 
@@ -217,17 +217,11 @@ impl Engine for SimulationEngine {
                 xs.iter()
                     .zip(ts)
                     .map(|(&&acc, &t)| {
-                        let table = lut.tables.get(t).ok_or(RuntimeError::OutOfTable {
-                            value: acc,
+                        let table = lut.tables.get(t).ok_or(RuntimeError::NoSuchTable {
                             table: t,
+                            count: lut.tables.len(),
                         })?;
-                        // The noiseless value must be inside the domain the compiler proved.
-                        if lut.index(acc).is_none_or(|i| i >= table.len()) {
-                            return Err(RuntimeError::OutOfTable {
-                                value: acc,
-                                table: t,
-                            });
-                        }
+                        // Outside the table's domain the read wraps as in FHE (`Lut::read`).
                         Ok(noise.read(lut, table, acc.wrapping_sub(lut.input_min), &mut rng))
                     })
                     .collect()
@@ -263,7 +257,8 @@ pub fn simulate_program(
     seed: u64,
 ) -> Result<Vec<ArrayD<i64>>, RuntimeError> {
     let quantized = quantize_inputs(program, inputs)?;
-    execute(program, &SimulationEngine::new(params, seed), quantized)
+    let outputs = execute(program, &SimulationEngine::new(params, seed), quantized)?;
+    Ok(decoded_outputs(program, outputs))
 }
 
 /// Quantises real inputs, executes `circuit` with simulated noise and dequantises the

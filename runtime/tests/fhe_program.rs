@@ -202,3 +202,91 @@ fn encrypted_program_matches_reference() {
         assert_eq!(clear, got, "x = {x:?}");
     }
 }
+
+/// A table narrower than its input (as `--ranges observed` builds them): inputs outside the
+/// domain read the negacyclic wrap in FHE, and the clear and simulation engines return exactly
+/// the same integers (checked against the values worked out by hand).
+#[test]
+fn lookups_outside_a_narrowed_domain_wrap_identically_in_every_engine() {
+    // Domain [2, 6] (5 entries, 3-bit precision) on inputs 0..=15.
+    let cases = [
+        (
+            None,
+            vec![0, 0, 1, 2, 3, 4, 5, 0, 0, 0, -1, -2, -3, -4, -5, 0],
+        ),
+        (
+            Some(Rounding {
+                shift: 1,
+                exact: true,
+            }),
+            vec![0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 0, 0, 0, 0, 0],
+        ),
+    ];
+    for (rounding, expected) in cases {
+        let lut = Lut {
+            input_min: 2,
+            precision: 3,
+            rounding,
+            tables: vec![vec![1, 2, 3, 4, 5]],
+            axis: None,
+        };
+        let d_in = lut.input_delta_log2();
+        let program = Program {
+            inputs: vec![InputSpec {
+                name: "x".into(),
+                shape: vec![1, 16],
+                quantization: Quantization {
+                    scale: 1.0,
+                    zero_point: 0,
+                    bits: 4,
+                    signed: false,
+                },
+            }],
+            outputs: vec![OutputSpec {
+                name: "y".into(),
+                value: 1,
+                scale: 1.0,
+                zero_point: 0,
+            }],
+            values: vec![
+                info(&[1, 16], 0, 15, d_in, 1.0),
+                info(&[1, 16], -5, 5, 59, 1.0),
+            ],
+            instructions: vec![
+                Instruction::Input { index: 0 },
+                Instruction::Tlu { input: 0, lut },
+            ],
+        };
+        let circuit = Circuit {
+            program: program.clone(),
+            params: insecure_test_params(),
+            prediction: Prediction {
+                pbs_count: 16,
+                p_error_per_pbs: 0.0,
+                global_p_error: 0.0,
+                pbs_latency_s: 0.0,
+                latency_s: 0.0,
+                threads: 1,
+            },
+            postprocessing: vec![],
+        };
+        let input = ArrayD::from_shape_vec(IxDyn(&[1, 16]), (0..16).collect()).unwrap();
+        let (client, server) = ClientKey::generate_insecure_for_tests(&circuit.params).unwrap();
+        let server = server.expand();
+        let enc = client
+            .encrypt_integers(&program, std::slice::from_ref(&input))
+            .unwrap();
+        let out = fhe::run(&circuit, &server, &enc).unwrap();
+        let fhe: Vec<i64> = client.decrypt_integers(&program, &out).unwrap()[0]
+            .iter()
+            .copied()
+            .collect();
+        assert_eq!(fhe, expected, "FHE, rounding {rounding:?}");
+        let real = input.mapv(|v| v as f32);
+        let clear = fhec_runtime::clear::run_clear_integers(&program, &[real.clone()]).unwrap();
+        assert_eq!(clear[0].iter().copied().collect::<Vec<_>>(), expected);
+        let sim =
+            fhec_runtime::simulate::simulate_program(&program, circuit.params, &[real], 7).unwrap();
+        assert_eq!(sim[0].iter().copied().collect::<Vec<_>>(), expected);
+    }
+}

@@ -236,8 +236,83 @@ struct CompileJson {
     target: String,
     #[serde(flatten)]
     circuit: CircuitReport,
+    table_ranges: TableRangesJson,
     circuit_bytes: u64,
     compile_s: f64,
+}
+
+/// How the tables' input domains were chosen (`--ranges`), and what narrowing did.
+#[derive(Serialize, Debug, Clone)]
+pub struct TableRangesJson {
+    /// `worst-case` or `observed:MARGIN`.
+    pub ranges: String,
+    /// Table-lookup nodes of the integer graph.
+    pub tables: usize,
+    /// Tables narrowed to their observed range (plus margin).
+    pub narrowed: Vec<NarrowedJson>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct NarrowedJson {
+    pub node: String,
+    pub worst_case_domain: [i64; 2],
+    pub domain: [i64; 2],
+    pub observed: [i64; 2],
+    /// Entries added on each side of the observed range.
+    pub margin_entries: i64,
+    pub bits_before: u32,
+    pub bits_after: u32,
+}
+
+impl TableRangesJson {
+    pub fn new(quant: &QuantArgs, compiled: &Compiled) -> Self {
+        let tables = compiled
+            .graph
+            .node_ids()
+            .filter(|&n| matches!(compiled.graph.node(n).op, fhec_ir::Op::Tlu(_)))
+            .count();
+        TableRangesJson {
+            ranges: super::quant_args::ranges_text(quant.table_ranges()),
+            tables,
+            narrowed: compiled
+                .report
+                .narrowed_tables
+                .iter()
+                .map(|t| NarrowedJson {
+                    node: t.node.clone(),
+                    worst_case_domain: [t.before.0, t.before.1],
+                    domain: [t.after.0, t.after.1],
+                    observed: [t.observed.0, t.observed.1],
+                    margin_entries: t.margin,
+                    bits_before: t.bits_before,
+                    bits_after: t.bits_after,
+                })
+                .collect(),
+        }
+    }
+
+    /// One line for the text report.
+    pub fn text(&self) -> String {
+        if self.narrowed.is_empty() {
+            return format!(
+                "{}: every table covers its worst-case input range",
+                self.ranges
+            );
+        }
+        let bits: Vec<String> = self
+            .narrowed
+            .iter()
+            .map(|t| format!("{}->{}", t.bits_before, t.bits_after))
+            .collect();
+        format!(
+            "{}: {} of {} tables narrowed to the calibration range plus margin (input bits {}); \
+             an input outside reads a wrong (wrapped) entry",
+            self.ranges,
+            self.narrowed.len(),
+            self.tables,
+            bits.join(", ")
+        )
+    }
 }
 
 /// Loads calibration data for a command that compiles (`--calib`, required unless QAT).
@@ -338,7 +413,7 @@ pub fn run(args: &CompileArgs) -> Result<()> {
     check_not_an_input(&args.output, &inputs)?;
     let model = import_model(&args.model, &args.import)?;
     let calibration = calibration_for(&model.graph, &args.quant, &args.model)?;
-    let (_, circuit) = compile_circuit(
+    let (compiled, circuit) = compile_circuit(
         &model.graph,
         &args.quant,
         &args.crypto,
@@ -354,6 +429,7 @@ pub fn run(args: &CompileArgs) -> Result<()> {
         .map(|m| m.len())
         .unwrap_or(0);
     let report = CircuitReport::new(&circuit);
+    let ranges = TableRangesJson::new(&args.quant, &compiled);
     if args.json {
         print_out(&json_text(&CompileJson {
             model: args.model.display().to_string(),
@@ -361,6 +437,7 @@ pub fn run(args: &CompileArgs) -> Result<()> {
             quantization: args.quant.summary(),
             target: args.crypto.describe(),
             circuit: report,
+            table_ranges: ranges,
             circuit_bytes: bytes,
             compile_s: start.elapsed().as_secs_f64(),
         })?)
@@ -369,12 +446,14 @@ pub fn run(args: &CompileArgs) -> Result<()> {
             "wrote '{}' ({:.1} KiB) in {:.2} s\n\
              model:           {}\n\
              quantisation:    {}\n\
+             table domains:   {}\n\
              target:          {}\n{}",
             args.output.display(),
             bytes as f64 / 1024.0,
             start.elapsed().as_secs_f64(),
             args.model.display(),
             args.quant.describe(),
+            ranges.text(),
             args.crypto.describe(),
             report.text()
         ))

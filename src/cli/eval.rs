@@ -118,6 +118,10 @@ pub struct EvalReport {
     pub clear_accuracy: Option<f64>,
     /// Fraction of samples whose simulated / encrypted argmax equals the clear one.
     pub clear_agreement: Option<f64>,
+    /// Samples with a table lookup outside its table's domain (quantised runs; only tables
+    /// on observed ranges can be left). Such a lookup reads a wrong (negacyclic) entry in
+    /// FHE, and every engine here reproduces it.
+    pub samples_outside_table_domain: Option<usize>,
     /// The circuit's cost and parameters (simulate and fhe modes).
     pub circuit: Option<CircuitReport>,
     /// Phases of encrypted inference (fhe mode).
@@ -300,14 +304,34 @@ pub fn float_predictions(graph: &fhec_ir::Graph, samples: &[Tensor]) -> Result<V
     })
 }
 
+/// The quantised model's predictions over a test set.
+pub struct ClearPredictions {
+    /// Argmax per sample.
+    pub predictions: Vec<usize>,
+    /// Samples with at least one table lookup outside its table's domain (possible with
+    /// tables on observed ranges; such a lookup reads the negacyclic wrap, as FHE does).
+    pub left_domain: usize,
+}
+
 /// Argmax of the quantised model (integer graph + client post-processing) per sample.
-pub fn clear_predictions(compiled: &Compiled, samples: &[Tensor]) -> Result<Vec<usize>> {
-    run_all(samples, "quantised (clear)", |x| {
-        let mut outs = compiled.run(std::slice::from_ref(x))?;
+pub fn clear_predictions(compiled: &Compiled, samples: &[Tensor]) -> Result<ClearPredictions> {
+    let one = |x: &Tensor| -> Result<(usize, bool)> {
+        let (mut outs, outside) = compiled.run_counting(std::slice::from_ref(x))?;
         if outs.is_empty() {
             bail!("the compiled model has no output");
         }
-        Ok(outs.swap_remove(0))
+        Ok((argmax(&outs.swap_remove(0)), outside > 0))
+    };
+    let runs: Vec<(usize, bool)> = samples
+        .par_iter()
+        .enumerate()
+        .map(|(i, x)| {
+            one(x).with_context(|| format!("quantised (clear) execution failed on test sample {i}"))
+        })
+        .collect::<Result<_>>()?;
+    Ok(ClearPredictions {
+        predictions: runs.iter().map(|r| r.0).collect(),
+        left_domain: runs.iter().filter(|r| r.1).count(),
     })
 }
 
@@ -508,6 +532,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         }
         _ => None,
     };
+    let left_domain = clear_preds.as_ref().map(|c| c.left_domain);
+    let clear_preds = clear_preds.map(|c| c.predictions);
     let clear_time = clear_preds.as_ref().map(|_| t.elapsed());
 
     // The circuit: simulated or encrypted execution.
@@ -594,6 +620,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         agreement,
         clear_accuracy,
         clear_agreement,
+        samples_outside_table_domain: left_domain,
         circuit: circuit.as_ref().map(|(_, r)| r.clone()),
         fhe_timings,
         correct,
@@ -608,7 +635,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         layers: comp.map_or(vec![], |c| layers_json(&c.report.bit_widths)),
         pruned: comp.map_or(vec![], |c| pruned_json(&c.report)),
         postprocessing: comp.map_or(vec![], |c| postprocessing_json(&c.report)),
-        rounding: match (comp, args.quant.rounding_bits) {
+        rounding: match (comp, args.quant.effective_rounding_bits()) {
             (Some(c), Some(bits)) => Some(RoundingJson {
                 bits,
                 mode: args.quant.rounding_mode().name(),
@@ -691,6 +718,13 @@ pub fn render_text(r: &EvalReport, c: Option<&Compiled>, q: &QuantArgs) -> Strin
     );
     if let Some(clear) = r.clear_accuracy {
         let _ = writeln!(o, "clear accuracy:      {clear:.4} ({})", pct(clear));
+    }
+    if let Some(k) = r.samples_outside_table_domain.filter(|&k| k > 0) {
+        let _ = writeln!(
+            o,
+            "left a table domain: {k}/{n} samples (tables on observed ranges: such a lookup \
+             reads a wrapped entry, in FHE too)"
+        );
     }
     if let (Some(acc), Some(agree)) = (r.quantized_accuracy, r.agreement) {
         let label = match r.mode {

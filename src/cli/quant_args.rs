@@ -11,7 +11,9 @@ use clap::{Args, ValueEnum};
 use fhec_ir::{Graph, RoundingMode, Tensor, TensorFact};
 use fhec_passes::bitwidth::{max_accumulator_bits, tlu_count, LayerBits};
 use fhec_passes::quantize::QuantOptions;
-use fhec_passes::{run_pipeline, PassContext, PassOptions, PipelineReport, RoundingOptions};
+use fhec_passes::{
+    run_pipeline, PassContext, PassOptions, PipelineReport, RoundingOptions, TableRanges,
+};
 use ndarray::{Axis, IxDyn};
 use serde::Serialize;
 
@@ -62,15 +64,43 @@ pub(crate) fn parse_bits(s: &str) -> Result<u32, String> {
     Ok(b)
 }
 
-fn parse_rounding_bits(s: &str) -> Result<u32, String> {
+/// `--rounding-bits`: a width, or `none` to read whole accumulators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoundingBits {
+    /// No rounding: every table reads its whole accumulator.
+    None,
+    /// Keep the top R bits of accumulators wider than R.
+    Keep(u32),
+}
+
+impl RoundingBits {
+    pub fn bits(self) -> Option<u32> {
+        match self {
+            RoundingBits::None => None,
+            RoundingBits::Keep(b) => Some(b),
+        }
+    }
+}
+
+/// The rounding width used when `--rounding-bits` is not given: one bit more than the
+/// quantisation width, at most 7 — tables then read at most 7 bits, which the fixtures need to
+/// stay within a point of their unrounded accuracy (README "Defaults").
+pub fn default_rounding_bits(bits: u32) -> u32 {
+    (bits + 1).min(7)
+}
+
+pub(crate) fn parse_rounding_bits(s: &str) -> Result<RoundingBits, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(RoundingBits::None);
+    }
     let b: u32 = s
-        .trim()
         .parse()
-        .map_err(|_| format!("'{s}' is not a bit count (an integer >= 1)"))?;
+        .map_err(|_| format!("'{s}' is not `none` or a bit count (an integer >= 1)"))?;
     if b == 0 {
         return Err(
             "must be at least 1: it is the number of top accumulator bits kept before each \
-             table lookup (leave --rounding-bits out to disable rounding)"
+             table lookup (`none` disables rounding)"
                 .into(),
         );
     }
@@ -79,7 +109,49 @@ fn parse_rounding_bits(s: &str) -> Result<u32, String> {
             "{b} is more than 16; table lookups wider than 16 bits are not supported"
         ));
     }
-    Ok(b)
+    Ok(RoundingBits::Keep(b))
+}
+
+/// `--ranges worst-case | observed[:MARGIN]`.
+pub(crate) fn parse_ranges(s: &str) -> Result<TableRanges, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("worst-case") {
+        return Ok(TableRanges::WorstCase);
+    }
+    let margin = match s.split_once(':') {
+        Some((kind, m)) if kind.eq_ignore_ascii_case("observed") => m
+            .trim()
+            .parse::<f32>()
+            .ok()
+            .filter(|m| m.is_finite() && (0.0..=10.0).contains(m))
+            .ok_or_else(|| {
+                format!(
+                    "'{m}' is not a margin: a fraction of the observed range added on each side, \
+                     0..=10 (e.g. observed:0.1)"
+                )
+            })?,
+        None if s.eq_ignore_ascii_case("observed") => DEFAULT_MARGIN,
+        _ => {
+            return Err(format!(
+                "'{s}' is not `worst-case`, `observed` or `observed:MARGIN`"
+            ))
+        }
+    };
+    Ok(TableRanges::Observed { margin })
+}
+
+/// Margin of `--ranges observed` without one.
+pub const DEFAULT_MARGIN: f32 = 0.1;
+
+/// Table domains without `--ranges`.
+pub const DEFAULT_RANGES: TableRanges = TableRanges::WorstCase;
+
+/// `worst-case` / `observed:0.1`, as the CLI writes it.
+pub fn ranges_text(r: TableRanges) -> String {
+    match r {
+        TableRanges::WorstCase => "worst-case".into(),
+        TableRanges::Observed { margin } => format!("observed:{margin}"),
+    }
 }
 
 pub(crate) fn parse_threshold(s: &str) -> Result<f32, String> {
@@ -120,19 +192,25 @@ pub struct QuantArgs {
     /// accumulator on the client, no table).
     #[arg(long, value_name = "N", value_parser = parse_bits, requires = "bits", help_heading = "Quantisation")]
     pub output_bits: Option<u32>,
-    /// Keep only the top R bits of accumulators wider than R before each table lookup
-    /// (default: no rounding).
-    #[arg(long, value_name = "R", value_parser = parse_rounding_bits, requires = "bits", help_heading = "Quantisation")]
-    pub rounding_bits: Option<u32>,
-    /// How --rounding-bits rounds [default: approximate].
+    /// Keep only the top R bits of accumulators wider than R before each table lookup, or
+    /// `none` [default: --bits + 1, at most 7].
+    #[arg(long, value_name = "R|none", value_parser = parse_rounding_bits, requires = "bits", help_heading = "Quantisation")]
+    pub rounding_bits: Option<RoundingBits>,
+    /// How rounding rounds [default: approximate].
     #[arg(
         long,
         value_enum,
         value_name = "MODE",
-        requires = "rounding_bits",
+        requires = "bits",
         help_heading = "Quantisation"
     )]
     pub rounding_mode: Option<RoundingModeArg>,
+    /// Input domain of each table: `worst-case` (what interval arithmetic guarantees) or
+    /// `observed[:MARGIN]` (the calibration range plus MARGIN times its width on each side,
+    /// default 0.1; a value outside it reads a wrong, negacyclic entry in FHE)
+    /// [default: worst-case].
+    #[arg(long, value_name = "RANGES", value_parser = parse_ranges, requires = "bits", help_heading = "Quantisation")]
+    pub ranges: Option<TableRanges>,
     /// Prune neurons whose weights are all within T of zero (0 = exact zeros only, which
     /// keeps the outputs exact).
     #[arg(long, value_name = "T", value_parser = parse_threshold, default_value = "0", help_heading = "Quantisation")]
@@ -163,11 +241,25 @@ impl QuantArgs {
         self.rounding_mode.unwrap_or(RoundingModeArg::Approximate)
     }
 
+    /// The rounding width in effect: `--rounding-bits`, else [`default_rounding_bits`] of
+    /// `--bits`; `None` without rounding (or without quantisation).
+    pub fn effective_rounding_bits(&self) -> Option<u32> {
+        match self.rounding_bits {
+            Some(r) => r.bits(),
+            None => self.bits.map(default_rounding_bits),
+        }
+    }
+
     pub fn rounding(&self) -> Option<RoundingOptions> {
-        self.rounding_bits.map(|bits| RoundingOptions {
+        self.effective_rounding_bits().map(|bits| RoundingOptions {
             bits,
             mode: self.rounding_mode().mode(),
         })
+    }
+
+    /// The table domains in effect.
+    pub fn table_ranges(&self) -> TableRanges {
+        self.ranges.unwrap_or(DEFAULT_RANGES)
     }
 
     pub fn pass_options(&self) -> PassOptions {
@@ -175,6 +267,7 @@ impl QuantArgs {
             prune_threshold: self.prune_threshold,
             quantization: self.quant_options(),
             rounding: self.rounding(),
+            table_ranges: self.table_ranges(),
         }
     }
 
@@ -183,6 +276,8 @@ impl QuantArgs {
     pub fn any_given(&self) -> bool {
         self.bits.is_some()
             || self.rounding_bits.is_some()
+            || self.rounding_mode.is_some()
+            || self.ranges.is_some()
             || self.calib.is_some()
             || self.prune_threshold != 0.0
             || self.calib_limit != 500
@@ -197,8 +292,11 @@ impl QuantArgs {
             activation_bits: q.as_ref().map(|q| q.activation_bits),
             input_bits: q.as_ref().map(|q| q.input_bits),
             output_bits: q.as_ref().and_then(|q| q.output_bits),
-            rounding_bits: self.rounding_bits,
-            rounding_mode: self.rounding_bits.map(|_| self.rounding_mode().name()),
+            rounding_bits: self.effective_rounding_bits(),
+            rounding_mode: self
+                .effective_rounding_bits()
+                .map(|_| self.rounding_mode().name()),
+            ranges: self.bits.map(|_| ranges_text(self.table_ranges())),
             prune_threshold: self.prune_threshold,
             calib_limit: self.calib_limit,
         }
@@ -221,12 +319,15 @@ impl QuantArgs {
             Some(o) => s.push_str(&format!(", {o}-bit outputs")),
             None => s.push_str(", outputs dequantised from the accumulator"),
         }
-        match self.rounding_bits {
+        match self.effective_rounding_bits() {
             Some(r) => s.push_str(&format!(
                 ", rounding to {r} bits ({})",
                 self.rounding_mode().name()
             )),
             None => s.push_str(", no rounding"),
+        }
+        if let TableRanges::Observed { margin } = self.table_ranges() {
+            s.push_str(&format!(", tables on observed ranges (margin {margin})"));
         }
         if self.prune_threshold != 0.0 {
             s.push_str(&format!(", prune threshold {}", self.prune_threshold));
@@ -245,6 +346,9 @@ pub struct QuantSummary {
     pub output_bits: Option<u32>,
     pub rounding_bits: Option<u32>,
     pub rounding_mode: Option<&'static str>,
+    /// `worst-case` or `observed:MARGIN` (quantised runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranges: Option<String>,
     pub prune_threshold: f32,
     pub calib_limit: usize,
 }
@@ -440,15 +544,23 @@ impl Compiled {
     /// Runs the compiled graph on one sample: the integer interpreter when quantised, the
     /// float one otherwise, then the client-side post-processing. Returns every output.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let outs = if self.quantized {
-            fhec_ir::int_interp::run(&self.graph, inputs)
+        Ok(self.run_counting(inputs)?.0)
+    }
+
+    /// [`Compiled::run`], plus the number of table lookups whose input fell outside its
+    /// table's domain (each read the negacyclic wrap, as the circuit does).
+    pub fn run_counting(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, u64)> {
+        let (outs, outside) = if self.quantized {
+            fhec_ir::int_interp::run_counting(&self.graph, inputs)
         } else {
-            fhec_ir::interp::run(&self.graph, inputs)
+            fhec_ir::interp::run(&self.graph, inputs).map(|o| (o, 0))
         }
         .map_err(|e| anyhow!("{e}"))?;
-        self.report
+        let outs = self
+            .report
             .apply_postprocessing(outs)
-            .map_err(|e| anyhow!("client post-processing failed: {e}"))
+            .map_err(|e| anyhow!("client post-processing failed: {e}"))?;
+        Ok((outs, outside))
     }
 
     pub fn tlu_count(&self) -> Option<usize> {
@@ -721,7 +833,21 @@ mod tests {
         assert!(parse_bits("9").unwrap_err().contains("2..=8"));
         assert!(parse_bits("x").is_err());
         assert!(parse_rounding_bits("0").unwrap_err().contains("at least 1"));
-        assert_eq!(parse_rounding_bits("6"), Ok(6));
+        assert_eq!(parse_rounding_bits("6"), Ok(RoundingBits::Keep(6)));
+        assert_eq!(parse_rounding_bits("None"), Ok(RoundingBits::None));
+        assert_eq!(parse_ranges("worst-case"), Ok(TableRanges::WorstCase));
+        assert_eq!(
+            parse_ranges("observed"),
+            Ok(TableRanges::Observed {
+                margin: DEFAULT_MARGIN
+            })
+        );
+        assert_eq!(
+            parse_ranges("observed:0.25"),
+            Ok(TableRanges::Observed { margin: 0.25 })
+        );
+        assert!(parse_ranges("observed:-1").unwrap_err().contains("margin"));
+        assert!(parse_ranges("wide").unwrap_err().contains("worst-case"));
         assert!(parse_threshold("-1").is_err());
         assert!(parse_threshold("nan").is_err());
         assert!(parse_limit("0").is_err());

@@ -36,7 +36,8 @@ use super::eval::{
 use super::fhe::{FheSession, FheTimings};
 use super::progress::Progress;
 use super::quant_args::{
-    compile, parse_bits, parse_threshold, single_input, Calibration, QuantArgs, RoundingModeArg,
+    compile, default_rounding_bits, parse_bits, parse_rounding_bits, parse_threshold, single_input,
+    Calibration, QuantArgs, RoundingBits, RoundingModeArg,
 };
 use super::{import_model, json_text, print_out, ImportArgs};
 use crate::data::DataKeys;
@@ -50,24 +51,6 @@ pub enum SweepMode {
     Simulate,
     /// Real encryption on the first --fhe-samples samples.
     Fhe,
-}
-
-/// `--rounding-bits` entry: `none` or a bit count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RoundingChoice(Option<u32>);
-
-fn parse_rounding_choice(s: &str) -> Result<RoundingChoice, String> {
-    let s = s.trim();
-    if s.eq_ignore_ascii_case("none") {
-        return Ok(RoundingChoice(None));
-    }
-    match s.parse::<u32>() {
-        Ok(b) if (1..=16).contains(&b) => Ok(RoundingChoice(Some(b))),
-        Ok(b) => Err(format!(
-            "{b} is not a rounding width: keep 1..=16 top accumulator bits, or `none`"
-        )),
-        Err(_) => Err(format!("'{s}' is not `none` or a bit count (1..=16)")),
-    }
 }
 
 #[derive(Args, Debug)]
@@ -90,9 +73,9 @@ pub struct SweepArgs {
     #[arg(long, value_name = "N,...", value_delimiter = ',', value_parser = parse_bits, required = true)]
     pub bits: Vec<u32>,
     /// Accumulator rounding to sweep: `none` or the top bits kept before each lookup,
-    /// e.g. none,5,6.
-    #[arg(long, value_name = "R,...", value_delimiter = ',', value_parser = parse_rounding_choice, default_value = "none")]
-    pub rounding_bits: Vec<RoundingChoice>,
+    /// e.g. none,5,6 [default: each --bits' default, --bits + 1 at most 7].
+    #[arg(long, value_name = "R,...", value_delimiter = ',', value_parser = parse_rounding_bits)]
+    pub rounding_bits: Vec<RoundingBits>,
     /// How rounding rounds (each mode is swept for every rounding width).
     #[arg(
         long,
@@ -330,7 +313,10 @@ impl Config {
     fn quant(&self, args: &SweepArgs) -> QuantArgs {
         QuantArgs {
             bits: Some(self.bits),
-            rounding_bits: self.rounding.map(|(b, _)| b),
+            rounding_bits: Some(
+                self.rounding
+                    .map_or(RoundingBits::None, |(b, _)| RoundingBits::Keep(b)),
+            ),
             rounding_mode: self.rounding.map(|(_, m)| m),
             prune_threshold: self.prune,
             calib: args.calib.clone(),
@@ -754,19 +740,24 @@ fn configurations(args: &SweepArgs) -> Vec<Config> {
     if targets.is_empty() {
         targets.push(PErrorTarget::PerPbs(DEFAULT_P_ERROR));
     }
-    let mut roundings: Vec<Option<(u32, RoundingModeArg)>> = vec![];
-    for r in &args.rounding_bits {
-        match r.0 {
-            None => roundings.push(None),
-            Some(b) => {
-                for &m in &args.rounding_mode {
-                    roundings.push(Some((b, m)));
+    let mut out: Vec<Config> = vec![];
+    for &bits in &args.bits {
+        let widths = if args.rounding_bits.is_empty() {
+            vec![RoundingBits::Keep(default_rounding_bits(bits))]
+        } else {
+            args.rounding_bits.clone()
+        };
+        let mut roundings: Vec<Option<(u32, RoundingModeArg)>> = vec![];
+        for r in widths {
+            match r.bits() {
+                None => roundings.push(None),
+                Some(b) => {
+                    for &m in &args.rounding_mode {
+                        roundings.push(Some((b, m)));
+                    }
                 }
             }
         }
-    }
-    let mut out: Vec<Config> = vec![];
-    for &bits in &args.bits {
         for &rounding in &roundings {
             for &target in &targets {
                 for &prune in &args.prune_threshold {
@@ -844,7 +835,7 @@ fn run_config(
     };
     row.compile_s = start.elapsed().as_secs_f64();
     row.max_accumulator_bits = compiled.max_accumulator_bits();
-    let clear = clear_predictions(&compiled, &test.samples)?;
+    let clear = clear_predictions(&compiled, &test.samples)?.predictions;
     row.clear_accuracy = Some(correct(&clear, &test.labels) as f64 / n as f64);
     if !input.simulate && input.fhe_k == 0 {
         return Ok(());
@@ -1303,10 +1294,10 @@ mod tests {
 
     #[test]
     fn rounding_choices_parse() {
-        assert_eq!(parse_rounding_choice("none"), Ok(RoundingChoice(None)));
-        assert_eq!(parse_rounding_choice(" 6"), Ok(RoundingChoice(Some(6))));
-        assert!(parse_rounding_choice("0").is_err());
-        assert!(parse_rounding_choice("x").is_err());
+        assert_eq!(parse_rounding_bits("none"), Ok(RoundingBits::None));
+        assert_eq!(parse_rounding_bits(" 6"), Ok(RoundingBits::Keep(6)));
+        assert!(parse_rounding_bits("0").is_err());
+        assert!(parse_rounding_bits("x").is_err());
     }
 
     #[test]

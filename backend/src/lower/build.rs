@@ -2,8 +2,10 @@
 //!
 //! Instructions are built in the graph's topological order over "pre" value ids (no deltas,
 //! no `Rescale` yet). Every value gets its inclusive integer range by interval arithmetic
-//! over the instructions as built (so the ranges are exactly what the circuit relies on),
-//! and every table is checked to cover the range of its input.
+//! over the instructions as built (so the ranges are exactly what the circuit relies on).
+//! A table may cover less than its input's guaranteed range (tables sized from the
+//! calibration-observed range): a read outside it wraps as `Lut::read` defines, so such a
+//! table's output range is widened to the negated entries too.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -193,9 +195,6 @@ impl Builder {
             Some(r) => r,
             None => self.value_range(&instr)?,
         };
-        if let Instruction::Tlu { input, lut } = &instr {
-            self.check_domain(*input, lut)?;
-        }
         self.pre.instrs.push(instr);
         self.pre.infos.push(PreInfo {
             shape,
@@ -750,23 +749,13 @@ impl Builder {
     }
 
     /// Checks that every table covers the whole range of the lookup's input.
-    fn check_domain(&self, input: usize, lut: &Lut) -> Result<(), LowerError> {
+    /// Whether every table of `lut` covers the guaranteed range of `input`.
+    fn covers(&self, lut: &Lut, input: usize) -> bool {
         let (min, max) = self.range(input);
-        for (t, table) in lut.tables.iter().enumerate() {
-            let ok = |v: i64| lut.index(v).is_some_and(|i| i < table.len());
-            if !ok(min) || !ok(max) {
-                return Err(LowerError::TableDomain {
-                    node: self.node.clone(),
-                    op: self.op,
-                    table: t,
-                    input_min: lut.input_min,
-                    len: table.len(),
-                    min,
-                    max,
-                });
-            }
-        }
-        Ok(())
+        lut.tables.iter().all(|table| {
+            let inside = |v: i64| lut.index(v).is_some_and(|i| i < table.len());
+            inside(min) && inside(max)
+        })
     }
 
     /// Guaranteed range of the value `instr` defines, from the ranges of its operands.
@@ -853,9 +842,15 @@ impl Builder {
                 .fold((i128::MAX, i128::MIN), |(l, h), (a, b)| {
                     (l.min(a), h.max(b))
                 }),
-            Tlu { lut, .. } => {
+            Tlu { input, lut } => {
                 let (l, h) = min_max(lut.tables.iter().flatten());
-                (l as i128, h as i128)
+                if self.covers(lut, *input) {
+                    (l as i128, h as i128)
+                } else {
+                    // A read outside the domain returns an entry, its negation or 0.
+                    let m = (l as i128).abs().max((h as i128).abs());
+                    (-m, m)
+                }
             }
         };
         match (i64::try_from(lo), i64::try_from(hi)) {

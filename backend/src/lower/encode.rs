@@ -90,20 +90,14 @@ pub(super) fn encode(pre: &Pre) -> Result<Encoded, LowerError> {
         return Ok(Encoded::ExpandMaxPools(conflicts));
     }
 
-    // Lookup inputs and outputs must fit the bits below their padding bit.
+    // Comparison inputs must fit the bits below their padding bit. (A table lookup's input
+    // may not: a table narrower than its input's range reads the wrap outside its domain,
+    // which every engine reproduces.)
     for (c, instr) in pre.instrs.iter().enumerate() {
-        let d = match instr {
-            Instruction::Tlu { input, lut } => Some((*input, lut.input_delta_log2())),
-            Instruction::MaxPool { input, relu, .. } => Some((*input, relu.input_delta_log2())),
-            _ => None,
-        };
-        if let Some((v, d)) = d {
+        if let Instruction::MaxPool { input, relu, .. } = instr {
+            let (v, d) = (*input, relu.input_delta_log2());
             let span = pre.infos[v].max as i128 - pre.infos[v].min as i128;
-            let lookup_span = if matches!(instr, Instruction::MaxPool { .. }) {
-                2 * span
-            } else {
-                span
-            };
+            let lookup_span = 2 * span;
             if lookup_span >= 1i128 << (63 - d) {
                 return Err(range_error(
                     c,

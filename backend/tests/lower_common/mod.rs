@@ -56,6 +56,7 @@ pub fn compile(
         prune_threshold: 0.0,
         quantization: Some(QuantOptions::uniform(bits)),
         rounding: rounding.map(|(bits, mode)| RoundingOptions { bits, mode }),
+        ..Default::default()
     });
     ctx.calibration_inputs = calibration.iter().map(|x| vec![x.clone()]).collect();
     run_pipeline(&mut g, &mut ctx).unwrap_or_else(|e| panic!("pipeline: {e}"));

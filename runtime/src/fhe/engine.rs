@@ -313,10 +313,10 @@ impl FheEngine<'_> {
         // One accumulator per table used.
         let mut accs: Vec<Option<GlweCiphertextOwned<u64>>> = vec![None; lut.tables.len()];
         for &t in tables {
-            let slot = accs.get_mut(t).ok_or(RuntimeError::OutOfTable {
-                value: t as i64,
-                table: t,
-            })?;
+            let count = accs.len();
+            let slot = accs
+                .get_mut(t)
+                .ok_or(RuntimeError::NoSuchTable { table: t, count })?;
             if slot.is_none() {
                 *slot = Some(self.table_accumulator(&lut.tables[t], precision, output_delta_log2));
             }
