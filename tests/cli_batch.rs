@@ -160,6 +160,12 @@ fn batch_round_trip_equals_per_sample_runs() {
     );
     let y = read_npy(&y_npy);
     assert_eq!(y.shape(), [3, 2]);
+    // Three different results, so that samples run or written in another order would show.
+    let row = |i| y.index_axis(Axis(0), i);
+    assert!(
+        row(0) != row(1) && row(1) != row(2) && row(0) != row(2),
+        "{y}"
+    );
 
     // Each sample alone, in both single-sample forms ([30] and [1,30]), with the same
     // circuit and keys: the single-sample file of before, and the same result row.
@@ -244,6 +250,25 @@ fn batch_round_trip_equals_per_sample_runs() {
         &["empty.npy", "empty batch", "at least one sample"],
     );
     assert!(!bad_ct.exists());
+    // The input batch is not a result of the circuit.
+    fails(
+        &fhec([
+            "decrypt",
+            &p(&circuit),
+            "--client-key",
+            &p(&ck),
+            "--input",
+            &p(&x_ct),
+            "-o",
+            &p(&d.join("bad.npy")),
+        ]),
+        &[
+            "x.ct",
+            "[3, 1, 30]",
+            "[N, 1, 2]",
+            "not a result of this circuit",
+        ],
+    );
     // The noise trace takes one sample.
     let traced = d.join("traced.ct");
     fails(

@@ -129,7 +129,7 @@ impl Ciphertexts {
 /// Bodies per sample of a [`Ciphertexts::SeededBatch`] of `samples` seeds and `bodies`
 /// bodies.
 fn seeded_chunk(samples: usize, bodies: usize) -> Result<usize, RuntimeError> {
-    if samples == 0 || bodies % samples != 0 {
+    if samples == 0 || !bodies.is_multiple_of(samples) {
         return Err(RuntimeError::Mismatch(format!(
             "a seeded batch of {bodies} ciphertexts cannot be split into {samples} samples"
         )));
@@ -268,26 +268,36 @@ impl EncryptedTensors {
                 self.tensors.len()
             )));
         }
+        // Bad inputs are the client's input errors; bad outputs mean another circuit's file.
+        let bad = |name: &str, message: String| {
+            if what == "input" {
+                RuntimeError::Input {
+                    name: name.to_string(),
+                    message,
+                }
+            } else {
+                RuntimeError::Mismatch(format!(
+                    "{what} '{name}': {message}; the file is not a result of this circuit"
+                ))
+            }
+        };
         let mut found = Vec::with_capacity(specs.len());
         for (t, (name, shape)) in self.tensors.iter().zip(specs) {
             let Some(n) = tensor_samples(t, shape) else {
                 let mut batch = vec!["N".to_string()];
                 batch.extend(shape.iter().map(|d| d.to_string()));
-                return Err(RuntimeError::Input {
-                    name: name.to_string(),
-                    message: format!(
+                return Err(bad(
+                    name,
+                    format!(
                         "encrypted tensor of shape {:?}, the circuit's {what} is {:?} (one sample) or [{}] (a batch of N samples)",
                         t.shape,
                         shape,
                         batch.join(", ")
                     ),
-                });
+                ));
             };
             if n == Some(0) {
-                return Err(RuntimeError::Input {
-                    name: name.to_string(),
-                    message: format!("an empty batch (shape {:?})", t.shape),
-                });
+                return Err(bad(name, format!("an empty batch (shape {:?})", t.shape)));
             }
             found.push(n);
         }
