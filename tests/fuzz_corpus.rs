@@ -192,6 +192,23 @@ fn huge_declared_lengths_fail_fast_without_allocating() {
     p.extend_from_slice(&len(1 << 61));
     p.extend_from_slice(&[1; 64]);
     assert_refused_cheaply("server key", harness::key_load, &framed(3, &p));
+    // A full tensor of shape [2^60, 0]: a valid file whose batch must not be split into
+    // 2^60 empty samples.
+    let mut p = len(1);
+    p.extend_from_slice(&len(2));
+    p.extend_from_slice(&len(1 << 60));
+    p.extend_from_slice(&len(0)); // shape [2^60, 0]
+    p.extend_from_slice(&1u32.to_le_bytes()); // Full
+    p.extend_from_slice(&len(4)); // lwe_size
+    p.extend_from_slice(&len(0)); // no data
+    let start = Instant::now();
+    let (result, peak) = peak_of(|| harness::ciphertext_load(&framed(1, &p)));
+    assert!(result.is_ok(), "{result:?}");
+    assert!(
+        peak <= 2 << 20,
+        "empty samples: allocated {peak} bytes at once"
+    );
+    assert!(start.elapsed() < Duration::from_secs(1), "empty samples");
     // The same claims in whole files (mode 0) are refused by the checksum already, and a
     // length field beyond the file by the header.
     let mut file = b"FHEC".to_vec();

@@ -299,6 +299,14 @@ impl EncryptedTensors {
             if n == Some(0) {
                 return Err(bad(name, format!("an empty batch (shape {:?})", t.shape)));
             }
+            // Samples without ciphertexts: refused, so that the number of samples is bounded
+            // by the size of the file (a few bytes could declare 2^60 empty samples).
+            if n.is_some_and(|n| t.ciphertexts.len() < n) {
+                return Err(bad(
+                    name,
+                    format!("a batch of empty samples (shape {:?})", t.shape),
+                ));
+            }
             found.push(n);
         }
         let first = found.first().copied().flatten();
@@ -791,6 +799,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("[2, 2]") && err.contains("[N, 4]"), "{err}");
+        // Empty samples are refused before anything is allocated per sample.
+        let empty = EncryptedTensors {
+            tensors: vec![EncryptedTensor {
+                shape: vec![1 << 60, 0],
+                ciphertexts: Ciphertexts::Full {
+                    lwe_size: 4,
+                    data: vec![],
+                },
+            }],
+            ..tensors.clone()
+        };
+        let err = empty
+            .split_samples(&[("a", &[0])], "input")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("empty samples"), "{err}");
         // A batch next to one sample.
         let mixed = EncryptedTensors {
             tensors: vec![tensors.tensors[0].clone(), one.tensors[1].clone()],
