@@ -317,7 +317,7 @@ impl EncryptedTensors {
                 .map(|((name, _), &n)| format!("'{name}': {}", samples_text(n)))
                 .collect();
             return Err(RuntimeError::Mismatch(format!(
-                "the {what} tensors of this file hold different numbers of samples ({}); every {what} needs one tensor per sample: encrypt the inputs again together",
+                "the {what} tensors of this file hold different numbers of samples ({}); fhec writes every {what} of a file with the same number: encrypt the inputs again with `fhec encrypt`",
                 list.join(", ")
             )));
         }
