@@ -389,18 +389,24 @@ fn input_of_the_wrong_shape() {
         &["x31.npy", "[1,31]", "'input'", "[1,30]"],
         &[&out],
     );
-    // A batch where encrypt takes one sample.
+    // A batch whose samples have the wrong shape (a batch of [1,30] samples is accepted).
     let x = write_npy(
         dir.path(),
-        "batch.npy",
-        &ArrayD::<f32>::zeros(IxDyn(&[4, 30])),
+        "batch31.npy",
+        &ArrayD::<f32>::zeros(IxDyn(&[4, 31])),
     );
     refused(
         &encrypt_args(&a.circuit, &a.ck_a, &s(&x), &out),
-        &["batch.npy", "batch of 4", "one sample per file"],
+        &[
+            "batch31.npy",
+            "[4,31]",
+            "'input'",
+            "[1,30]",
+            "[B,30] (a batch of B samples)",
+        ],
         &[&out],
     );
-    assert_eq!(files_in(dir.path()), ["batch.npy", "x31.npy"]);
+    assert_eq!(files_in(dir.path()), ["batch31.npy", "x31.npy"]);
 }
 
 #[test]

@@ -165,6 +165,21 @@ fn huge_declared_lengths_fail_fast_without_allocating() {
     p.extend_from_slice(&len(1 << 62));
     p.extend_from_slice(&[0; 32]);
     assert_refused_cheaply("seeded bodies", harness::ciphertext_load, &framed(1, &p));
+    // A seeded batch claiming 2^62 seeds, and one of 3 seeds claiming 2^62 bodies.
+    for (seeds, bodies) in [(1u64 << 62, 0u64), (3, 1 << 62)] {
+        let mut p = len(1);
+        p.extend_from_slice(&len(2));
+        p.extend_from_slice(&len(3)); // shape [3, 4]
+        p.extend_from_slice(&len(4));
+        p.extend_from_slice(&2u32.to_le_bytes()); // SeededBatch
+        p.extend_from_slice(&len(seeds));
+        if seeds == 3 {
+            p.extend_from_slice(&[0; 48]);
+            p.extend_from_slice(&len(bodies));
+        }
+        p.extend_from_slice(&[0; 32]);
+        assert_refused_cheaply("seeded batch", harness::ciphertext_load, &framed(1, &p));
+    }
     // Key files: valid parameters, then a key claiming 2^61 coefficients.
     let client = seed_payload("key_load", "valid-client-payload");
     let params_len = 9 * 8;
@@ -177,6 +192,23 @@ fn huge_declared_lengths_fail_fast_without_allocating() {
     p.extend_from_slice(&len(1 << 61));
     p.extend_from_slice(&[1; 64]);
     assert_refused_cheaply("server key", harness::key_load, &framed(3, &p));
+    // A full tensor of shape [2^60, 0]: a valid file whose batch must not be split into
+    // 2^60 empty samples.
+    let mut p = len(1);
+    p.extend_from_slice(&len(2));
+    p.extend_from_slice(&len(1 << 60));
+    p.extend_from_slice(&len(0)); // shape [2^60, 0]
+    p.extend_from_slice(&1u32.to_le_bytes()); // Full
+    p.extend_from_slice(&len(4)); // lwe_size
+    p.extend_from_slice(&len(0)); // no data
+    let start = Instant::now();
+    let (result, peak) = peak_of(|| harness::ciphertext_load(&framed(1, &p)));
+    assert!(result.is_ok(), "{result:?}");
+    assert!(
+        peak <= 2 << 20,
+        "empty samples: allocated {peak} bytes at once"
+    );
+    assert!(start.elapsed() < Duration::from_secs(1), "empty samples");
     // The same claims in whole files (mode 0) are refused by the checksum already, and a
     // length field beyond the file by the header.
     let mut file = b"FHEC".to_vec();
@@ -186,6 +218,28 @@ fn huge_declared_lengths_fail_fast_without_allocating() {
     file.extend_from_slice(&len(u64::MAX));
     file.extend_from_slice(&[0; 40]);
     assert_refused_cheaply("header length", harness::ciphertext_load, &framed(0, &file));
+}
+
+/// Files of one sample written before batch files existed (the committed `valid-seeded-file`
+/// and `valid-full-file`) are written back byte for byte: a single-sample file keeps the
+/// format it had, and a batch is told apart by its tensors' extra leading axis.
+#[test]
+fn single_sample_files_keep_their_bytes() {
+    use fhec_runtime::fhe::EncryptedTensors;
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["valid-seeded-file", "valid-full-file"] {
+        let bytes = std::fs::read(corpus_dir("ciphertext_load").join(name)).unwrap();
+        let file = &bytes[1..];
+        let loaded = EncryptedTensors::from_bytes(file).unwrap();
+        assert_eq!(loaded.tensors[0].shape, [1, 4], "{name}");
+        let out = dir.path().join(name);
+        loaded.save(&out).unwrap();
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            file,
+            "{name} written back differs"
+        );
+    }
 }
 
 /// A max pool declaring 2^31 windows: validation must not walk every window (it checks the
@@ -302,7 +356,8 @@ fn onnx_constant_folding_checks_the_declared_size_first() {
 }
 
 /// Writes the artifact seeds: tiny keys (NOT secure parameters, tiny files), a hand-built
-/// circuit and one compiled by `fhec compile`, and ciphertexts, each as a whole file (mode
+/// circuit and one compiled by `fhec compile`, and ciphertexts (one sample and a batch of
+/// three, seeded and full), each as a whole file (mode
 /// byte 0, or 2 for a server key) and as a bare payload (mode byte 1, or 3).
 #[test]
 #[ignore = "writes fuzz/corpus; run by hand after a format change"]
@@ -460,4 +515,36 @@ fn regenerate_seeds() {
     let ct = dir.path().join("full.ct");
     full.save(&ct).unwrap();
     write("ciphertext_load", "full", 0, &ct);
+
+    // A batch of three samples, seeded (as `fhec encrypt` writes it) and full (as `fhec run`).
+    let samples: Vec<EncryptedTensors> = [[-4i64, -1, 0, 3], [1, 2, 3, -4], [0, 0, -2, 2]]
+        .iter()
+        .map(|x| {
+            let x = ndarray::ArrayD::from_shape_vec(vec![1, 4], x.to_vec()).unwrap();
+            client.encrypt_integers(&program, &[x]).unwrap()
+        })
+        .collect();
+    let batch = EncryptedTensors::stack_samples(&samples).unwrap();
+    let ct = dir.path().join("seeded-batch.ct");
+    batch.save(&ct).unwrap();
+    write("ciphertext_load", "seeded-batch", 0, &ct);
+    let full: Vec<EncryptedTensors> = samples
+        .iter()
+        .map(|s| {
+            let cts = s.tensors[0].ciphertexts.expand(lwe_size).unwrap();
+            EncryptedTensors {
+                tensors: vec![EncryptedTensor {
+                    shape: vec![1, 4],
+                    ciphertexts: Ciphertexts::from_full(lwe_size, cts.iter()),
+                }],
+                ..s.clone()
+            }
+        })
+        .collect();
+    let ct = dir.path().join("full-batch.ct");
+    EncryptedTensors::stack_samples(&full)
+        .unwrap()
+        .save(&ct)
+        .unwrap();
+    write("ciphertext_load", "full-batch", 0, &ct);
 }

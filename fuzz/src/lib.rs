@@ -84,7 +84,7 @@ pub fn ciphertext_load(data: &[u8]) -> Result<(), String> {
     for t in &tensors.tensors {
         let lwe_size = match &t.ciphertexts {
             Ciphertexts::Full { lwe_size, .. } => *lwe_size,
-            Ciphertexts::Seeded { .. } => 2,
+            Ciphertexts::Seeded { .. } | Ciphertexts::SeededBatch { .. } => 2,
         };
         let cts = t.ciphertexts.expand(lwe_size).map_err(|e| e.to_string())?;
         if cts.len() != t.ciphertexts.len() {
@@ -93,6 +93,19 @@ pub fn ciphertext_load(data: &[u8]) -> Result<(), String> {
                 cts.len(),
                 t.ciphertexts.len()
             ));
+        }
+    }
+    // What the server and the client do with a batch: split it into samples (against
+    // per-sample shapes read off the file itself) and stack them again.
+    let tails: Vec<(&str, &[usize])> = tensors
+        .tensors
+        .iter()
+        .map(|t| ("t", t.shape.get(1..).unwrap_or_default()))
+        .collect();
+    if let Ok(Some(samples)) = tensors.split_samples(&tails, "input") {
+        let stacked = EncryptedTensors::stack_samples(&samples).map_err(|e| e.to_string())?;
+        if stacked != tensors {
+            return Err("a batch split into samples and stacked again differs".into());
         }
     }
     Ok(())

@@ -289,4 +289,103 @@ fn lookups_outside_a_narrowed_domain_wrap_identically_in_every_engine() {
             fhec_runtime::simulate::simulate_program(&program, circuit.params, &[real], 7).unwrap();
         assert_eq!(sim[0].iter().copied().collect::<Vec<_>>(), expected);
     }
+
+/// A batch file runs each sample exactly as that sample alone: `run_samples` on 3 samples
+/// gives, bit for bit, the stacked outputs of `run` on each sample split off the batch, and
+/// each decrypts to the reference. The file stacks independently seeded samples, survives a
+/// save/load, and a batch whose tensors disagree on the number of samples is refused.
+#[test]
+fn a_batch_runs_each_sample_as_alone() {
+    use fhec_runtime::fhe::{input_specs, Ciphertexts, EncryptedTensors};
+    let program = program();
+    let circuit = Circuit {
+        program: program.clone(),
+        params: insecure_test_params(),
+        prediction: Prediction {
+            pbs_count: 4 + 12 + 3,
+            p_error_per_pbs: 0.0,
+            global_p_error: 0.0,
+            pbs_latency_s: 0.0,
+            latency_s: 0.0,
+            threads: 1,
+        },
+        postprocessing: vec![],
+    };
+    let (client, server) = ClientKey::generate_insecure_for_tests(&circuit.params).unwrap();
+    let server = server.expand();
+    let xs: [[i64; 3]; 3] = [[0, 3, 1], [3, 3, 3], [2, 0, 1]];
+    let samples: Vec<Vec<ArrayD<f32>>> = xs
+        .iter()
+        .map(|x| {
+            let v = x.iter().map(|&q| q as f32).collect();
+            vec![ArrayD::from_shape_vec(IxDyn(&[1, 3]), v).unwrap()]
+        })
+        .collect();
+    let batch = client.encrypt_samples(&program, &samples).unwrap();
+    assert_eq!(batch.tensors[0].shape, [3, 1, 3]);
+    let Ciphertexts::SeededBatch { seeds, .. } = &batch.tensors[0].ciphertexts else {
+        panic!("a batch of fresh encryptions is seeded per sample")
+    };
+    assert!(seeds[0] != seeds[1] && seeds[1] != seeds[2] && seeds[0] != seeds[2]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("batch.ct");
+    batch.save(&path).unwrap();
+    let batch = EncryptedTensors::load(&path).unwrap();
+
+    let (out, n) = fhe::run_samples(&circuit, &server, &batch).unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(out.tensors[0].shape, [3, 1, 1, 1, 1]);
+    assert_eq!(out.tensors[1].shape, [3, 1, 4]);
+    let alone: Vec<EncryptedTensors> = batch
+        .split_samples(&input_specs(&program), "input")
+        .unwrap()
+        .expect("a batch")
+        .iter()
+        .map(|s| fhe::run(&circuit, &server, s).unwrap())
+        .collect();
+    // (`assert!`, not `assert_eq!`: a failure would print megabytes of ciphertexts)
+    assert!(
+        out == EncryptedTensors::stack_samples(&alone).unwrap(),
+        "a batch run differs from the runs of its samples alone"
+    );
+    let (decrypted, batched) = client.decrypt_samples(&program, &out).unwrap();
+    assert!(batched);
+    assert_eq!(decrypted.len(), 3);
+    for (x, got) in xs.iter().zip(&decrypted) {
+        let (max, hidden) = reference(x);
+        assert_eq!(got[0].iter().map(|&v| v as i64).collect::<Vec<_>>(), [max]);
+        let h: Vec<i64> = got[1].iter().map(|&v| v as i64).collect();
+        assert_eq!(h, hidden, "x = {x:?}");
+    }
+
+    // One sample stays in the single-sample layout and runs as before.
+    let one = client.encrypt(&program, &samples[0]).unwrap();
+    let (out1, n1) = fhe::run_samples(&circuit, &server, &one).unwrap();
+    assert_eq!(
+        (n1, out1.tensors[0].shape.as_slice()),
+        (1, &[1, 1, 1, 1][..])
+    );
+    assert_eq!(out1, fhe::run(&circuit, &server, &one).unwrap());
+
+    // Tensors that disagree on the number of samples.
+    let mut bad = batch.clone();
+    let two = client.encrypt_samples(&program, &samples[..2]).unwrap();
+    bad.tensors.push(two.tensors[0].clone());
+    let mut two_inputs = program.clone();
+    two_inputs.inputs.push(two_inputs.inputs[0].clone());
+    let err = bad
+        .samples(&input_specs(&two_inputs), "input")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("different numbers of samples"), "{err}");
+    // A batch tensor whose per-sample shape is not the circuit's.
+    let mut wrong = batch.clone();
+    wrong.tensors[0].shape = vec![3, 3, 1];
+    let err = fhe::run_samples(&circuit, &server, &wrong)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("[3, 3, 1]") && err.contains("[N, 1, 3]"),
+        "{err}"
+    );
 }

@@ -1,10 +1,13 @@
 //! The client/server commands on a compiled circuit:
 //!
 //! - `fhec keygen` (client): secret client key + compressed evaluation (server) key;
-//! - `fhec encrypt` (client): quantise and encrypt `.npy` inputs;
-//! - `fhec run` (server): execute the circuit on ciphertexts, no secret needed
-//!   (`--debug-client-key`: the key owner's noise trace, see `fhec_runtime::fhe::trace`);
-//! - `fhec decrypt` (client): decrypt, dequantise, post-process, write `.npy`.
+//! - `fhec encrypt` (client): quantise and encrypt `.npy` inputs, one sample or a batch
+//!   (one file of N independently encrypted samples);
+//! - `fhec run` (server): execute the circuit on ciphertexts, no secret needed, the samples
+//!   of a batch in parallel (`--debug-client-key`: the key owner's noise trace of one
+//!   sample, see `fhec_runtime::fhe::trace`);
+//! - `fhec decrypt` (client): decrypt, dequantise, post-process, write `.npy` (`[N, ...]`
+//!   for a batch).
 //!
 //! Every artifact carries the format version and the parameter fingerprint; keys and
 //! ciphertexts also carry the key pair's id, so mixing files is a clear error.
@@ -21,7 +24,7 @@ use ndarray::ArrayD;
 use serde::Serialize;
 
 use super::compile::{check_not_an_input, check_writable};
-use super::predict::make_feed;
+use super::predict::{assemble, common_batch, make_feed};
 use super::{json_text, print_out, shape_text};
 use crate::npyio::{read_npy, PendingFile};
 
@@ -76,12 +79,11 @@ pub fn keygen(args: &KeygenArgs) -> Result<()> {
         return Err(e)
             .with_context(|| format!("cannot write server key '{}'", args.server_key.display()));
     }
-    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let report = KeygenJson {
         client_key: args.client_key.display().to_string(),
         server_key: args.server_key.display().to_string(),
-        client_key_bytes: size(&args.client_key),
-        server_key_bytes: size(&args.server_key),
+        client_key_bytes: file_size(&args.client_key),
+        server_key_bytes: file_size(&args.server_key),
         keygen_s,
         fingerprint: circuit.params.fingerprint_hex(),
     };
@@ -116,16 +118,25 @@ pub struct EncryptArgs {
     #[arg(long, value_name = "C.key")]
     pub client_key: PathBuf,
     /// One .npy per circuit input: one sample (the input's shape, with or without its
-    /// leading batch 1).
+    /// leading batch 1) or a batch of N samples stacked along axis 0 (the same N in every
+    /// file).
     #[arg(long = "input", short = 'i', value_name = "X.npy", required = true)]
     pub inputs: Vec<PathBuf>,
-    /// Where to write the ciphertexts.
+    /// Where to write the ciphertexts (one file, whatever the number of samples).
     #[arg(long, short = 'o', value_name = "X.ct")]
     pub output: PathBuf,
 }
 
-/// Reads one sample per circuit input from `.npy` files.
-pub fn read_inputs(circuit: &Circuit, paths: &[PathBuf]) -> Result<Vec<ArrayD<f32>>> {
+/// The `.npy` inputs of a circuit, one file per circuit input.
+pub struct Inputs {
+    /// One entry per sample, each one array per circuit input (shaped like that input).
+    pub samples: Vec<Vec<ArrayD<f32>>>,
+    /// Whether the files held a batch along axis 0 (else one sample each).
+    pub batched: bool,
+}
+
+/// Reads one sample or a batch of samples per circuit input from `.npy` files.
+pub fn read_inputs(circuit: &Circuit, paths: &[PathBuf]) -> Result<Inputs> {
     let specs = &circuit.program.inputs;
     if paths.len() != specs.len() {
         bail!(
@@ -139,24 +150,27 @@ pub fn read_inputs(circuit: &Circuit, paths: &[PathBuf]) -> Result<Vec<ArrayD<f3
             paths.len()
         );
     }
-    let mut out = Vec::new();
+    let mut feeds = Vec::with_capacity(paths.len());
     for (path, spec) in paths.iter().zip(specs) {
-        let feed = make_feed(
+        feeds.push(make_feed(
             read_npy(path)?,
             path,
             &spec.name,
             &TensorFact::f32(spec.shape.clone()),
-        )?;
-        if let Some(b) = feed.batch.filter(|&b| b != 1) {
-            bail!(
-                "'{}' holds a batch of {b} samples; encrypt takes one sample per file \
-                 (`fhec predict --mode fhe` runs a batch in one process)",
-                path.display()
-            );
-        }
-        out.push(feed.sample(0));
+        )?);
     }
-    Ok(out)
+    let n = common_batch(&feeds, paths)?;
+    let samples = (0..n)
+        .map(|i| feeds.iter().map(|f| f.sample(i)).collect())
+        .collect();
+    Ok(Inputs {
+        samples,
+        batched: feeds.iter().any(|f| f.batch.is_some()),
+    })
+}
+
+fn file_size(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
 pub fn encrypt(args: &EncryptArgs) -> Result<()> {
@@ -168,19 +182,29 @@ pub fn encrypt(args: &EncryptArgs) -> Result<()> {
     let client = load_client_key(&args.client_key, &circuit)?;
     let inputs = read_inputs(&circuit, &args.inputs)?;
     let t = Instant::now();
-    let cts = client.encrypt(&circuit.program, &inputs)?;
+    let cts = if inputs.batched {
+        client.encrypt_samples(&circuit.program, &inputs.samples)?
+    } else {
+        // One sample: the single-sample layout, as before batches.
+        client.encrypt(&circuit.program, &inputs.samples[0])?
+    };
     let secs = t.elapsed().as_secs_f64();
     cts.save(&args.output)
         .with_context(|| format!("cannot write '{}'", args.output.display()))?;
+    let n = inputs.samples.len();
+    let what = if inputs.batched {
+        format!(
+            "a batch of {n} sample{} ({} input(s) each)",
+            if n == 1 { "" } else { "s" },
+            circuit.program.inputs.len()
+        )
+    } else {
+        format!("{} input(s)", circuit.program.inputs.len())
+    };
     print_out(&format!(
-        "encrypted {} input(s) into '{}' ({}) in {:.3} s\n",
-        inputs.len(),
+        "encrypted {what} into '{}' ({}) in {:.3} s\n",
         args.output.display(),
-        bytes_text(
-            std::fs::metadata(&args.output)
-                .map(|m| m.len())
-                .unwrap_or(0)
-        ),
+        bytes_text(file_size(&args.output)),
         secs
     ))
 }
@@ -208,10 +232,11 @@ pub struct RunArgs {
     /// The evaluation key from `fhec keygen` (no secret).
     #[arg(long, value_name = "S.key")]
     pub server_key: PathBuf,
-    /// Input ciphertexts from `fhec encrypt`.
+    /// Input ciphertexts from `fhec encrypt` (one sample or a batch; the samples of a batch
+    /// run in parallel).
     #[arg(long, short = 'i', value_name = "X.ct")]
     pub input: PathBuf,
-    /// Where to write the output ciphertexts.
+    /// Where to write the output ciphertexts (as many samples as the input).
     #[arg(long, short = 'o', value_name = "Y.ct")]
     pub output: PathBuf,
     /// DEBUGGING ONLY, on the client's own machine: decrypt every table-lookup input and
@@ -226,10 +251,18 @@ pub struct RunArgs {
 #[derive(Serialize)]
 struct RunJson {
     output: String,
+    /// Bootstraps per sample.
     pbs_count: u64,
     load_key_s: f64,
+    /// The whole file (every sample).
     run_s: f64,
+    /// Samples in the file (1 for a single-sample file).
+    samples: usize,
+    /// `run_s / samples`.
+    run_s_per_sample: f64,
     threads: usize,
+    input_bytes: u64,
+    output_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     noise_trace: Option<fhec_runtime::fhe::NoiseTrace>,
 }
@@ -282,16 +315,25 @@ pub fn run(args: &RunArgs) -> Result<()> {
             args.input.display()
         )
     };
-    let (outputs, noise_trace) = match &debug_key {
+    let (outputs, samples, noise_trace) = match &debug_key {
         Some(key) => {
+            let specs = fhec_runtime::fhe::input_specs(&circuit.program);
+            if let Some(n) = inputs.samples(&specs, "input").with_context(context)? {
+                bail!(
+                    "'{}' holds a batch of {n} samples; --debug-client-key traces one sample: \
+                     encrypt the sample to trace on its own",
+                    args.input.display()
+                );
+            }
             let (outputs, trace) = fhec_runtime::fhe::run_traced(&circuit, &server, key, &inputs)
                 .with_context(context)?;
-            (outputs, Some(trace))
+            (outputs, 1, Some(trace))
         }
-        None => (
-            fhec_runtime::fhe::run(&circuit, &server, &inputs).with_context(context)?,
-            None,
-        ),
+        None => {
+            let (outputs, samples) =
+                fhec_runtime::fhe::run_samples(&circuit, &server, &inputs).with_context(context)?;
+            (outputs, samples, None)
+        }
     };
     let run_s = t.elapsed().as_secs_f64();
     outputs
@@ -302,15 +344,30 @@ pub fn run(args: &RunArgs) -> Result<()> {
         pbs_count: circuit.prediction.pbs_count,
         load_key_s,
         run_s,
+        samples,
+        run_s_per_sample: run_s / samples as f64,
         threads: rayon::current_num_threads(),
+        input_bytes: file_size(&args.input),
+        output_bytes: file_size(&args.output),
         noise_trace,
     };
     if args.json {
         return print_out(&json_text(&report)?);
     }
     let mut text = format!(
-        "ran {} bootstraps in {:.3} s on {} thread(s) (key loaded in {:.2} s); wrote '{}'\n",
-        report.pbs_count, run_s, report.threads, load_key_s, report.output
+        "ran {} sample{} ({} bootstraps each) in {:.3} s, {:.3} s per sample, on {} thread(s) \
+         (key loaded in {:.2} s)\nread '{}' ({}); wrote '{}' ({})\n",
+        samples,
+        if samples == 1 { "" } else { "s" },
+        report.pbs_count,
+        run_s,
+        report.run_s_per_sample,
+        report.threads,
+        load_key_s,
+        args.input.display(),
+        bytes_text(report.input_bytes),
+        report.output,
+        bytes_text(report.output_bytes)
     );
     if let Some(trace) = &report.noise_trace {
         text.push_str(&trace.table());
@@ -327,7 +384,8 @@ pub struct DecryptArgs {
     /// Output ciphertexts from `fhec run`.
     #[arg(long, short = 'i', value_name = "Y.ct")]
     pub input: PathBuf,
-    /// Where to write the first output (.npy, float32, dequantised, post-processed).
+    /// Where to write the first output (.npy, float32, dequantised, post-processed; a batch
+    /// of N samples as [N, ...], like `fhec predict`).
     #[arg(long, short = 'o', value_name = "Y.npy")]
     pub output: PathBuf,
 }
@@ -343,27 +401,42 @@ pub fn decrypt(args: &DecryptArgs) -> Result<()> {
     let client = load_client_key(&args.client_key, &circuit)?;
     let cts = EncryptedTensors::load(&args.input)
         .with_context(|| format!("cannot load ciphertexts '{}'", args.input.display()))?;
-    let outputs = client.decrypt(&circuit.program, &cts).with_context(|| {
-        format!(
-            "cannot decrypt '{}' with client key '{}'",
-            args.input.display(),
-            args.client_key.display()
-        )
-    })?;
-    let outputs = fhec_runtime::client::apply_postprocessing(&circuit.postprocessing, outputs)?;
-    let Some(first) = outputs.into_iter().next() else {
-        bail!("the circuit has no output");
-    };
+    let (samples, batched) = client
+        .decrypt_samples(&circuit.program, &cts)
+        .with_context(|| {
+            format!(
+                "cannot decrypt '{}' with client key '{}'",
+                args.input.display(),
+                args.client_key.display()
+            )
+        })?;
+    let n = samples.len();
+    let mut firsts = Vec::with_capacity(n);
+    for outputs in samples {
+        let outputs = fhec_runtime::client::apply_postprocessing(&circuit.postprocessing, outputs)?;
+        let Some(first) = outputs.into_iter().next() else {
+            bail!("the circuit has no output");
+        };
+        firsts.push(first);
+    }
+    // A batch is written [N, ...] like `fhec predict` writes one; one sample in the
+    // circuit's own output shape.
+    let first = assemble(firsts, batched)?;
     pending.write_npy(&first)?;
     let mut text = format!(
-        "wrote '{}': output '{}' float32 {}\n",
+        "wrote '{}': output '{}' float32 {}{}\n",
         args.output.display(),
         circuit
             .program
             .outputs
             .first()
             .map_or("", |o| o.name.as_str()),
-        shape_text(first.shape())
+        shape_text(first.shape()),
+        if batched {
+            format!(" ({n} sample{})", if n == 1 { "" } else { "s" })
+        } else {
+            String::new()
+        }
     );
     if first.len() <= 16 {
         let vals: Vec<String> = first.iter().map(|v| format!("{v:.6}")).collect();

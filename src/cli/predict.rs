@@ -394,7 +394,7 @@ fn convert(
 }
 
 /// The number of samples shared by all inputs.
-fn common_batch(feeds: &[Feed], paths: &[PathBuf]) -> Result<usize> {
+pub(crate) fn common_batch(feeds: &[Feed], paths: &[PathBuf]) -> Result<usize> {
     let first = feeds.first().map(Feed::samples).unwrap_or(1);
     for (f, p) in feeds.iter().zip(paths) {
         if f.samples() != first {
@@ -442,7 +442,7 @@ where
 
 /// Stacks per-sample outputs: `[B, ...]` without the per-sample leading 1 when batched, the
 /// model's own output shape for a single unbatched sample.
-fn assemble(mut outs: Vec<Tensor>, batched: bool) -> Result<Tensor> {
+pub(crate) fn assemble(mut outs: Vec<Tensor>, batched: bool) -> Result<Tensor> {
     if !batched && outs.len() == 1 {
         return outs.pop().ok_or_else(|| anyhow!("no output"));
     }

@@ -5,6 +5,21 @@
 //! `8 * (k*N + 1)`. The server decompresses them before computing; its outputs are full LWE
 //! ciphertexts. Every file carries the parameter fingerprint and the key id, and whoever uses
 //! a ciphertext checks both against the key or circuit it is used with.
+//!
+//! A file holds one sample or a batch of samples:
+//!
+//! - **one sample** (what `fhec encrypt` writes for one sample, byte for byte the format of
+//!   fhec before batches): one tensor per circuit input (or output), each of exactly the
+//!   circuit's shape;
+//! - **a batch of N samples**: each tensor has a leading axis N in front of the circuit's
+//!   shape, samples stacked along it. Inputs are [`Ciphertexts::SeededBatch`], one seed per
+//!   sample (every sample is its own encryption, as if encrypted alone), outputs
+//!   [`Ciphertexts::Full`]. [`EncryptedTensors::split_samples`] and
+//!   [`EncryptedTensors::stack_samples`] go between a batch and its samples.
+//!
+//! The rank tells the two apart (the circuit's shape, or one more axis), so the file format
+//! and its version are unchanged: files of either kind written before batches load as they
+//! did.
 
 use std::path::Path;
 
@@ -30,13 +45,20 @@ pub enum Ciphertexts {
     Seeded { seed: u128, bodies: Vec<u64> },
     /// Full LWE ciphertexts of size `lwe_size`, concatenated.
     Full { lwe_size: usize, data: Vec<u64> },
+    /// Fresh encryptions of a batch of samples (a tensor whose leading axis is the sample):
+    /// the bodies of sample `i` are the `i`-th of `seeds.len()` equal chunks of `bodies`,
+    /// their masks are regenerated from `seeds[i]`. Variant index 2, added after the others,
+    /// so files without it decode as before.
+    SeededBatch { seeds: Vec<u128>, bodies: Vec<u64> },
 }
 
 impl Ciphertexts {
     /// Number of ciphertexts.
     pub fn len(&self) -> usize {
         match self {
-            Ciphertexts::Seeded { bodies, .. } => bodies.len(),
+            Ciphertexts::Seeded { bodies, .. } | Ciphertexts::SeededBatch { bodies, .. } => {
+                bodies.len()
+            }
             Ciphertexts::Full { lwe_size, data } => data.len() / (*lwe_size).max(1),
         }
     }
@@ -76,6 +98,18 @@ impl Ciphertexts {
                     .map(|c| LweCiphertext::from_container(c.to_vec(), native()))
                     .collect())
             }
+            Ciphertexts::SeededBatch { seeds, bodies } => {
+                let per_sample = seeded_chunk(seeds.len(), bodies.len())?;
+                let mut out = Vec::with_capacity(bodies.len());
+                for (i, &seed) in seeds.iter().enumerate() {
+                    let sample = Ciphertexts::Seeded {
+                        seed,
+                        bodies: bodies[i * per_sample..(i + 1) * per_sample].to_vec(),
+                    };
+                    out.extend(sample.expand(lwe_size)?);
+                }
+                Ok(out)
+            }
         }
     }
 
@@ -90,6 +124,17 @@ impl Ciphertexts {
         }
         Ciphertexts::Full { lwe_size, data }
     }
+}
+
+/// Bodies per sample of a [`Ciphertexts::SeededBatch`] of `samples` seeds and `bodies`
+/// bodies.
+fn seeded_chunk(samples: usize, bodies: usize) -> Result<usize, RuntimeError> {
+    if samples == 0 || !bodies.is_multiple_of(samples) {
+        return Err(RuntimeError::Mismatch(format!(
+            "a seeded batch of {bodies} ciphertexts cannot be split into {samples} samples"
+        )));
+    }
+    Ok(bodies / samples)
 }
 
 /// One encrypted tensor.
@@ -134,6 +179,12 @@ impl EncryptedTensors {
             let elements = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
             let ok = match &t.ciphertexts {
                 Ciphertexts::Seeded { bodies, .. } => elements == Some(bodies.len()),
+                // One seed per sample, at least one sample.
+                Ciphertexts::SeededBatch { seeds, bodies } => {
+                    elements == Some(bodies.len())
+                        && !seeds.is_empty()
+                        && t.shape.first() == Some(&seeds.len())
+                }
                 Ciphertexts::Full { lwe_size, data } => {
                     *lwe_size > 0
                         && elements.and_then(|e| e.checked_mul(*lwe_size)) == Some(data.len())
@@ -178,6 +229,268 @@ impl EncryptedTensors {
         }
         Ok(())
     }
+}
+
+/// Where a tensor of a file stands against the circuit's shape `shape`: one sample (`None`),
+/// a batch (`Some(n)`), or neither.
+fn tensor_samples(t: &EncryptedTensor, shape: &[usize]) -> Option<Option<usize>> {
+    if t.shape == shape {
+        Some(None)
+    } else if t.shape.len() == shape.len() + 1 && t.shape[1..] == *shape {
+        Some(Some(t.shape[0]))
+    } else {
+        None
+    }
+}
+
+fn samples_text(n: Option<usize>) -> String {
+    match n {
+        None => "one sample".into(),
+        Some(1) => "a batch of 1 sample".into(),
+        Some(n) => format!("a batch of {n} samples"),
+    }
+}
+
+impl EncryptedTensors {
+    /// How many samples these tensors hold for the circuit's inputs (or outputs) `specs`
+    /// (name and shape of each): `None` for one sample (every tensor exactly its shape),
+    /// `Some(n)` for a batch (every tensor `[n, ...shape]`, `n >= 1`). `what` is "input" or
+    /// "output".
+    pub fn samples(
+        &self,
+        specs: &[(&str, &[usize])],
+        what: &str,
+    ) -> Result<Option<usize>, RuntimeError> {
+        if self.tensors.len() != specs.len() {
+            return Err(RuntimeError::Mismatch(format!(
+                "the circuit has {} {what}(s), the ciphertext file holds {} tensors",
+                specs.len(),
+                self.tensors.len()
+            )));
+        }
+        // Bad inputs are the client's input errors; bad outputs mean another circuit's file.
+        let bad = |name: &str, message: String| {
+            if what == "input" {
+                RuntimeError::Input {
+                    name: name.to_string(),
+                    message,
+                }
+            } else {
+                RuntimeError::Mismatch(format!(
+                    "{what} '{name}': {message}; the file is not a result of this circuit"
+                ))
+            }
+        };
+        let mut found = Vec::with_capacity(specs.len());
+        for (t, (name, shape)) in self.tensors.iter().zip(specs) {
+            let Some(n) = tensor_samples(t, shape) else {
+                let mut batch = vec!["N".to_string()];
+                batch.extend(shape.iter().map(|d| d.to_string()));
+                return Err(bad(
+                    name,
+                    format!(
+                        "encrypted tensor of shape {:?}, the circuit's {what} is {:?} (one sample) or [{}] (a batch of N samples)",
+                        t.shape,
+                        shape,
+                        batch.join(", ")
+                    ),
+                ));
+            };
+            if n == Some(0) {
+                return Err(bad(name, format!("an empty batch (shape {:?})", t.shape)));
+            }
+            // Samples without ciphertexts: refused, so that the number of samples is bounded
+            // by the size of the file (a few bytes could declare 2^60 empty samples).
+            if n.is_some_and(|n| t.ciphertexts.len() < n) {
+                return Err(bad(
+                    name,
+                    format!("a batch of empty samples (shape {:?})", t.shape),
+                ));
+            }
+            found.push(n);
+        }
+        let first = found.first().copied().flatten();
+        if found.iter().any(|&n| n != first) {
+            let list: Vec<String> = specs
+                .iter()
+                .zip(&found)
+                .map(|((name, _), &n)| format!("'{name}': {}", samples_text(n)))
+                .collect();
+            return Err(RuntimeError::Mismatch(format!(
+                "the {what} tensors of this file hold different numbers of samples ({}); fhec writes every {what} of a file with the same number: encrypt the inputs again with `fhec encrypt`",
+                list.join(", ")
+            )));
+        }
+        Ok(first)
+    }
+
+    /// The samples of a batch, each as a one-sample file (what encrypting or running that
+    /// sample alone gives); `None` when the file holds one sample. See
+    /// [`EncryptedTensors::samples`] for `specs` and `what`.
+    pub fn split_samples(
+        &self,
+        specs: &[(&str, &[usize])],
+        what: &str,
+    ) -> Result<Option<Vec<EncryptedTensors>>, RuntimeError> {
+        let Some(n) = self.samples(specs, what)? else {
+            return Ok(None);
+        };
+        let mut samples: Vec<EncryptedTensors> = (0..n)
+            .map(|_| EncryptedTensors {
+                key_id: self.key_id,
+                fingerprint: self.fingerprint,
+                tensors: Vec::with_capacity(self.tensors.len()),
+            })
+            .collect();
+        for (t, (name, _)) in self.tensors.iter().zip(specs) {
+            let shape = t.shape[1..].to_vec();
+            let per_sample = t.ciphertexts.len() / n;
+            // What `from_bytes` checks, again for tensors built in memory.
+            let broken = || RuntimeError::Input {
+                name: name.to_string(),
+                message: format!(
+                    "{} ciphertexts do not make a batch of shape {:?}",
+                    t.ciphertexts.len(),
+                    t.shape
+                ),
+            };
+            let elements = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            if elements != Some(per_sample) || per_sample * n != t.ciphertexts.len() {
+                return Err(broken());
+            }
+            for (i, sample) in samples.iter_mut().enumerate() {
+                let range = i * per_sample..(i + 1) * per_sample;
+                let ciphertexts = match &t.ciphertexts {
+                    Ciphertexts::SeededBatch { seeds, bodies } => Ciphertexts::Seeded {
+                        seed: *seeds.get(i).ok_or_else(broken)?,
+                        bodies: bodies.get(range).ok_or_else(broken)?.to_vec(),
+                    },
+                    Ciphertexts::Full { lwe_size, data } => Ciphertexts::Full {
+                        lwe_size: *lwe_size,
+                        data: data
+                            .get(range.start * lwe_size..range.end * lwe_size)
+                            .ok_or_else(broken)?
+                            .to_vec(),
+                    },
+                    Ciphertexts::Seeded { .. } => {
+                        return Err(RuntimeError::Input {
+                            name: name.to_string(),
+                            message: "a batch under a single seed, which cannot be split into samples; encrypt the inputs again with `fhec encrypt`".into(),
+                        })
+                    }
+                };
+                sample.tensors.push(EncryptedTensor {
+                    shape: shape.clone(),
+                    ciphertexts,
+                });
+            }
+        }
+        Ok(Some(samples))
+    }
+
+    /// Stacks one-sample files into a batch (the inverse of
+    /// [`EncryptedTensors::split_samples`]): tensor `j` of the result is tensor `j` of every
+    /// sample with a leading sample axis; seeded samples keep their own seeds.
+    pub fn stack_samples(samples: &[EncryptedTensors]) -> Result<EncryptedTensors, RuntimeError> {
+        let mismatch = |m: String| Err(RuntimeError::Mismatch(m));
+        let Some(first) = samples.first() else {
+            return mismatch("a batch needs at least one sample".into());
+        };
+        for (i, s) in samples.iter().enumerate() {
+            if s.key_id != first.key_id || s.fingerprint != first.fingerprint {
+                return mismatch(format!(
+                    "sample {i} was made under other keys or parameters than sample 0"
+                ));
+            }
+            if s.tensors.len() != first.tensors.len() {
+                return mismatch(format!(
+                    "sample {i} holds {} tensors, sample 0 {}",
+                    s.tensors.len(),
+                    first.tensors.len()
+                ));
+            }
+        }
+        let mut tensors = Vec::with_capacity(first.tensors.len());
+        for (j, t0) in first.tensors.iter().enumerate() {
+            let mut shape = vec![samples.len()];
+            shape.extend_from_slice(&t0.shape);
+            let column = samples.iter().map(|s| &s.tensors[j]);
+            if let Some((i, _)) = column
+                .clone()
+                .enumerate()
+                .find(|(_, t)| t.shape != t0.shape)
+            {
+                return mismatch(format!(
+                    "tensor {j} of sample {i} has shape {:?}, of sample 0 {:?}",
+                    samples[i].tensors[j].shape, t0.shape
+                ));
+            }
+            let ciphertexts = match &t0.ciphertexts {
+                Ciphertexts::Seeded { .. } => {
+                    let mut seeds = Vec::with_capacity(samples.len());
+                    let mut all = Vec::with_capacity(t0.ciphertexts.len() * samples.len());
+                    for t in column {
+                        let Ciphertexts::Seeded { seed, bodies } = &t.ciphertexts else {
+                            return mismatch(format!("tensor {j}: samples of different kinds"));
+                        };
+                        seeds.push(*seed);
+                        all.extend_from_slice(bodies);
+                    }
+                    Ciphertexts::SeededBatch { seeds, bodies: all }
+                }
+                Ciphertexts::Full { lwe_size, .. } => {
+                    let mut all = Vec::new();
+                    for t in column {
+                        match &t.ciphertexts {
+                            Ciphertexts::Full { lwe_size: l, data } if l == lwe_size => {
+                                all.extend_from_slice(data)
+                            }
+                            _ => {
+                                return mismatch(format!(
+                                    "tensor {j}: samples of different kinds or LWE sizes"
+                                ))
+                            }
+                        }
+                    }
+                    Ciphertexts::Full {
+                        lwe_size: *lwe_size,
+                        data: all,
+                    }
+                }
+                Ciphertexts::SeededBatch { .. } => {
+                    return mismatch(format!("tensor {j} of sample 0 is already a batch"))
+                }
+            };
+            tensors.push(EncryptedTensor { shape, ciphertexts });
+        }
+        Ok(EncryptedTensors {
+            key_id: first.key_id,
+            fingerprint: first.fingerprint,
+            tensors,
+        })
+    }
+}
+
+/// Names and shapes of a program's inputs.
+pub fn input_specs(program: &Program) -> Vec<(&str, &[usize])> {
+    program
+        .inputs
+        .iter()
+        .map(|s| (s.name.as_str(), s.shape.as_slice()))
+        .collect()
+}
+
+/// Names and shapes of a program's outputs (an output whose value the program lacks gets
+/// an empty shape; [`ClientKey::decrypt_integers`] reports it).
+pub fn output_specs(program: &Program) -> Vec<(&str, &[usize])> {
+    program
+        .outputs
+        .iter()
+        .map(|s| {
+            let shape = program.values.get(s.value).map_or(&[][..], |v| &v.shape);
+            (s.name.as_str(), shape)
+        })
+        .collect()
 }
 
 /// Delta of circuit input `index`: that of its `Input` instruction (0 for an unused input).
@@ -340,6 +653,40 @@ impl ClientKey {
         Ok(crate::exec::dequantize_outputs(program, &q))
     }
 
+    /// Encrypts a batch: each sample (one array per circuit input) is quantised and
+    /// encrypted on its own, with its own seed, and the samples are stacked into one file
+    /// (see [`EncryptedTensors::stack_samples`]), whatever their number.
+    pub fn encrypt_samples(
+        &self,
+        program: &Program,
+        samples: &[Vec<ArrayD<f32>>],
+    ) -> Result<EncryptedTensors, RuntimeError> {
+        let each: Result<Vec<EncryptedTensors>, RuntimeError> = samples
+            .par_iter()
+            .map(|inputs| self.encrypt(program, inputs))
+            .collect();
+        EncryptedTensors::stack_samples(&each?)
+    }
+
+    /// Decrypts and dequantises a file of one sample or a batch: the outputs of each sample,
+    /// and whether the file was a batch.
+    #[allow(clippy::type_complexity)]
+    pub fn decrypt_samples(
+        &self,
+        program: &Program,
+        outputs: &EncryptedTensors,
+    ) -> Result<(Vec<Vec<ArrayD<f32>>>, bool), RuntimeError> {
+        outputs.check(&self.params, Some(&self.key_id), "this client key")?;
+        match outputs.split_samples(&output_specs(program), "output")? {
+            None => Ok((vec![self.decrypt(program, outputs)?], false)),
+            Some(samples) => {
+                let each: Result<Vec<_>, RuntimeError> =
+                    samples.iter().map(|s| self.decrypt(program, s)).collect();
+                Ok((each?, true))
+            }
+        }
+    }
+
     /// Debugging aid: the value nearest to the decryption of `ct` at `delta_log2` and the
     /// remaining noise in units of `2^delta_log2` (|noise| < 0.5 decodes correctly).
     pub fn decrypt_raw(&self, ct: &Ct, delta_log2: u32) -> (i64, f64) {
@@ -375,7 +722,110 @@ impl ClientKey {
 
 #[cfg(test)]
 mod tests {
-    use super::decode;
+    use super::*;
+
+    fn file(tensors: Vec<EncryptedTensor>) -> Vec<u8> {
+        let header = Header {
+            kind: ArtifactKind::Ciphertext,
+            version: FORMAT_VERSION,
+            fingerprint: [1; 32],
+            key_id: [2; 16],
+        };
+        crate::artifact::encode(&header, &tensors).unwrap()
+    }
+
+    fn batch(seeds: Vec<u128>, shape: Vec<usize>) -> EncryptedTensor {
+        let n: usize = shape.iter().product();
+        EncryptedTensor {
+            shape,
+            ciphertexts: Ciphertexts::SeededBatch {
+                seeds,
+                bodies: (0..n as u64).collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn seeded_batches_need_one_seed_per_sample() {
+        assert!(EncryptedTensors::from_bytes(&file(vec![batch(vec![5, 6], vec![2, 3])])).is_ok());
+        for bad in [
+            batch(vec![5, 6, 7], vec![2, 3]),
+            batch(vec![], vec![0, 3]),
+            batch(vec![5], vec![]),
+        ] {
+            let err = EncryptedTensors::from_bytes(&file(vec![bad.clone()])).unwrap_err();
+            assert!(err.to_string().contains("does not match"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn split_and_stack_are_inverses() {
+        let full = EncryptedTensor {
+            shape: vec![3, 1, 2],
+            ciphertexts: Ciphertexts::Full {
+                lwe_size: 4,
+                data: (0..24).collect(),
+            },
+        };
+        let tensors =
+            EncryptedTensors::from_bytes(&file(vec![batch(vec![7, 8, 9], vec![3, 2, 2]), full]))
+                .unwrap();
+        let specs: [(&str, &[usize]); 2] = [("a", &[2, 2]), ("b", &[1, 2])];
+        assert_eq!(tensors.samples(&specs, "input").unwrap(), Some(3));
+        let samples = tensors.split_samples(&specs, "input").unwrap().unwrap();
+        assert_eq!(samples.len(), 3);
+        assert_eq!(
+            samples[1].tensors[0].ciphertexts,
+            Ciphertexts::Seeded {
+                seed: 8,
+                bodies: vec![4, 5, 6, 7]
+            }
+        );
+        assert_eq!(
+            samples[2].tensors[1].ciphertexts,
+            Ciphertexts::Full {
+                lwe_size: 4,
+                data: (16..24).collect()
+            }
+        );
+        assert_eq!(samples[0].tensors[1].shape, [1, 2]);
+        assert_eq!(EncryptedTensors::stack_samples(&samples).unwrap(), tensors);
+        // One sample is not split; a shape that fits neither way is refused.
+        let one = &samples[0];
+        assert_eq!(one.samples(&specs, "input").unwrap(), None);
+        assert!(one.split_samples(&specs, "input").unwrap().is_none());
+        let err = one
+            .samples(&[("a", &[4]), ("b", &[1, 2])], "input")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[2, 2]") && err.contains("[N, 4]"), "{err}");
+        // Empty samples are refused before anything is allocated per sample.
+        let empty = EncryptedTensors {
+            tensors: vec![EncryptedTensor {
+                shape: vec![1 << 60, 0],
+                ciphertexts: Ciphertexts::Full {
+                    lwe_size: 4,
+                    data: vec![],
+                },
+            }],
+            ..tensors.clone()
+        };
+        let err = empty
+            .split_samples(&[("a", &[0])], "input")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("empty samples"), "{err}");
+        // A batch next to one sample.
+        let mixed = EncryptedTensors {
+            tensors: vec![tensors.tensors[0].clone(), one.tensors[1].clone()],
+            ..tensors.clone()
+        };
+        let err = mixed.samples(&specs, "input").unwrap_err().to_string();
+        assert!(
+            err.contains("'a': a batch of 3 samples, 'b': one sample"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn decode_rounds_around_min() {

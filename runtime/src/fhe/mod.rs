@@ -4,7 +4,8 @@
 //!   [`ServerKey`] (expanded, what the server computes with), with their files;
 //! - [`ciphertext`]: [`EncryptedTensors`], encryption and decryption on the client;
 //! - [`engine`]: [`FheEngine`], the [`crate::Engine`] on LWE ciphertexts;
-//! - [`run`]: the server side of one inference;
+//! - [`run`]: the server side of one inference; [`run_samples`]: of a file of one sample or
+//!   a batch (samples in parallel);
 //! - [`trace`]: a debugging run that decrypts every lookup input with the *client* key and
 //!   reports the noise margin per lookup (never on a server: it needs the secret key).
 //!
@@ -25,12 +26,13 @@ pub mod engine;
 pub mod keys;
 pub mod trace;
 
-pub use ciphertext::{Ciphertexts, EncryptedTensor, EncryptedTensors};
+pub use ciphertext::{input_specs, output_specs, Ciphertexts, EncryptedTensor, EncryptedTensors};
 pub use engine::FheEngine;
 pub use keys::{insecure_test_params, ClientKey, CompressedServerKey, ServerKey};
 pub use trace::{run_traced, LookupTrace, NoiseTrace};
 
 use ndarray::{ArrayD, IxDyn};
+use rayon::prelude::*;
 
 use crate::circuit::Circuit;
 use crate::error::RuntimeError;
@@ -63,6 +65,35 @@ pub fn run(
     let engine = FheEngine::new(server_key);
     let outputs = execute(&circuit.program, &engine, arrays)?;
     Ok(pack_outputs(circuit, server_key, outputs.iter()))
+}
+
+/// Runs `circuit` on a file of one sample or a batch (see [`EncryptedTensors::samples`]):
+/// each sample exactly as [`run`] runs it alone, several samples in parallel (each run also
+/// parallelises its own bootstraps; rayon shares the threads). The outputs have the layout
+/// of the inputs (one sample, or a batch of as many samples); returns them with the number
+/// of samples.
+pub fn run_samples(
+    circuit: &Circuit,
+    server_key: &ServerKey,
+    inputs: &EncryptedTensors,
+) -> Result<(EncryptedTensors, usize), RuntimeError> {
+    check_server_key(circuit, server_key)?;
+    inputs.check(&circuit.params, Some(&server_key.key_id), "the server key")?;
+    let Some(samples) = inputs.split_samples(&input_specs(&circuit.program), "input")? else {
+        return Ok((run(circuit, server_key, inputs)?, 1));
+    };
+    let outputs: Result<Vec<EncryptedTensors>, RuntimeError> = if samples.len() > 1 {
+        samples
+            .par_iter()
+            .map(|s| run(circuit, server_key, s))
+            .collect()
+    } else {
+        samples
+            .iter()
+            .map(|s| run(circuit, server_key, s))
+            .collect()
+    };
+    Ok((EncryptedTensors::stack_samples(&outputs?)?, samples.len()))
 }
 
 /// Checks that key, circuit and ciphertexts belong together and that the input shapes
