@@ -26,10 +26,12 @@ the load average says otherwise):
     # plan first: compile, search and print the time estimate without encrypting anything
     #   add --compile-only
 
-The full MLP command above takes about 10-15 minutes on an idle 2-core machine (search ~1 min;
-10 samples x 3 rows x 2 tools, exact rounding dominating); the CNN one about an hour (each
-sample 1-3 minutes per tool): the script prints its own estimate after compiling
-(`ESTIMATE: ...`), then the remaining time of each row as it goes.
+The full MLP command above takes roughly 20 minutes on an idle 2-core machine (search 2-3 min;
+then 11 samples x 2 tools per row, the exact-rounding row dominating at ~25 s (fhec) and
+~50 s (Concrete ML) per sample); the CNN one roughly 30 minutes (search ~6 min over 35
+configurations; each encrypted CNN sample takes 1-3 minutes per tool). The script prints its
+own estimate once everything is compiled (`ESTIMATE: ...`) and the remaining time of each row
+as it goes; `--compile-only` prints the estimate without running anything encrypted.
 
 What it does, for every configuration BITS:METHOD:ROUNDING_BITS (METHOD approximate|exact,
 or BITS alone / BITS:none for no rounding):
@@ -154,7 +156,7 @@ def parse_args(argv=None):
     p.add_argument("--search-tolerance", type=float, default=0.01,
                    help="table (b): clear accuracy within this of the float accuracy (default 0.01)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke test: 1 sample, calib 100, first config only, search bits 4,6 x rounding 6, no warm-up")
+                   help="smoke test: 1 sample, calib 100, first config only, search bits 4,6 x rounding 6")
     p.add_argument("--compile-only", action="store_true",
                    help="compile, search and estimate, but run nothing encrypted")
     p.add_argument("--yes", action="store_true", help="do not pause on a high load average")
@@ -165,7 +167,6 @@ def parse_args(argv=None):
         a.configs = a.configs or DEFAULT_CONFIGS.split(",")[0]
         a.search_bits = a.search_bits or "4,6"
         a.search_rounding = a.search_rounding or "6"
-        a.no_warmup = True
     a.samples = a.samples or 10
     a.calib_limit = a.calib_limit or 500
     a.configs = parse_configs(a.configs or DEFAULT_CONFIGS)
@@ -431,7 +432,7 @@ class Fhec:
         return {"clear_accuracy": j["quantized_accuracy"], "float_accuracy": j["float_accuracy"],
                 "test_samples": j["samples"], "eval_wall_s": wall,
                 "max_accumulator_bits": j.get("max_accumulator_bits"),
-                "tlu_count": j.get("tlu_count")}
+                "tlu_count": j.get("tlu_count"), "clear_predictions": j.get("predictions")}
 
     def compile(self, c, tag):
         circ = self.work / f"fhec_{tag}.fhec"
@@ -460,8 +461,8 @@ class Fhec:
         ct, yct, ynpy = (self.work / f"fhec_{tag}.{e}" for e in ("xct", "yct", "y.npy"))
         out, enc_wall = self._run(["encrypt", circ, "--client-key", ck, "--input", str(x_path),
                                    "-o", str(ct)], "encrypt")
-        m = re.search(r" in ([0-9.eE+-]+) s", out)
-        enc = float(m.group(1)) if m else None
+        m = re.findall(r" in ([0-9.eE+-]+) s\b", out)
+        enc = float(m[-1]) if m else None
         out, run_wall = self._run(["run", circ, "--server-key", sk, "--input", str(ct),
                                    "-o", str(yct), "--json"], "run")
         r = json.loads(out)
@@ -531,14 +532,18 @@ class Cml:
         return qm, time.perf_counter() - t
 
     @staticmethod
-    def clear_accuracy(qm, x, y):
+    def clear_accuracy(qm, x, y, side=None):
+        """Accuracy of the quantised module in the clear; its predictions go to side."""
         import numpy as np
 
         preds = []
         for i in range(0, len(x), 64):
             preds.append(np.asarray(qm.forward(x[i:i + 64], fhe="disable")).reshape(
                 min(64, len(x) - i), -1).argmax(1))
-        return float((np.concatenate(preds) == y).mean())
+        preds = np.concatenate(preds)
+        if side is not None:
+            side["clear_predictions"] = [int(v) for v in preds]
+        return float((preds == y).mean())
 
     @staticmethod
     def circuit_info(qm):
@@ -719,7 +724,7 @@ class Compare:
         try:
             qm, secs = self.cml.compile(c, self.calib)
             m["compile_s"] = secs
-            m["clear_accuracy"] = Cml.clear_accuracy(qm, self.x_test, self.y_test)
+            m["clear_accuracy"] = Cml.clear_accuracy(qm, self.x_test, self.y_test, m)
             m["test_samples"] = len(self.y_test)
             m["compile"] = Cml.circuit_info(qm)
             row["_qm"] = qm
@@ -729,7 +734,7 @@ class Compare:
             try:
                 if "clear_accuracy" not in m:
                     qb = self.cml.build(c, self.calib)
-                    m["clear_accuracy"] = Cml.clear_accuracy(qb, self.x_test, self.y_test)
+                    m["clear_accuracy"] = Cml.clear_accuracy(qb, self.x_test, self.y_test, m)
                     m["test_samples"] = len(self.y_test)
             except Exception:  # noqa: BLE001
                 pass
@@ -823,6 +828,7 @@ class Compare:
             warn(f"fhec run reported {sorted(bad)} thread(s), not --threads {a.threads}")
         for side in (f, m):
             summarise(side)
+        row.pop("_qm", None)  # frees Concrete ML's keys (hundreds of MB per circuit)
 
     # -- table (b): search ----------------------------------------------------------------------
 
@@ -844,6 +850,7 @@ class Compare:
             fr = {"config": dict(c), "name": cfg_name(c)}
             try:
                 fr.update(self.fhec.clear_eval(c))
+                fr.pop("clear_predictions", None)
                 ok = fr["clear_accuracy"] >= fr["float_accuracy"] - a.search_tolerance - 1e-12
                 fr["within_tolerance"] = ok
                 if ok:
@@ -902,6 +909,9 @@ def summarise(side):
     side["fhe_correct"] = sum(s["prediction"] == s["label"] for s in ss)
     side["fhe_accuracy"] = side["fhe_correct"] / len(ss)
     side["fhe_samples"] = len(ss)
+    clear = side.get("clear_predictions")
+    if clear:
+        side["fhe_equals_clear"] = sum(s["prediction"] == clear[i] for i, s in enumerate(ss))
 
 
 # ------------------------------------------------------------------------------------------
@@ -951,8 +961,9 @@ def md_rows(row, cname=None):
         clear = fmt_acc(side.get("clear_accuracy"))
         if side.get("test_samples"):
             clear += f" ({side['test_samples']})"
-        fhe = (f"{side['fhe_accuracy']:.2f} ({side['fhe_samples']})"
-               if "fhe_accuracy" in side else "–")
+        fhe = (f"{side['fhe_accuracy']:.2f} ({side['fhe_samples']}"
+               + (f"; {side['fhe_equals_clear']} = clear" if "fhe_equals_clear" in side else "")
+               + ")" if "fhe_accuracy" in side else "–")
         if comp is None:
             err = short_error(side.get("error", "not compiled")).replace("|", "/")
             return f"| {cname} | {tool} | – | error: {err} | – | {clear} | – | – | – | – | – | – |"
@@ -1015,6 +1026,8 @@ def markdown(result):
     lines.append("Times are medians per sample. fhec: encrypt = `fhec encrypt`'s own encryption "
                  "time, run = `run_s` of `fhec run --json` (server key load/expansion excluded, "
                  "in the JSON as `load_key_s`), decrypt = wall time of the `fhec decrypt` process. "
+                 "FHE acc. (K; n = clear): accuracy on the K encrypted samples, and how many "
+                 "of them have the clear model's argmax. "
                  "Concrete ML: encrypt = quantize_input + encrypt, run = fhe_circuit.run, "
                  "decrypt = decrypt + dequantize_output. Cost prediction: fhec's predicted latency; "
                  "Concrete ML's optimizer complexity (`fhe_circuit.statistics['complexity']`). "
