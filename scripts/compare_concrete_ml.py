@@ -381,8 +381,8 @@ def first_error_line(text):
     for l in lines:
         if l.lower().startswith("error"):
             rest = " ".join(lines[lines.index(l):])
-            return rest[:400]
-    return (" ".join(lines[-3:]))[:400] if lines else "(no output)"
+            return rest[:1000]
+    return (" ".join(lines[-3:]))[:1000] if lines else "(no output)"
 
 
 class Fhec:
@@ -1177,6 +1177,11 @@ def main(argv=None):
         tmp = tempfile.mkdtemp(prefix="fhec_vs_cml_")
         work = Path(tmp)
     a.model, a.data = a.model.resolve(), a.data.resolve()
+    if a.json_out:
+        a.json_out = a.json_out.resolve()
+    # Concrete dumps debug artifacts into ./.artifacts when a compilation fails: keep them out
+    # of the caller's directory (the repository).
+    os.chdir(work)
 
     fhec = Fhec(fhec_bin, a, work)
     log("importing Concrete ML...")
