@@ -149,7 +149,7 @@ fn eval_mlp_6_bits_json() {
     assert_eq!(v["ops_after"]["Quantize"], 1);
     assert!(v["ops_after"].get("Relu").is_none());
     assert_eq!(usizes(&v["predictions"]).len(), 114);
-    assert_eq!(v["passes"].as_array().map(Vec::len), Some(12));
+    assert_eq!(v["passes"].as_array().map(Vec::len), Some(13));
     // Progress goes to stderr, never into the JSON.
     assert!(err.contains("compiling"), "{err}");
 }
@@ -352,7 +352,7 @@ fn eval_text_report() {
         "agreement:",
         "table lookups:       96 per inference",
         "max accumulator:",
-        "rounding:            none",
+        "rounding:            top ",
         "accumulator bits per layer",
         "/0/Gemm",
         "worst range",
@@ -366,6 +366,20 @@ fn eval_text_report() {
         assert!(out.contains(needle), "report lacks {needle:?}:\n{out}");
     }
     assert!(!out.contains("compiling"), "progress belongs on stderr");
+    // Rounding is on by default; `--rounding-bits none` turns it off.
+    let o = fhec([
+        "eval",
+        &m,
+        "--data",
+        &d,
+        "--bits",
+        "6",
+        "--rounding-bits",
+        "none",
+    ]);
+    let out = ok(&o);
+    assert!(out.contains("rounding:            none"), "{out}");
+    assert!(out.contains("no rounding"), "{out}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -475,7 +489,7 @@ fn inspect_with_bits_shows_the_pipeline() {
     let v: Value = serde_json::from_str(&out).unwrap();
     let p = &v["pipeline"];
     let passes = p["passes"].as_array().unwrap();
-    assert_eq!(passes.len(), 12, "{p}");
+    assert_eq!(passes.len(), 13, "{p}");
     for pass in passes {
         for k in ["pass", "nodes_before", "nodes_after", "changes"] {
             assert!(pass.get(k).is_some(), "{pass}");

@@ -3,7 +3,9 @@
 //!   domain, and every value stays inside the worst-case range the bit-width analysis gives
 //!   (what the FHE circuit relies on to never wrap);
 //! - at 8 bits the quantised outputs track the float outputs;
-//! - rounding that is not needed changes nothing, and rounding never leaves the domain.
+//! - rounding that is not needed changes nothing, and rounding never leaves the domain;
+//! - tables on observed ranges compute exactly what worst-case tables compute on the
+//!   calibration data, inside the worst-case domain, and are narrower on most graphs.
 
 mod common;
 
@@ -13,7 +15,7 @@ use fhec_ir::{
 };
 use fhec_passes::bitwidth::{observed_ranges, worst_case_ranges};
 use fhec_passes::quantize::QuantOptions;
-use fhec_passes::{run_pipeline, PassContext, PassOptions, RoundingOptions};
+use fhec_passes::{run_pipeline, PassContext, PassOptions, RoundingOptions, TableRanges};
 use proptest::prelude::*;
 
 /// A random MLP (Gemm + ReLU/Sigmoid layers) or small CNN (Conv + ReLU + pooling + Gemm).
@@ -104,6 +106,16 @@ fn random_model(seed: u64, conv: bool) -> Graph {
 }
 
 fn compile(g: &Graph, seed: u64, bits: u32, rounding: Option<u32>) -> (Graph, Vec<Vec<Tensor>>) {
+    compile_with(g, seed, bits, rounding, TableRanges::WorstCase)
+}
+
+fn compile_with(
+    g: &Graph,
+    seed: u64,
+    bits: u32,
+    rounding: Option<u32>,
+    table_ranges: TableRanges,
+) -> (Graph, Vec<Vec<Tensor>>) {
     let shape = g.node(g.inputs()[0]).fact.shape.clone();
     let mut r = Lcg::new(seed ^ 0x5eed);
     let calib: Vec<Vec<Tensor>> = (0..16).map(|_| vec![r.tensor(&shape, -1.0, 1.0)]).collect();
@@ -115,6 +127,7 @@ fn compile(g: &Graph, seed: u64, bits: u32, rounding: Option<u32>) -> (Graph, Ve
             bits,
             mode: RoundingMode::Exact,
         }),
+        table_ranges,
         ..Default::default()
     });
     ctx.calibration_inputs = calib.clone();
@@ -184,4 +197,60 @@ proptest! {
             }
         }
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Narrowing only cuts entries no calibration sample reads: on the calibration data the
+    /// graph is unchanged, every domain covers the observed input range and stays inside the
+    /// worst-case one.
+    #[test]
+    fn observed_tables_keep_calibration_results(seed in any::<u64>(), conv in any::<bool>(), bits in 3u32..=8, margin in 0f32..0.5) {
+        let g = random_model(seed, conv);
+        let (wide, calib) = compile(&g, seed, bits, None);
+        let (narrow, _) = compile_with(&g, seed, bits, None, TableRanges::Observed { margin });
+        let seen = observed_ranges(&narrow, &calib).unwrap();
+        for x in &calib {
+            prop_assert_eq!(int_interp::run(&wide, x).unwrap(), int_interp::run(&narrow, x).unwrap());
+            let (_, outside) = int_interp::run_counting(&narrow, x).unwrap();
+            prop_assert_eq!(outside, 0);
+        }
+        for id in narrow.node_ids() {
+            let (Op::Tlu(n), Op::Tlu(w)) = (&narrow.node(id).op, &wide.node(id).op) else { continue };
+            let len = |t: &fhec_ir::Tlu| t.tables[0].len() as i64;
+            let (lo, hi) = seen[&narrow.node_inputs(id)[0]];
+            prop_assert!(n.input_min <= lo && hi < n.input_min + len(n), "{}: domain misses [{lo}, {hi}]", narrow.node(id).name);
+            prop_assert!(w.input_min <= n.input_min && n.input_min + len(n) <= w.input_min + len(w));
+        }
+    }
+}
+
+/// The observed-range pass does narrow tables on random graphs (the property above is not
+/// vacuous), and an input far outside the calibration range leaves a domain.
+#[test]
+fn observed_tables_are_narrower_and_can_be_left() {
+    let (mut narrowed, mut left) = (0, 0);
+    for seed in 0..40 {
+        for conv in [false, true] {
+            let g = random_model(seed, conv);
+            let (wide, _) = compile(&g, seed, 6, None);
+            let (narrow, _) =
+                compile_with(&g, seed, 6, None, TableRanges::Observed { margin: 0.0 });
+            let size = |q: &Graph| -> usize {
+                q.node_ids()
+                    .filter_map(|id| match &q.node(id).op {
+                        Op::Tlu(t) => Some(t.tables[0].len()),
+                        _ => None,
+                    })
+                    .sum()
+            };
+            narrowed += usize::from(size(&narrow) < size(&wide));
+            let shape = g.node(g.inputs()[0]).fact.shape.clone();
+            let far = vec![Lcg::new(seed).tensor(&shape, -8.0, 8.0)];
+            left += usize::from(int_interp::run_counting(&narrow, &far).unwrap().1 > 0);
+        }
+    }
+    assert!(narrowed > 60, "narrowed on {narrowed} of 80 graphs");
+    assert!(left > 20, "left a domain on {left} of 80 graphs");
 }

@@ -273,6 +273,7 @@ fn random_graphs_exercise_every_pass() {
         if [
             "calibrate",
             "quantize",
+            "table_ranges",
             "round_accumulators",
             "tlu_rewrite",
             "bit_widths",

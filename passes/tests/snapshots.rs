@@ -8,6 +8,7 @@ use fhec_ir::print::print_graph;
 const INTEGER_PASSES: &[&str] = &[
     "calibrate",
     "quantize",
+    "table_ranges",
     "round_accumulators",
     "tlu_rewrite",
     "bit_widths",

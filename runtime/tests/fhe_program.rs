@@ -289,6 +289,7 @@ fn lookups_outside_a_narrowed_domain_wrap_identically_in_every_engine() {
             fhec_runtime::simulate::simulate_program(&program, circuit.params, &[real], 7).unwrap();
         assert_eq!(sim[0].iter().copied().collect::<Vec<_>>(), expected);
     }
+}
 
 /// A batch file runs each sample exactly as that sample alone: `run_samples` on 3 samples
 /// gives, bit for bit, the stacked outputs of `run` on each sample split off the batch, and
