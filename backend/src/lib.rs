@@ -6,7 +6,7 @@ pub mod lower;
 pub mod optimizer;
 
 pub use fhec_runtime::{Circuit, FORMAT_VERSION};
-pub use lower::{lower, LowerError};
+pub use lower::{lower, lower_variants, LowerError, MaxPoolConflicts};
 pub use optimizer::{choose_params, OptimizerError, PErrorTarget};
 
 /// What the backend needs besides the graph.
@@ -28,13 +28,35 @@ pub enum BackendError {
 
 /// Lowers `graph` (the quantised integer graph from the pass pipeline) and chooses its
 /// parameters.
+///
+/// Where the lowering has a choice (max-poolings whose consumers need another delta:
+/// [`lower::MaxPoolConflicts`]), every variant is priced and the fastest predicted circuit
+/// wins; if none has parameters, the last variant's error is returned (re-encoded
+/// max-poolings keep noise factors small, so its error names the precision at fault).
 pub fn compile(graph: &fhec_ir::Graph, options: &CompileOptions) -> Result<Circuit, BackendError> {
-    let program = lower(graph)?;
-    let (params, prediction) = choose_params(&program, options.target, options.threads)?;
-    Ok(Circuit {
-        program,
-        params,
-        prediction,
-        postprocessing: vec![],
-    })
+    let mut best: Option<Circuit> = None;
+    let mut last_error = None;
+    for program in lower::lower_variants(graph)? {
+        match choose_params(&program, options.target, options.threads) {
+            Ok((params, prediction)) => {
+                let faster = best
+                    .as_ref()
+                    .is_none_or(|b| prediction.latency_s < b.prediction.latency_s);
+                if faster {
+                    best = Some(Circuit {
+                        program,
+                        params,
+                        prediction,
+                        postprocessing: vec![],
+                    });
+                }
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    match (best, last_error) {
+        (Some(circuit), _) => Ok(circuit),
+        (None, Some(e)) => Err(e.into()),
+        (None, None) => unreachable!("lower_variants returns at least one program"),
+    }
 }

@@ -15,7 +15,12 @@
 //! larger than the delta its consumers (wide accumulators) need; since a delta can only be
 //! raised, such a max-pooling is expanded into the same comparison tree built from
 //! depthwise one-hot `Conv`s, `Sub`, `Tlu` and `Add` (same bootstraps, free choice of the
-//! output delta). A `MaxPool` whose consumers accept its delta stays one instruction.
+//! output delta, but the comparisons then read values scaled up by the delta gap, whose noise
+//! grows with its square), or re-encoded: the `MaxPool` stays one instruction and an identity
+//! table lookup per output moves the maximum to the delta its consumers need (one bootstrap
+//! more per output, no noise growth). [`lower_variants`] gives both; the backend keeps the
+//! one its parameter search prices cheaper. A `MaxPool` whose consumers accept its delta
+//! stays one instruction.
 
 mod build;
 mod encode;
@@ -62,9 +67,35 @@ pub enum LowerError {
 /// quantisation, outputs the dequantisation parameters of their `Dequantize`, everything
 /// between one or more instructions (see the module documentation).
 pub fn lower(graph: &Graph) -> Result<Program, LowerError> {
+    lower_with(graph, MaxPoolConflicts::Expand)
+}
+
+/// How a max-pooling whose consumers need a smaller delta than its comparisons is lowered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaxPoolConflicts {
+    /// A comparison tree of one-hot convolutions, subtractions and lookups.
+    Expand,
+    /// The `MaxPool` instruction, then an identity lookup per output.
+    Reencode,
+}
+
+/// The program with each way of lowering conflicting max-poolings; one program when the
+/// graph has none (both ways give the same program).
+pub fn lower_variants(graph: &Graph) -> Result<Vec<Program>, LowerError> {
+    let expanded = lower_with(graph, MaxPoolConflicts::Expand)?;
+    let reencoded = lower_with(graph, MaxPoolConflicts::Reencode)?;
+    Ok(if reencoded == expanded {
+        vec![expanded]
+    } else {
+        vec![expanded, reencoded]
+    })
+}
+
+/// [`lower`] with a chosen way of lowering conflicting max-poolings.
+pub fn lower_with(graph: &Graph, conflicts: MaxPoolConflicts) -> Result<Program, LowerError> {
     let mut expand = BTreeSet::new();
     loop {
-        let pre = build::build(graph, &expand)?;
+        let pre = build::build(graph, &expand, conflicts)?;
         match encode::encode(&pre)? {
             encode::Encoded::Done(program) => {
                 program.validate()?;

@@ -36,8 +36,8 @@ use super::eval::{
 use super::fhe::{FheSession, FheTimings};
 use super::progress::Progress;
 use super::quant_args::{
-    compile, default_rounding_bits, parse_bits, parse_rounding_bits, parse_threshold, single_input,
-    Calibration, QuantArgs, RoundingBits, RoundingModeArg,
+    compile, parse_bits, parse_rounding_bits, parse_threshold, single_input, Calibration,
+    QuantArgs, RoundingBits, RoundingModeArg, DEFAULT_ROUNDING_BITS,
 };
 use super::{import_model, json_text, print_out, ImportArgs};
 use crate::data::DataKeys;
@@ -73,7 +73,7 @@ pub struct SweepArgs {
     #[arg(long, value_name = "N,...", value_delimiter = ',', value_parser = parse_bits, required = true)]
     pub bits: Vec<u32>,
     /// Accumulator rounding to sweep: `none` or the top bits kept before each lookup,
-    /// e.g. none,5,6 [default: each --bits' default, --bits + 1 at most 7].
+    /// e.g. none,5,6 [default: 7, as `compile`].
     #[arg(long, value_name = "R,...", value_delimiter = ',', value_parser = parse_rounding_bits)]
     pub rounding_bits: Vec<RoundingBits>,
     /// How rounding rounds (each mode is swept for every rounding width).
@@ -743,7 +743,7 @@ fn configurations(args: &SweepArgs) -> Vec<Config> {
     let mut out: Vec<Config> = vec![];
     for &bits in &args.bits {
         let widths = if args.rounding_bits.is_empty() {
-            vec![RoundingBits::Keep(default_rounding_bits(bits))]
+            vec![RoundingBits::Keep(DEFAULT_ROUNDING_BITS)]
         } else {
             args.rounding_bits.clone()
         };

@@ -18,7 +18,7 @@ use fhec_runtime::circuit::{
 };
 use ndarray::{ArrayD, Axis, Ix2, IxDyn};
 
-use super::LowerError;
+use super::{LowerError, MaxPoolConflicts};
 
 /// Largest comparison table a max-pooling may need (entries).
 const MAX_RELU_ENTRIES: i128 = 1 << 24;
@@ -63,8 +63,14 @@ enum Val {
 }
 
 /// Builds the instructions of `graph`; max-poolings of the nodes in `expand` become
-/// comparison trees of one-hot convolutions and table lookups instead of `MaxPool`.
-pub(super) fn build(graph: &Graph, expand: &BTreeSet<NodeId>) -> Result<Pre, LowerError> {
+/// comparison trees of one-hot convolutions and table lookups instead of `MaxPool`
+/// ([`MaxPoolConflicts::Expand`]), or are followed by an identity lookup
+/// ([`MaxPoolConflicts::Reencode`]).
+pub(super) fn build(
+    graph: &Graph,
+    expand: &BTreeSet<NodeId>,
+    conflicts: MaxPoolConflicts,
+) -> Result<Pre, LowerError> {
     let mut b = Builder {
         pre: Pre {
             instrs: vec![],
@@ -76,6 +82,7 @@ pub(super) fn build(graph: &Graph, expand: &BTreeSet<NodeId>) -> Result<Pre, Low
         node: String::new(),
         op: "",
         node_id: NodeId::new(0),
+        conflicts,
     };
     let mut vals: HashMap<NodeId, Val> = HashMap::new();
     for id in graph.topo_order() {
@@ -137,6 +144,7 @@ struct Builder {
     node: String,
     op: &'static str,
     node_id: NodeId,
+    conflicts: MaxPoolConflicts,
 }
 
 impl Builder {
@@ -359,8 +367,30 @@ impl Builder {
                 let x = self.enc(&ins[0], "the input")?;
                 let relu = self.relu_lut(x)?;
                 let window = self.window(p, x, &out_shape)?;
-                if expand.contains(&id) {
+                if expand.contains(&id) && self.conflicts == MaxPoolConflicts::Expand {
                     self.max_tree(x, window, relu, out_shape)?
+                } else if expand.contains(&id) {
+                    // The maximum at the comparisons' delta, then an identity table that
+                    // reads it there and writes it at whatever delta the consumers need.
+                    let (lo, hi) = self.range(x);
+                    let identity = Lut {
+                        input_min: lo,
+                        precision: relu.precision,
+                        rounding: None,
+                        tables: vec![(lo..=hi).collect()],
+                        axis: None,
+                    };
+                    let instr = Instruction::MaxPool {
+                        input: x,
+                        window,
+                        relu,
+                    };
+                    let max = self.emit(instr, out_shape.clone(), Some((lo, hi)))?;
+                    let instr = Instruction::Tlu {
+                        input: max,
+                        lut: identity,
+                    };
+                    self.emit(instr, out_shape, Some((lo, hi)))?
                 } else {
                     let range = self.range(x);
                     let instr = Instruction::MaxPool {
