@@ -1266,9 +1266,14 @@ def main(argv=None):
     result["total_s"] = time.perf_counter() - t_all
     share = other_cpu_share(snap0, cpu_snapshot(), ncores)
     result["other_cpu_share"] = share
-    result["high_load"] = bool(high_load(load_start, ncores)
-                               or high_load(result["load_end"], ncores, own=a.threads)
-                               or (share is not None and share > 0.05))
+    # The verdict is the CPU time other processes used DURING the run (/proc/stat minus our
+    # own); load averages decay over minutes, so at the start they still count whatever ran
+    # just before (an earlier comparison run included) and are only the fallback.
+    if share is not None:
+        result["high_load"] = share > 0.05
+    else:
+        result["high_load"] = bool(high_load(load_start, ncores)
+                                   or high_load(result["load_end"], ncores, own=a.threads))
     md = markdown(result)
     print(md)
     if result["high_load"]:

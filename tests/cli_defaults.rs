@@ -54,18 +54,28 @@ fn compile_all_widths(stem: &str) {
         // cnn_brevitas_28 is QAT with 4-bit activations whatever --bits says.
         if max_pool && bits == 8 && stem != "cnn_brevitas_28" {
             fails(&o, &["9-bit lookups", "--p-error"]);
-            assert!(!out.exists(), "{stem}: a failed compile left '{}'", out.display());
+            assert!(
+                !out.exists(),
+                "{stem}: a failed compile left '{}'",
+                out.display()
+            );
             continue;
         }
-        let v: Value = serde_json::from_str(&ok(&o))
-            .unwrap_or_else(|e| panic!("{stem} at {bits} bits: {e}"));
-        assert_eq!(v["quantization"]["rounding_bits"], 7, "{stem} at {bits} bits");
+        let v: Value =
+            serde_json::from_str(&ok(&o)).unwrap_or_else(|e| panic!("{stem} at {bits} bits: {e}"));
+        assert_eq!(
+            v["quantization"]["rounding_bits"], 7,
+            "{stem} at {bits} bits"
+        );
         assert_eq!(v["quantization"]["ranges"], "worst-case");
         // Tables read at most 7 bits; max-pool comparisons read one bit more than the
         // activations they compare.
         let widest = v["tlu_precision_bits"].as_u64().unwrap();
         let limit = if max_pool { 7.max(bits + 1) } else { 7 };
-        assert!(widest <= limit as u64, "{stem} at {bits} bits: {widest}-bit lookups");
+        assert!(
+            widest <= limit as u64,
+            "{stem} at {bits} bits: {widest}-bit lookups"
+        );
         assert!(v["pbs_count"].as_u64().unwrap() > 0);
         std::fs::remove_file(&out).unwrap();
     }

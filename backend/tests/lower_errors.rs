@@ -106,7 +106,8 @@ fn table_narrower_than_its_input_lowers_and_wraps() {
         let input =
             ArrayD::from_shape_vec(IxDyn(&[1, 16]), (0..16).map(|v| v as f32 * 0.5).collect())
                 .unwrap();
-        let clear = fhec_runtime::clear::run_clear_integers(&program, &[input.clone()]).unwrap();
+        let clear = fhec_runtime::clear::run_clear_integers(&program, std::slice::from_ref(&input))
+            .unwrap();
         let (interp, outside) = fhec_ir::int_interp::run_counting(&g, &[input]).unwrap();
         let interp: Vec<i64> = interp[0]
             .iter()

@@ -11,8 +11,8 @@
 //!
 //! The pass runs after quantisation and before rounding; it only cuts entries off the ends of
 //! tables, so on the calibration data the graph computes exactly what it computed before.
-//! Tables feeding a max-pooling keep their domain (a wrapped value there would widen every
-//! comparison table after it). Without calibration data (a QAT model compiled without
+//! Tables that a max-pooling depends on keep their domain: a wrapped value widens the
+//! guaranteed range of everything computed from it, and with it the comparison tables. Without calibration data (a QAT model compiled without
 //! `--calib`) every table keeps its worst-case domain, and the report says so.
 
 use fhec_ir::{Graph, IrError, Op};
@@ -46,11 +46,7 @@ fn run(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
         if t.rounding.is_some() {
             continue;
         }
-        let feeds_max_pool = g
-            .consumers(id)
-            .iter()
-            .any(|&c| matches!(g.node(c).op, Op::MaxPool(_)));
-        if feeds_max_pool {
+        if reaches_max_pool(g, id) {
             continue;
         }
         let input = g.node_inputs(id)[0];
@@ -92,6 +88,25 @@ fn run(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
         g.node_mut(id).op = Op::Tlu(narrowed);
     }
     Ok(())
+}
+
+/// Whether a max-pooling depends on `id`. A read outside a narrowed domain can return the
+/// negation of an entry, so every value computed from it gets a wider guaranteed range; a
+/// max-pooling's comparison tables are sized from that range, so they would grow by a bit.
+fn reaches_max_pool(g: &Graph, id: fhec_ir::NodeId) -> bool {
+    let mut stack = vec![id];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(n) = stack.pop() {
+        for &c in g.consumers(n).iter() {
+            if matches!(g.node(c).op, Op::MaxPool(_)) {
+                return true;
+            }
+            if seen.insert(c) {
+                stack.push(c);
+            }
+        }
+    }
+    false
 }
 
 /// Entries added on each side of the observed range `[lo, hi]`: `margin` times its width,

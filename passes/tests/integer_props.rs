@@ -128,7 +128,6 @@ fn compile_with(
             mode: RoundingMode::Exact,
         }),
         table_ranges,
-        ..Default::default()
     });
     ctx.calibration_inputs = calib.clone();
     run_pipeline(&mut q, &mut ctx).expect("pipeline");

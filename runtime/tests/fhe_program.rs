@@ -283,7 +283,8 @@ fn lookups_outside_a_narrowed_domain_wrap_identically_in_every_engine() {
             .collect();
         assert_eq!(fhe, expected, "FHE, rounding {rounding:?}");
         let real = input.mapv(|v| v as f32);
-        let clear = fhec_runtime::clear::run_clear_integers(&program, &[real.clone()]).unwrap();
+        let clear =
+            fhec_runtime::clear::run_clear_integers(&program, std::slice::from_ref(&real)).unwrap();
         assert_eq!(clear[0].iter().copied().collect::<Vec<_>>(), expected);
         let sim =
             fhec_runtime::simulate::simulate_program(&program, circuit.params, &[real], 7).unwrap();
