@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::{fails, fhec, fixtures, ok};
+use common::{fails, fhec, fixtures, ok, SMALL_EXACT};
 use fhec_runtime::artifact::{read_file, ArtifactKind};
 use fhec_runtime::Circuit;
 use ndarray::{ArrayD, IxDyn};
@@ -32,16 +32,6 @@ fn calib() -> String {
 fn sample() -> String {
     s(&fixtures().join("data/breast_cancer_sample.npy"))
 }
-
-/// The small exact configuration of `tests/cli_fhe.rs`.
-const SMALL_EXACT: [&str; 6] = [
-    "--bits",
-    "3",
-    "--rounding-bits",
-    "3",
-    "--rounding-mode",
-    "exact",
-];
 
 /// Runs `fhec args`, expects exit code 2 and an error report with every needle, and checks
 /// that none of `outputs` exists afterwards.

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{fails, fhec, fixtures, ok};
+use common::{fails, fhec, fixtures, ok, SMALL_EXACT};
 use fhec_runtime::fhe::{Ciphertexts, EncryptedTensors};
 use ndarray::{s, ArrayD, Axis, IxDyn};
 
@@ -23,16 +23,6 @@ fn model() -> String {
 fn data() -> String {
     p(&fixtures().join("data/breast_cancer.npz"))
 }
-
-/// The small exact configuration of `tests/cli_fhe.rs`: FHE results equal the clear ones.
-const SMALL_EXACT: [&str; 6] = [
-    "--bits",
-    "3",
-    "--rounding-bits",
-    "3",
-    "--rounding-mode",
-    "exact",
-];
 
 fn keygen(dir: &Path, circuit: &Path) -> (PathBuf, PathBuf) {
     let (ck, sk) = (dir.join("c.key"), dir.join("s.key"));

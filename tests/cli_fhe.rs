@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{fails, fhec, fixtures, ok};
+use common::{fails, fhec, fixtures, ok, SMALL_EXACT};
 use ndarray::ArrayD;
 
 fn model() -> String {
@@ -33,17 +33,6 @@ fn sample() -> String {
 fn s(p: &Path) -> String {
     p.display().to_string()
 }
-
-/// Small and exact: 3-bit weights and activations, accumulators rounded to 3 bits exactly,
-/// so encrypted results equal the clear ones at the default 2^-40 per bootstrap.
-const SMALL_EXACT: [&str; 6] = [
-    "--bits",
-    "3",
-    "--rounding-bits",
-    "3",
-    "--rounding-mode",
-    "exact",
-];
 
 /// Compiles the pruned MLP with the small exact options plus `extra`; returns the circuit
 /// path and the parsed `--json` report.

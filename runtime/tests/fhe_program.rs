@@ -1,9 +1,10 @@
 //! A hand-built program (Input → Dense → Tlu → Dense → Tlu with exact rounding → MaxPool)
 //! executed on ciphertexts equals the clear reference.
 
+mod common;
+
 use fhec_runtime::circuit::{
-    Circuit, InputSpec, Instruction, Lut, OutputSpec, Prediction, Program, Quantization, Rounding,
-    ValueInfo, Window,
+    InputSpec, Instruction, Lut, OutputSpec, Program, Quantization, Rounding, ValueInfo, Window,
 };
 use fhec_runtime::fhe::{self, insecure_test_params, ClientKey};
 use fhec_runtime::{execute, ClearEngine};
@@ -159,19 +160,7 @@ fn reference(x: &[i64]) -> (i64, Vec<i64>) {
 #[test]
 fn encrypted_program_matches_reference() {
     let program = program();
-    let circuit = Circuit {
-        program: program.clone(),
-        params: insecure_test_params(),
-        prediction: Prediction {
-            pbs_count: 4 + 12 + 3,
-            p_error_per_pbs: 0.0,
-            global_p_error: 0.0,
-            pbs_latency_s: 0.0,
-            latency_s: 0.0,
-            threads: 1,
-        },
-        postprocessing: vec![],
-    };
+    let circuit = common::circuit(program.clone(), insecure_test_params());
     let (client, server) = ClientKey::generate_insecure_for_tests(&circuit.params).unwrap();
     let server = server.expand();
     let mut rng = rand::rng();
@@ -257,19 +246,7 @@ fn lookups_outside_a_narrowed_domain_wrap_identically_in_every_engine() {
                 Instruction::Tlu { input: 0, lut },
             ],
         };
-        let circuit = Circuit {
-            program: program.clone(),
-            params: insecure_test_params(),
-            prediction: Prediction {
-                pbs_count: 16,
-                p_error_per_pbs: 0.0,
-                global_p_error: 0.0,
-                pbs_latency_s: 0.0,
-                latency_s: 0.0,
-                threads: 1,
-            },
-            postprocessing: vec![],
-        };
+        let circuit = common::circuit(program.clone(), insecure_test_params());
         let input = ArrayD::from_shape_vec(IxDyn(&[1, 16]), (0..16).collect()).unwrap();
         let (client, server) = ClientKey::generate_insecure_for_tests(&circuit.params).unwrap();
         let server = server.expand();
@@ -300,19 +277,7 @@ fn lookups_outside_a_narrowed_domain_wrap_identically_in_every_engine() {
 fn a_batch_runs_each_sample_as_alone() {
     use fhec_runtime::fhe::{input_specs, Ciphertexts, EncryptedTensors};
     let program = program();
-    let circuit = Circuit {
-        program: program.clone(),
-        params: insecure_test_params(),
-        prediction: Prediction {
-            pbs_count: 4 + 12 + 3,
-            p_error_per_pbs: 0.0,
-            global_p_error: 0.0,
-            pbs_latency_s: 0.0,
-            latency_s: 0.0,
-            threads: 1,
-        },
-        postprocessing: vec![],
-    };
+    let circuit = common::circuit(program.clone(), insecure_test_params());
     let (client, server) = ClientKey::generate_insecure_for_tests(&circuit.params).unwrap();
     let server = server.expand();
     let xs: [[i64; 3]; 3] = [[0, 3, 1], [3, 3, 3], [2, 0, 1]];

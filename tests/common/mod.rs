@@ -113,3 +113,14 @@ pub fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str]) -> tract_on
         ..Default::default()
     }
 }
+
+/// The small exact configuration of the CLI FHE tests (pruned MLP, 3 bits, exact rounding to
+/// 3 bits): encrypted results equal the clear ones bit for bit, in seconds.
+pub const SMALL_EXACT: [&str; 6] = [
+    "--bits",
+    "3",
+    "--rounding-bits",
+    "3",
+    "--rounding-mode",
+    "exact",
+];
