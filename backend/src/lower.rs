@@ -83,6 +83,12 @@ pub enum MaxPoolConflicts {
 /// graph has none (both ways give the same program).
 pub fn lower_variants(graph: &Graph) -> Result<Vec<Program>, LowerError> {
     let expanded = lower_with(graph, MaxPoolConflicts::Expand)?;
+    let has_max_pool = graph
+        .node_ids()
+        .any(|n| matches!(graph.node(n).op, fhec_ir::Op::MaxPool(_)));
+    if !has_max_pool {
+        return Ok(vec![expanded]);
+    }
     let reencoded = lower_with(graph, MaxPoolConflicts::Reencode)?;
     Ok(if reencoded == expanded {
         vec![expanded]
