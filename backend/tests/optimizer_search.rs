@@ -138,7 +138,7 @@ fn reported_configurations() {
                 assert_eq!(predict(&program, &params, 1).unwrap(), prediction);
                 assert!(prediction.p_error_per_pbs <= p * (1.0 + 1e-9));
             }
-            Err(e) => eprintln!("{name}: {e}"),
+            Err(e) => panic!("{name}: the optimizer found no parameters: {e}"),
         }
     }
 }

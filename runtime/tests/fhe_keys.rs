@@ -141,16 +141,55 @@ fn files_round_trip_and_run_checks_keys() {
     assert!(matches!(err, RuntimeError::Format { .. }), "{err}");
 }
 
+/// Each structural check refuses its own field, reached without the security check in the
+/// way (`generate_insecure_for_tests` skips it): the message names what is wrong.
 #[test]
 fn bad_parameters_are_refused() {
-    let mut params = insecure_test_params();
-    params.polynomial_size = 1000;
-    assert!(matches!(
-        ClientKey::generate(&params),
-        Err(RuntimeError::Mismatch(_))
-    ));
-    let mut params = insecure_test_params();
-    params.ks_base_log = 20;
-    params.ks_level = 4;
-    assert!(ClientKey::generate(&params).is_err());
+    type Edit = fn(&mut fhec_runtime::CryptoParams);
+    let cases: [(&str, Edit, &str); 7] = [
+        ("N = 1000", |p| p.polynomial_size = 1000, "power of two"),
+        (
+            "n = 0",
+            |p| p.lwe_dimension = 0,
+            "dimensions must be positive",
+        ),
+        (
+            "k*N too large",
+            |p| p.glwe_dimension = 1 << 11,
+            "k*N must be at most",
+        ),
+        (
+            "KS 2^20 x 4",
+            |p| (p.ks_base_log, p.ks_level) = (20, 4),
+            "keyswitch decomposition",
+        ),
+        (
+            "PBS level 0",
+            |p| p.pbs_level = 0,
+            "bootstrap decomposition",
+        ),
+        ("LWE noise 0", |p| p.lwe_noise_std = 0.0, "lwe_noise_std"),
+        (
+            "GLWE noise NaN",
+            |p| p.glwe_noise_std = f64::NAN,
+            "glwe_noise_std",
+        ),
+    ];
+    for (what, edit, needle) in cases {
+        let mut params = insecure_test_params();
+        edit(&mut params);
+        let err = match ClientKey::generate_insecure_for_tests(&params) {
+            Err(RuntimeError::Mismatch(e)) => e,
+            Err(other) => panic!("{what}: unexpected error {other}"),
+            Ok(_) => panic!("{what}: keys were generated"),
+        };
+        assert!(err.contains(needle), "{what}: {err}");
+    }
+    // And the security check is a separate refusal: the test parameters are structurally
+    // fine but below 128 bits.
+    let err = match ClientKey::generate(&insecure_test_params()) {
+        Err(RuntimeError::Mismatch(e)) => e,
+        _ => panic!("insecure parameters were accepted"),
+    };
+    assert!(err.contains("below 128-bit security"), "{err}");
 }
