@@ -662,7 +662,24 @@ fn unwritable_output_path() {
         assert!(files_in(&sub).is_empty(), "{:?}", files_in(&sub));
         assert_eq!(files_in(d), ["sub"]);
     }
-    // A read-only directory (skipped when running as root, which may write anyway).
+    // A directory no process may create files in, root included (CI runs as root, which
+    // ignores permission bits): sysfs, or a process directory of procfs.
+    #[cfg(target_os = "linux")]
+    {
+        let dir = ["/sys", "/proc/self"]
+            .into_iter()
+            .map(Path::new)
+            .find(|d| d.is_dir())
+            .expect("neither /sys nor /proc/self is a directory");
+        let out = dir.join("fhec-bad-input.ct");
+        refused(
+            &encrypt_args(&a.circuit, &a.ck_a, &sample(), &out),
+            &["cannot write", "not writable"],
+            &[&out],
+        );
+    }
+    // A directory made read-only, for a user that permission bits bind (as root, where they
+    // do not, the case above covers it).
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -544,7 +544,7 @@ impl ClientKey {
                 inputs.len()
             )));
         }
-        let mut seeder = new_seeder();
+        let mut seeder = self.encryption_seeder();
         let lwe_size = LweSize(self.params.big_lwe_dimension() + 1);
         let mut tensors = Vec::with_capacity(inputs.len());
         for (i, (x, spec)) in inputs.iter().zip(&program.inputs).enumerate() {
@@ -700,7 +700,7 @@ impl ClientKey {
 
     /// Encrypts one value as a full ciphertext under the big key (tests and measurements).
     pub fn encrypt_value(&self, value: i64, delta_log2: u32) -> Ct {
-        let mut seeder = new_seeder();
+        let mut seeder = self.encryption_seeder();
         let mut generator = EncryptionRandomGenerator::<DefaultRandomGenerator>::new(
             seeder.seed(),
             seeder.as_mut(),

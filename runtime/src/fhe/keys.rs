@@ -9,14 +9,18 @@
 //! decompressed, the bootstrap key in the Fourier domain, plus the one FFT plan every
 //! bootstrap shares.
 //!
-//! Randomness comes from tfhe's `new_seeder()` (hardware or OS entropy). Secret key material
-//! is overwritten when a [`ClientKey`] is dropped; the server key holds no secret.
+//! Randomness comes from tfhe's `new_seeder()` (hardware or OS entropy), except for keys made
+//! by [`ClientKey::generate_seeded_for_tests`], whose generation and every encryption are
+//! reproducible from one seed (seeded tests and measurements). Secret key material is
+//! overwritten when a [`ClientKey`] is dropped; the server key holds no secret.
 
 use serde::{Deserialize, Serialize};
+use tfhe::core_crypto::commons::generators::DeterministicSeeder;
 use tfhe::core_crypto::commons::math::random::Seed;
 use tfhe::core_crypto::prelude::*;
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use crate::artifact::{decode_bytes, format_error, load_with, write_file, ArtifactKind, Header};
 use crate::error::RuntimeError;
@@ -103,6 +107,15 @@ pub struct ClientKey {
     pub key_id: [u8; 16],
     pub small_lwe: LweSecretKey<Vec<u64>>,
     pub glwe: GlweSecretKey<Vec<u64>>,
+    entropy: Entropy,
+}
+
+/// Where encryptions under a client key draw their seeds.
+enum Entropy {
+    /// tfhe's `new_seeder()` on every encryption: every real key.
+    System,
+    /// One deterministic stream ([`ClientKey::generate_seeded_for_tests`]).
+    Seeded(Mutex<DeterministicSeeder<DefaultRandomGenerator>>),
 }
 
 impl std::fmt::Debug for ClientKey {
@@ -188,9 +201,29 @@ impl ClientKey {
     pub fn generate_insecure_for_tests(
         params: &CryptoParams,
     ) -> Result<(ClientKey, CompressedServerKey), RuntimeError> {
+        Self::generate_with(params, new_seeder().as_mut(), Entropy::System)
+    }
+
+    /// [`ClientKey::generate_insecure_for_tests`] with every random draw — the keys, and each
+    /// later encryption under the client key — taken from one stream seeded by `seed`, so a
+    /// test or a measurement of failure rates reproduces exactly. Never use it for real data:
+    /// anyone who knows the seed knows the key.
+    pub fn generate_seeded_for_tests(
+        params: &CryptoParams,
+        seed: u128,
+    ) -> Result<(ClientKey, CompressedServerKey), RuntimeError> {
+        let mut keys = DeterministicSeeder::<DefaultRandomGenerator>::new(Seed(seed));
+        let encryptions = DeterministicSeeder::<DefaultRandomGenerator>::new(keys.seed());
+        Self::generate_with(params, &mut keys, Entropy::Seeded(Mutex::new(encryptions)))
+    }
+
+    fn generate_with(
+        params: &CryptoParams,
+        seeder: &mut dyn Seeder,
+        entropy: Entropy,
+    ) -> Result<(ClientKey, CompressedServerKey), RuntimeError> {
         check_params(params)?;
-        let mut boxed_seeder = new_seeder();
-        let seeder = boxed_seeder.as_mut();
+
         let mut secret_gen = SecretRandomGenerator::<DefaultRandomGenerator>::new(seeder.seed());
         let small_lwe =
             LweSecretKey::generate_new_binary(LweDimension(params.lwe_dimension), &mut secret_gen);
@@ -244,6 +277,7 @@ impl ClientKey {
             key_id,
             small_lwe,
             glwe,
+            entropy,
         };
         let server = CompressedServerKey {
             params: *params,
@@ -323,7 +357,20 @@ impl ClientKey {
             key_id: header.key_id,
             small_lwe: LweSecretKey::from_container(small_lwe),
             glwe: GlweSecretKey::from_container(glwe, PolynomialSize(params.polynomial_size)),
+            entropy: Entropy::System,
         })
+    }
+
+    /// The seeder an encryption draws from: a fresh system seeder, or the next seed of a
+    /// seeded test key's stream.
+    pub(crate) fn encryption_seeder(&self) -> Box<dyn Seeder> {
+        match &self.entropy {
+            Entropy::System => new_seeder(),
+            Entropy::Seeded(stream) => {
+                let seed = stream.lock().unwrap_or_else(|e| e.into_inner()).seed();
+                Box::new(DeterministicSeeder::<DefaultRandomGenerator>::new(seed))
+            }
+        }
     }
 
     /// Fails with a [`RuntimeError::Mismatch`] unless `server` belongs to this client key.
