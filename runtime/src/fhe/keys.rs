@@ -115,7 +115,7 @@ enum Entropy {
     /// tfhe's `new_seeder()` on every encryption: every real key.
     System,
     /// One deterministic stream ([`ClientKey::generate_seeded_for_tests`]).
-    Seeded(Mutex<DeterministicSeeder<DefaultRandomGenerator>>),
+    Seeded(Box<Mutex<DeterministicSeeder<DefaultRandomGenerator>>>),
 }
 
 impl std::fmt::Debug for ClientKey {
@@ -214,7 +214,7 @@ impl ClientKey {
     ) -> Result<(ClientKey, CompressedServerKey), RuntimeError> {
         let mut keys = DeterministicSeeder::<DefaultRandomGenerator>::new(Seed(seed));
         let encryptions = DeterministicSeeder::<DefaultRandomGenerator>::new(keys.seed());
-        Self::generate_with(params, &mut keys, Entropy::Seeded(Mutex::new(encryptions)))
+        Self::generate_with(params, &mut keys, Entropy::Seeded(Box::new(Mutex::new(encryptions))))
     }
 
     fn generate_with(
