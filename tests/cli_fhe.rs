@@ -547,7 +547,7 @@ fn default_approximate_rounding_stays_within_one_entry_per_lookup_and_traces_aga
         }
     }
     let mut confident = 0;
-    for i in 0..k {
+    for (i, &flips) in sim_flips.iter().enumerate() {
         let bounds = output_bounds(&circuit, &[one(&x, i)]).unwrap();
         let bounds: Vec<Iv> = bounds[0].iter().copied().collect();
         let q_fhe = output_integers(&circuit, fhe.index_axis(ndarray::Axis(0), i));
@@ -581,7 +581,7 @@ fn default_approximate_rounding_stays_within_one_entry_per_lookup_and_traces_aga
         // The worst case allows any argmax here, so the argmax is checked where the noise
         // simulation (which models approximate rounding, README) never moved it in REPEATS
         // draws: there a flip is far less likely than 1/REPEATS.
-        if sim_flips[i] == 0 {
+        if flips == 0 {
             confident += 1;
             assert_eq!(a_fhe, a_clear, "sample {i}: FHE argmax differs from clear");
         }
