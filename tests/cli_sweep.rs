@@ -636,3 +636,361 @@ fn medmnist_128_grey_is_read_directly() {
     assert_eq!(f(&h, &rows[0], "float_accuracy"), 1.0);
     assert_eq!(f(&h, &rows[0], "clear_accuracy"), 1.0);
 }
+
+// --- the accuracy columns against independent runs; several datasets, CSV data, plots -------
+
+/// `predict` of the pruned MLP at 3 bits, rounding to 3 bits (`mode`), calibrated on the
+/// fixture's train split, with `extra` options; returns the written output.
+fn predict(
+    dir: &Path,
+    input: &Path,
+    mode: &str,
+    rounding: &str,
+    extra: &[&str],
+) -> ndarray::ArrayD<f32> {
+    let out = dir.join(format!(
+        "p{}.npy",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let mut args: Vec<String> = [
+        "predict",
+        &fixture("mlp_torch_pruned.onnx"),
+        "--mode",
+        mode,
+        "--calib",
+        &fixture("data/breast_cancer.npz"),
+        "--bits",
+        "3",
+        "--rounding-bits",
+        "3",
+        "--rounding-mode",
+        rounding,
+        "--input",
+        &s(input),
+        "-o",
+        &s(&out),
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    args.extend(extra.iter().map(|x| x.to_string()));
+    ok(&fhec(&args));
+    ndarray_npy::read_npy(&out).unwrap()
+}
+
+/// Argmax of every row of a `[N, C]` output.
+fn argmaxes(y: &ndarray::ArrayD<f32>) -> Vec<usize> {
+    y.outer_iter()
+        .map(|r| common::argmax(r.into_dimensionality().unwrap()))
+        .collect()
+}
+
+fn correct(preds: &[usize], labels: &[i64]) -> usize {
+    preds
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| **p as i64 == **l)
+        .count()
+}
+
+#[test]
+fn sweep_accuracy_columns_match_independent_predictions_for_both_rounding_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (n, k) = (22, 2);
+    let out = d.join("out");
+    ok(&fhec([
+        "sweep",
+        &fixture("mlp_torch_pruned.onnx"),
+        "--data",
+        &fixture("data/breast_cancer.npz"),
+        "--bits",
+        "3",
+        "--rounding-bits",
+        "3",
+        "--rounding-mode",
+        "approximate,exact",
+        "--modes",
+        "clear,simulate,fhe",
+        "--limit",
+        &n.to_string(),
+        "--fhe-samples",
+        &k.to_string(),
+        "--no-plots",
+        "--out",
+        &s(&out),
+    ]));
+    let (h, rows) = read_csv(&out.join(MLP_CSV));
+    let modes: Vec<&str> = rows.iter().map(|r| col(&h, r, "rounding_mode")).collect();
+    assert_eq!(modes, ["approximate", "exact"], "one row per rounding mode");
+
+    let (x, labels) = common::breast_cancer_test(n);
+    let batch = d.join("x.npy");
+    ndarray_npy::write_npy(&batch, &x).unwrap();
+    // Each sample alone, for the simulation's per-sample seeds.
+    let singles: Vec<PathBuf> = (0..n)
+        .map(|i| {
+            let p = d.join(format!("x{i}.npy"));
+            ndarray_npy::write_npy(&p, &x.slice(ndarray::s![i..i + 1, ..]).to_owned()).unwrap();
+            p
+        })
+        .collect();
+    for r in &rows {
+        let mode = col(&h, r, "rounding_mode");
+        assert_eq!(col(&h, r, "status"), "ok", "{r:?}");
+        assert_eq!(col(&h, r, "samples"), n.to_string());
+        assert_eq!(col(&h, r, "fhe_samples"), k.to_string());
+        // clear_accuracy: predict --mode clear on the same samples, counted here.
+        let clear = argmaxes(&predict(d, &batch, "clear", mode, &[]));
+        let clear_correct = correct(&clear, &labels);
+        assert_eq!(
+            f(&h, r, "clear_accuracy"),
+            clear_correct as f64 / n as f64,
+            "{mode}: clear predictions {clear:?}, labels {labels:?}"
+        );
+        // simulate_accuracy: the sweep (seed 0) draws sample i's noise from seed i
+        // (`fhec sweep --seed`: per-sample seeds seed * C + i), as predict --seed i does for a
+        // single sample.
+        let sim: Vec<usize> = singles
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                argmaxes(&predict(
+                    d,
+                    p,
+                    "simulate",
+                    mode,
+                    &["--seed", &i.to_string()],
+                ))[0]
+            })
+            .collect();
+        assert_eq!(
+            f(&h, r, "simulate_accuracy"),
+            correct(&sim, &labels) as f64 / n as f64,
+            "{mode}: simulated predictions {sim:?}"
+        );
+        // fhe_*: the first k samples, encrypted.
+        let fhe_acc = f(&h, r, "fhe_accuracy");
+        let agreement = f(&h, r, "fhe_clear_agreement");
+        let clear_k = correct(&clear[..k], &labels[..k]);
+        assert_ne!(
+            clear_k as f64 / k as f64,
+            clear_correct as f64 / n as f64,
+            "the test needs the clear accuracy on the first {k} samples to differ from the \
+             whole set's"
+        );
+        let (fhe_correct, agree) = ((fhe_acc * k as f64).round(), (agreement * k as f64).round());
+        assert_eq!(fhe_correct / k as f64, fhe_acc, "a fraction of {k} samples");
+        assert_eq!(agree / k as f64, agreement, "a fraction of {k} samples");
+        // Each disagreement with the clear prediction changes the count by at most one.
+        assert!(
+            (fhe_correct - clear_k as f64).abs() <= k as f64 - agree,
+            "{mode}: fhe {fhe_correct} correct, clear {clear_k}, agreement {agree} of {k}"
+        );
+        if mode == "exact" {
+            // Exact rounding at 2^-40 per bootstrap: encrypted = clear, bit for bit.
+            assert_eq!(agreement, 1.0, "{r:?}");
+            assert_eq!(fhe_acc, clear_k as f64 / k as f64, "{r:?}");
+        }
+    }
+
+    // At 2^-40 the simulation leaves these predictions clear; at 5% per bootstrap it does
+    // not, and simulate_accuracy must still be the simulation's, not the clear accuracy.
+    let noisy = d.join("noisy");
+    ok(&fhec([
+        "sweep",
+        &fixture("mlp_torch_pruned.onnx"),
+        "--data",
+        &fixture("data/breast_cancer.npz"),
+        "--bits",
+        "3",
+        "--rounding-bits",
+        "3",
+        "--p-error",
+        "0.05",
+        "--modes",
+        "clear,simulate",
+        "--limit",
+        &n.to_string(),
+        "--no-plots",
+        "--out",
+        &s(&noisy),
+    ]));
+    let (h, rows) = read_csv(&noisy.join(MLP_CSV));
+    assert_eq!(rows.len(), 1);
+    let sim: Vec<usize> = singles
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let extra = ["--seed", &i.to_string(), "--p-error", "0.05"];
+            argmaxes(&predict(d, p, "simulate", "approximate", &extra))[0]
+        })
+        .collect();
+    let sim_acc = correct(&sim, &labels) as f64 / n as f64;
+    assert_ne!(
+        sim_acc,
+        f(&h, &rows[0], "clear_accuracy"),
+        "the test needs a simulated accuracy other than the clear one ({sim:?})"
+    );
+    assert_eq!(f(&h, &rows[0], "simulate_accuracy"), sim_acc, "{sim:?}");
+}
+
+#[test]
+fn sweep_over_two_datasets_with_csv_data_writes_both_and_their_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (x, labels) = common::breast_cancer_test(114);
+    // A second dataset: test rows 50..90 as a CSV (calibration from --calib for both).
+    let (x2, y2) = (
+        x.slice(ndarray::s![50..90, ..]).to_owned(),
+        labels[50..90].to_vec(),
+    );
+    let csv = d.join("bc_subset.csv");
+    common::write_csv(&csv, x2.view(), &y2);
+    let sweep = |out: &Path, data: &[&Path], extra: &[&str]| {
+        let mut a: Vec<String> = vec!["sweep".into(), fixture("mlp_torch_pruned.onnx")];
+        for p in data {
+            a.extend(["--data".to_string(), s(p)]);
+        }
+        a.extend(
+            [
+                "--calib",
+                &fixture("data/breast_cancer.npz"),
+                "--bits",
+                "3",
+                "--rounding-bits",
+                "3",
+                "--modes",
+                "clear,simulate",
+                "--out",
+                &s(out),
+                "--json",
+            ]
+            .iter()
+            .map(|x| x.to_string()),
+        );
+        a.extend(extra.iter().map(|x| x.to_string()));
+        let v: serde_json::Value = serde_json::from_str(&ok(&fhec(&a))).unwrap();
+        v
+    };
+    let npz = PathBuf::from(fixture("data/breast_cancer.npz"));
+    let both = d.join("both");
+    let v = sweep(&both, &[&npz, &csv], &[]);
+    let file = |ds: &str| format!("results_TABULAR_30_PTQ_{ds}.csv");
+    for ds in ["breast_cancer", "bc_subset"] {
+        let (h, rows) = read_csv(&both.join(file(ds)));
+        assert_eq!(rows.len(), 1, "{ds}");
+        assert_eq!(col(&h, &rows[0], "dataset"), ds);
+        // Each dataset's row is what a sweep of that dataset alone writes.
+        let alone = d.join(format!("alone_{ds}"));
+        let data = if ds == "bc_subset" { &csv } else { &npz };
+        sweep(&alone, &[data], &["--no-plots"]);
+        let (ha, ra) = read_csv(&alone.join(file(ds)));
+        for c in [
+            "samples",
+            "float_accuracy",
+            "clear_accuracy",
+            "simulate_accuracy",
+            "fingerprint",
+        ] {
+            assert_eq!(col(&h, &rows[0], c), col(&ha, &ra[0], c), "{ds} {c}");
+        }
+        // ...and the clear accuracy is predict --mode clear's on its samples, counted here.
+        let (xs, ys) = if ds == "bc_subset" {
+            (&x2, &y2)
+        } else {
+            (&x, &labels)
+        };
+        let input = d.join(format!("{ds}.npy"));
+        ndarray_npy::write_npy(&input, xs).unwrap();
+        let clear = argmaxes(&predict(d, &input, "clear", "approximate", &[]));
+        assert_eq!(col(&h, &rows[0], "samples"), ys.len().to_string());
+        assert_eq!(
+            f(&h, &rows[0], "clear_accuracy"),
+            correct(&clear, ys) as f64 / ys.len() as f64,
+            "{ds}"
+        );
+        let pictures: Vec<String> = std::fs::read_dir(&alone)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".png") || n.ends_with(".svg"))
+            .collect();
+        assert!(pictures.is_empty(), "--no-plots wrote {pictures:?}");
+    }
+    // The two datasets differ, so their rows must too.
+    let acc = |ds: &str| {
+        let (h, rows) = read_csv(&both.join(file(ds)));
+        f(&h, &rows[0], "clear_accuracy")
+    };
+    assert_ne!(acc("breast_cancer"), acc("bc_subset"));
+
+    // Plots: accuracy and latency, PNG and SVG, per dataset, beside its CSV, as listed.
+    let mut listed: Vec<String> = v["plots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    listed.sort();
+    let mut expected: Vec<String> = vec![];
+    for ds in ["bc_subset", "breast_cancer"] {
+        for what in ["accuracy", "latency"] {
+            for ext in ["png", "svg"] {
+                expected.push(s(
+                    &both.join(format!("results_TABULAR_30_PTQ_{ds}_{what}.{ext}"))
+                ));
+            }
+        }
+    }
+    assert_eq!(listed, expected);
+    for p in &expected {
+        let bytes = std::fs::read(p).unwrap();
+        if p.ends_with(".png") {
+            assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{p}");
+            assert!(bytes.ends_with(b"IEND\xaeB`\x82"), "{p}: truncated PNG");
+        } else {
+            let svg = String::from_utf8(bytes).unwrap();
+            assert!(svg.starts_with("<svg"), "{p}");
+            assert!(svg.trim_end().ends_with("</svg>"), "{p}: truncated SVG");
+            let ds = if p.contains("bc_subset") {
+                "bc_subset"
+            } else {
+                "breast_cancer"
+            };
+            assert!(svg.contains(ds), "{p} does not name its dataset");
+        }
+    }
+
+    // The CSV form of the whole test split: eval gives the npz's accuracy and predictions.
+    let full = d.join("bc_test.csv");
+    common::write_csv(&full, x.view(), &labels);
+    let eval = |data: &str| -> serde_json::Value {
+        serde_json::from_str(&ok(&fhec([
+            "eval",
+            &fixture("mlp_torch_pruned.onnx"),
+            "--data",
+            data,
+            "--calib",
+            &fixture("data/breast_cancer.npz"),
+            "--bits",
+            "3",
+            "--json",
+        ])))
+        .unwrap()
+    };
+    let (a, b) = (eval(&s(&full)), eval(&fixture("data/breast_cancer.npz")));
+    assert_eq!(a["samples"], 114);
+    for key in [
+        "samples",
+        "accuracy",
+        "float_accuracy",
+        "correct",
+        "predictions",
+        "float_predictions",
+    ] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+}

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: fixture paths and loading.
 #![allow(dead_code)]
 
+pub mod interval;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -124,3 +126,44 @@ pub const SMALL_EXACT: [&str; 6] = [
     "--rounding-mode",
     "exact",
 ];
+
+/// The first `k` samples of the breast-cancer fixture's test split (`[k, 30]`) and their
+/// labels, read from the `.npz` here (independently of fhec's data loader).
+pub fn breast_cancer_test(k: usize) -> (ndarray::Array2<f32>, Vec<i64>) {
+    let path = fixtures().join("data/breast_cancer.npz");
+    let mut npz =
+        NpzReader::new(std::fs::File::open(&path).expect("breast_cancer.npz")).expect("npz");
+    let x: ndarray::Array2<f32> = npz.by_name("x_test").expect("x_test");
+    let y: ndarray::Array1<i64> = npz.by_name("y_test").expect("y_test");
+    let k = k.min(x.nrows());
+    (
+        x.slice(ndarray::s![..k, ..]).to_owned(),
+        y.iter().take(k).copied().collect(),
+    )
+}
+
+/// Index of the largest value (the first on ties), as `fhec eval` counts a prediction.
+pub fn argmax(row: ndarray::ArrayView1<f32>) -> usize {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, &v) in row.iter().enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
+}
+
+/// Writes samples `x` (`[N, F]`) and their labels as a CSV with a header (`f0,...,label`);
+/// each value printed as the `f64` it widens to, so that it reads back exactly.
+pub fn write_csv(path: &Path, x: ndarray::ArrayView2<f32>, labels: &[i64]) {
+    use std::fmt::Write as _;
+    let mut text: String = (0..x.ncols()).map(|j| format!("f{j},")).collect();
+    text.push_str("label\n");
+    for (row, label) in x.rows().into_iter().zip(labels) {
+        for v in row {
+            write!(text, "{},", f64::from(*v)).unwrap();
+        }
+        writeln!(text, "{label}").unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+}
