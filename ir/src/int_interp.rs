@@ -251,7 +251,14 @@ fn gemm(
         let cb = c
             .broadcast(out.raw_dim())
             .ok_or("bias does not broadcast")?;
-        out.zip_mut_with(&cb, |o, &b| *o += b);
+        let mut overflow = false;
+        out.zip_mut_with(&cb, |o, &b| match o.checked_add(b) {
+            Some(v) => *o = v,
+            None => overflow = true,
+        });
+        if overflow {
+            return Err("integer overflow".into());
+        }
     }
     Ok(out)
 }
@@ -374,6 +381,7 @@ fn pool(
 ) -> Result<ArrayD<i64>, String> {
     let (n, ch) = (x.shape()[0], x.shape()[1]);
     let mut out = ArrayD::<i64>::from_elem(IxDyn(out_shape), if max { i64::MIN } else { 0 });
+    let mut overflow = false;
     for bn in 0..n {
         for c in 0..ch {
             for_each_window(
@@ -391,10 +399,17 @@ fn pool(
                     let mut oi = vec![bn, c];
                     oi.extend_from_slice(o);
                     let slot = &mut out[IxDyn(&oi)];
-                    *slot = if max { (*slot).max(v) } else { *slot + v };
+                    match (max, slot.checked_add(v)) {
+                        (true, _) => *slot = (*slot).max(v),
+                        (false, Some(sum)) => *slot = sum,
+                        (false, None) => overflow = true,
+                    }
                 },
             );
         }
+    }
+    if overflow {
+        return Err("integer overflow".into());
     }
     if max && out.iter().any(|&v| v == i64::MIN) {
         return Err("a max-pooling window lies entirely in padding".into());

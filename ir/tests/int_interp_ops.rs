@@ -302,6 +302,17 @@ fn linear_ops_report_overflow() {
     let w = Value::Int(int(&[1, 1, 2], &[1, 1]));
     let e = eval_err(Op::Conv(conv_attrs(1, 0, 1, 1)), &[x, w], &[1, 1, 1]);
     assert!(e.contains("overflow"), "{e}");
+    // A Gemm bias added to an accumulator at i64::MAX.
+    let a = Value::Int(int(&[1, 1], &[i64::MAX]));
+    let b = Value::Int(int(&[1, 1], &[1]));
+    let c = Value::Int(int(&[1], &[1]));
+    let e = eval_err(Op::Gemm(gemm_attrs(false, false)), &[a, b, c], &[1, 1]);
+    assert!(e.contains("overflow"), "{e}");
+    // A sum-pooling window: i64::MAX + 1.
+    let x = Value::Int(int(&[1, 1, 2], &[i64::MAX, 1]));
+    let p = pool_attrs(&[2], &[1], &[(0, 0)]);
+    let e = eval_err(Op::SumPool(p), &[x], &[1, 1, 1]);
+    assert!(e.contains("overflow"), "{e}");
 }
 
 // ---------------------------------------------------------------- Conv

@@ -214,7 +214,11 @@ impl ClientKey {
     ) -> Result<(ClientKey, CompressedServerKey), RuntimeError> {
         let mut keys = DeterministicSeeder::<DefaultRandomGenerator>::new(Seed(seed));
         let encryptions = DeterministicSeeder::<DefaultRandomGenerator>::new(keys.seed());
-        Self::generate_with(params, &mut keys, Entropy::Seeded(Box::new(Mutex::new(encryptions))))
+        Self::generate_with(
+            params,
+            &mut keys,
+            Entropy::Seeded(Box::new(Mutex::new(encryptions))),
+        )
     }
 
     fn generate_with(
