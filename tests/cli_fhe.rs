@@ -37,18 +37,8 @@ fn s(p: &Path) -> String {
 /// Compiles the pruned MLP with the small exact options plus `extra`; returns the circuit
 /// path and the parsed `--json` report.
 fn compile(dir: &Path, name: &str, extra: &[&str]) -> (PathBuf, serde_json::Value) {
-    let out = dir.join(name);
-    let mut args = vec![
-        "compile".to_string(),
-        model(),
-        "--calib".into(),
-        data(),
-        "-o".into(),
-        s(&out),
-        "--json".into(),
-    ];
-    args.extend(SMALL_EXACT.iter().chain(extra).map(|a| a.to_string()));
-    let json: serde_json::Value = serde_json::from_str(&ok(&fhec(&args))).expect("compile --json");
+    let opts: Vec<&str> = SMALL_EXACT.iter().chain(extra).copied().collect();
+    let (out, _, json) = compile_with(dir, name, &opts);
     (out, json)
 }
 

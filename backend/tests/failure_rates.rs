@@ -26,7 +26,7 @@ use fhec_ir::RoundingMode;
 use fhec_runtime::circuit::{Circuit, Lut, ValueInfo};
 use fhec_runtime::exec::{execute, quantize_inputs};
 use fhec_runtime::fhe::{run_traced, ClientKey};
-use fhec_runtime::noise::params_are_secure;
+use fhec_runtime::noise::{binomial_interval, params_are_secure};
 use fhec_runtime::{ClearEngine, Engine, RuntimeError, SimulationEngine};
 use lower_common::{compile_fixture, data_of, samples};
 
@@ -150,30 +150,6 @@ fn measure(
         circuit.params, circuit.prediction.pbs_count
     );
     c
-}
-
-/// Smallest `lo` and largest `hi` with P(X < lo) <= tail and P(X > hi) <= tail for
-/// X ~ Binomial(n, p).
-fn binomial_interval(n: usize, p: f64, tail: f64) -> (usize, usize) {
-    let mut pmf = Vec::with_capacity(n + 1);
-    let mut log_c = 0.0f64;
-    for k in 0..=n {
-        if k > 0 {
-            log_c += ((n - k + 1) as f64).ln() - (k as f64).ln();
-        }
-        pmf.push((log_c + k as f64 * p.ln() + (n - k) as f64 * (1.0 - p).ln()).exp());
-    }
-    let (mut lo, mut below) = (0, 0.0);
-    while below + pmf[lo] <= tail {
-        below += pmf[lo];
-        lo += 1;
-    }
-    let (mut hi, mut above) = (n, 0.0);
-    while above + pmf[hi] <= tail {
-        above += pmf[hi];
-        hi -= 1;
-    }
-    (lo, hi)
 }
 
 /// The model's count of failed lookups against the real one.

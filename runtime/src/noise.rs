@@ -150,6 +150,32 @@ pub fn params_are_secure(params: &CryptoParams) -> Result<(), String> {
     Ok(())
 }
 
+/// Smallest `lo` and largest `hi` with `P(X < lo) <= tail` and `P(X > hi) <= tail` for
+/// `X ~ Binomial(n, p)`: the interval a count of failures in `n` independent lookups of
+/// failure probability `p` falls in with probability at least `1 - 2 * tail` (measurements
+/// that check the model against real bootstraps use it).
+pub fn binomial_interval(n: usize, p: f64, tail: f64) -> (usize, usize) {
+    let mut pmf = Vec::with_capacity(n + 1);
+    let mut log_c = 0.0f64; // ln C(n, k)
+    for k in 0..=n {
+        if k > 0 {
+            log_c += ((n - k + 1) as f64).ln() - (k as f64).ln();
+        }
+        pmf.push((log_c + k as f64 * p.ln() + (n - k) as f64 * (1.0 - p).ln()).exp());
+    }
+    let (mut lo, mut below) = (0, 0.0);
+    while lo < n && below + pmf[lo] <= tail {
+        below += pmf[lo];
+        lo += 1;
+    }
+    let (mut hi, mut above) = (n, 0.0);
+    while hi > 0 && above + pmf[hi] <= tail {
+        above += pmf[hi];
+        hi -= 1;
+    }
+    (lo, hi)
+}
+
 /// Probability that centred Gaussian noise of std `std` leaves `[-half_width, half_width]`.
 pub fn p_fail(half_width: f64, std: f64) -> f64 {
     if std <= 0.0 {

@@ -10,36 +10,10 @@
 
 use fhec_runtime::circuit::{Lut, ValueInfo};
 use fhec_runtime::fhe::{insecure_test_params, ClientKey, FheEngine};
-use fhec_runtime::noise::NoiseModel;
+use fhec_runtime::noise::{binomial_interval, NoiseModel};
 use fhec_runtime::Engine;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-
-/// Smallest `lo` and largest `hi` with P(X < lo) <= tail and P(X > hi) <= tail for
-/// X ~ Binomial(n, p).
-fn binomial_interval(n: usize, p: f64, tail: f64) -> (usize, usize) {
-    let mut pmf = Vec::with_capacity(n + 1);
-    let mut log_c = 0.0f64; // ln C(n, k)
-    for k in 0..=n {
-        if k > 0 {
-            log_c += ((n - k + 1) as f64).ln() - (k as f64).ln();
-        }
-        pmf.push((log_c + k as f64 * p.ln() + (n - k) as f64 * (1.0 - p).ln()).exp());
-    }
-    let mut lo = 0;
-    let mut below = 0.0;
-    while below + pmf[lo] <= tail {
-        below += pmf[lo];
-        lo += 1;
-    }
-    let mut hi = n;
-    let mut above = 0.0;
-    while above + pmf[hi] <= tail {
-        above += pmf[hi];
-        hi -= 1;
-    }
-    (lo, hi)
-}
 
 #[test]
 fn measured_failure_rate_matches_prediction() {
