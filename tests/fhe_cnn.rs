@@ -453,8 +453,8 @@ fn approximate_run() -> &'static Run {
 }
 
 /// An integer graph with the ops no ONNX fixture lowers to: `x * c` (`MulConst`),
-/// `c - (x * c)` (`MulConst` by -1, `AddConst`), `+ x` (`Add`), a table, `Concat`,
-/// `Transpose`. 3-bit unsigned input [1, 4].
+/// `k - (x * c)` (`MulConst` by -1, `AddConst`), `+ x` (`Add`), a table, `Concat` of the
+/// table, the difference and the product, `Transpose`. 3-bit unsigned input [1, 4].
 fn constant_ops_graph() -> Graph {
     let int = |g: &mut Graph, name: &str, data: Vec<i64>| {
         let a = ArrayD::from_shape_vec(IxDyn(&[1, 4]), data).unwrap();
@@ -491,7 +491,11 @@ fn constant_ops_graph() -> Graph {
         axis: None,
     };
     let r = g.add_node("relu", Op::Tlu(t), &[a]).unwrap();
-    let cat = g.add_node("cat", Op::Concat { axis: 1 }, &[r, s]).unwrap();
+    // Every intermediate is an output: a wrong sign in one `MulConst` must not be undone by
+    // the next (the negation of `k - m`).
+    let cat = g
+        .add_node("cat", Op::Concat { axis: 1 }, &[r, s, m])
+        .unwrap();
     let tr = g
         .add_node("tr", Op::Transpose { perm: vec![1, 0] }, &[cat])
         .unwrap();
