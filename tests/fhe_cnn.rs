@@ -575,11 +575,22 @@ fn approximate_rounding_reads_at_most_a_neighbouring_entry() {
     let run = approximate_run();
     assert!(
         run.violations.is_empty(),
-        "{} lookups read neither their entry nor a neighbour, e.g. {:?}",
+        "{} lookups read neither their entry nor a neighbour ({} of {} read a neighbour), e.g. {:?}",
         run.violations.len(),
+        run.neighbours,
+        run.lookups,
         &run.violations[..run.violations.len().min(5)]
     );
     assert!(run.lookups > 0);
+    // A neighbour is read only near a rounding boundary: on these samples 0-2 of the 864
+    // lookups changed their value in the runs seen. A lookup that reads one box off whatever
+    // the accumulator (a biased offset) reads neighbours everywhere.
+    assert!(
+        run.neighbours * 20 <= run.lookups,
+        "{} of {} lookups read a neighbouring entry",
+        run.neighbours,
+        run.lookups
+    );
     for (i, ((fhe, followed), clear)) in run
         .fhe
         .iter()
