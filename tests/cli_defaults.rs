@@ -26,6 +26,7 @@ const FIXTURES: &[(&str, &str, bool)] = &[
     ("cnn_keras_export_28", "digits_28.npz", true),
     ("cnn_torch_rgb_28", "digits_rgb_28.npz", true),
     ("cnn_torch_64", "digits_64.npz", false),
+    ("cnn_torch_8", "digits_8.npz", true),
 ];
 
 fn compile_all_widths(stem: &str) {
@@ -105,6 +106,7 @@ fixture_tests!(
     cnn_keras_export_28,
     cnn_torch_rgb_28,
     cnn_torch_64,
+    cnn_torch_8,
 );
 
 /// `--rounding-bits none` opts out of the default: the MLP's 16-bit tables then have no
