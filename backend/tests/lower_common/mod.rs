@@ -21,6 +21,7 @@ pub fn data_of(stem: &str) -> (&'static str, bool) {
     match stem {
         s if s.starts_with("mlp") => ("breast_cancer.npz", false),
         s if s.starts_with("cnn_keras") => ("digits_28.npz", true),
+        "cnn_torch_8" => ("digits_8.npz", false),
         _ => ("digits_28.npz", false),
     }
 }
