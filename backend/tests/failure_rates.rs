@@ -11,13 +11,15 @@
 //!   the real wrong outputs are two counts of the same rate: their difference stays within
 //!   3.9 standard deviations.
 //!
-//! Keys and encryptions are seeded (`ClientKey::generate_seeded_for_tests`) and the simulator
+//! Keys and encryptions are seeded (`ClientKey::generate_with_seeders_for_tests`) and the simulator
 //! has its own seed, but the counts still vary a little between runs: tfhe-rs picks its FFT
 //! algorithm by timing candidates (`Method::Measure`), and the FFT's rounding error is part
 //! of every bootstrap output's noise. Hence 99.99 % intervals (a false alarm once in about
 //! 3,000 runs of the whole file) rather than 99.9 %.
 
 mod lower_common;
+#[path = "../../runtime/tests/common/seeded.rs"]
+mod seeded;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -25,10 +27,11 @@ use fhec_backend::{compile, CompileOptions, PErrorTarget};
 use fhec_ir::RoundingMode;
 use fhec_runtime::circuit::{Circuit, Lut, ValueInfo};
 use fhec_runtime::exec::{execute, quantize_inputs};
-use fhec_runtime::fhe::{run_traced, ClientKey};
+use fhec_runtime::fhe::run_traced;
 use fhec_runtime::noise::{binomial_interval, params_are_secure};
 use fhec_runtime::{ClearEngine, Engine, RuntimeError, SimulationEngine};
 use lower_common::{compile_fixture, data_of, samples};
+use seeded::seeded_keys;
 
 /// A clear engine whose lookups also run on a [`SimulationEngine`]: counts the simulated
 /// outputs that differ from the clear ones, and goes on with the clear outputs (as the
@@ -119,8 +122,7 @@ fn measure(
     let circuit = compiled(stem, bits, rounding_bits, p);
     // The optimizer's own, secure choice.
     params_are_secure(&circuit.params).unwrap();
-    let (client, server) =
-        ClientKey::generate_seeded_for_tests(&circuit.params, seed.into()).expect("key generation");
+    let (client, server) = seeded_keys(&circuit.params, seed.into());
     let server = server.expand();
     let simulation = CountingSimulation {
         sim: SimulationEngine::new(circuit.params, seed),

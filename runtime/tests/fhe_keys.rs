@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{circuit, identity_program, sample};
+use common::{circuit, identity_program, sample, seeded_keys};
 use fhec_runtime::fhe::{self, insecure_test_params, ClientKey, CompressedServerKey};
 use fhec_runtime::RuntimeError;
 
@@ -203,9 +203,9 @@ fn seeded_keys_and_encryptions_reproduce() {
         let program = identity_program(40);
         client.encrypt_integers(&program, &[sample()]).unwrap()
     };
-    let (a, sa) = ClientKey::generate_seeded_for_tests(&params, 42).unwrap();
-    let (b, sb) = ClientKey::generate_seeded_for_tests(&params, 42).unwrap();
-    let (c, _) = ClientKey::generate_seeded_for_tests(&params, 43).unwrap();
+    let (a, sa) = seeded_keys(&params, 42);
+    let (b, sb) = seeded_keys(&params, 42);
+    let (c, _) = seeded_keys(&params, 43);
     assert_eq!(a.key_id, b.key_id);
     assert_eq!(a.small_lwe.as_ref(), b.small_lwe.as_ref());
     assert_eq!(a.glwe.as_ref(), b.glwe.as_ref());

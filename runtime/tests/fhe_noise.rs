@@ -9,7 +9,10 @@
 //! unseeded run would leave the interval once in a thousand).
 
 use fhec_runtime::circuit::{Lut, ValueInfo};
-use fhec_runtime::fhe::{insecure_test_params, ClientKey, FheEngine};
+mod common;
+
+use common::seeded_keys;
+use fhec_runtime::fhe::{insecure_test_params, FheEngine};
 use fhec_runtime::noise::{binomial_interval, NoiseModel};
 use fhec_runtime::Engine;
 use rand::rngs::StdRng;
@@ -34,7 +37,7 @@ fn measured_failure_rate_matches_prediction() {
         "test parameters should predict a few percent of failures, got {p}"
     );
 
-    let (client, server) = ClientKey::generate_seeded_for_tests(&params, 7).unwrap();
+    let (client, server) = seeded_keys(&params, 7);
     let server = server.expand();
     let engine = FheEngine::new(&server);
     let delta = lut.input_delta_log2();

@@ -336,10 +336,21 @@ fn randomness_comes_only_from_the_os_seeded_csprng() {
                 "{name}: Seed({arg}) is neither fresh from new_seeder() nor a stored mask seed"
             );
         }
+        // Encryptions take the key's seeder: `new_seeder()`, except for keys made by the one
+        // `_for_tests` constructor that takes the caller's seeders.
         if code.contains("seeder") {
             assert!(
-                code.contains("new_seeder()"),
+                code.contains("new_seeder()") || code.contains("with_encryption_seeder("),
                 "{name}: a seeder not from new_seeder()"
+            );
+        }
+        for (at, _) in code.match_indices("Entropy::Injected(") {
+            let before = &code[..at];
+            let in_fn = before.rfind("fn ").map(|f| &before[f..]).unwrap_or("");
+            assert!(
+                in_fn.starts_with("fn generate_with_seeders_for_tests(")
+                    || in_fn.starts_with("fn with_encryption_seeder<"),
+                "{name}: injected seeders outside the test constructor"
             );
         }
     }

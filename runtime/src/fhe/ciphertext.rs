@@ -544,10 +544,7 @@ impl ClientKey {
                 inputs.len()
             )));
         }
-        let mut seeder = self.encryption_seeder();
-        let lwe_size = LweSize(self.params.big_lwe_dimension() + 1);
-        let mut tensors = Vec::with_capacity(inputs.len());
-        for (i, (x, spec)) in inputs.iter().zip(&program.inputs).enumerate() {
+        for (x, spec) in inputs.iter().zip(&program.inputs) {
             if x.shape() != spec.shape.as_slice() {
                 return Err(RuntimeError::Input {
                     name: spec.name.clone(),
@@ -558,31 +555,38 @@ impl ClientKey {
                     ),
                 });
             }
-            let d = input_delta(program, i);
-            let plain: Vec<u64> = x.iter().map(|&q| encode(q, d)).collect();
-            let seed = seeder.seed().0;
-            let mut list = SeededLweCiphertextList::new(
-                0u64,
-                lwe_size,
-                LweCiphertextCount(plain.len()),
-                Seed(seed).into(),
-                native(),
-            );
-            par_encrypt_seeded_lwe_ciphertext_list(
-                &self.big_lwe(),
-                &mut list,
-                &PlaintextList::from_container(plain),
-                gaussian(self.params.glwe_noise_std),
-                seeder.as_mut(),
-            );
-            tensors.push(EncryptedTensor {
-                shape: spec.shape.clone(),
-                ciphertexts: Ciphertexts::Seeded {
-                    seed,
-                    bodies: list.into_container(),
-                },
-            });
         }
+        let lwe_size = LweSize(self.params.big_lwe_dimension() + 1);
+        let tensors = self.with_encryption_seeder(|seeder| {
+            let mut tensors = Vec::with_capacity(inputs.len());
+            for (i, (x, spec)) in inputs.iter().zip(&program.inputs).enumerate() {
+                let d = input_delta(program, i);
+                let plain: Vec<u64> = x.iter().map(|&q| encode(q, d)).collect();
+                let seed = seeder.seed().0;
+                let mut list = SeededLweCiphertextList::new(
+                    0u64,
+                    lwe_size,
+                    LweCiphertextCount(plain.len()),
+                    Seed(seed).into(),
+                    native(),
+                );
+                par_encrypt_seeded_lwe_ciphertext_list(
+                    &self.big_lwe(),
+                    &mut list,
+                    &PlaintextList::from_container(plain),
+                    gaussian(self.params.glwe_noise_std),
+                    seeder,
+                );
+                tensors.push(EncryptedTensor {
+                    shape: spec.shape.clone(),
+                    ciphertexts: Ciphertexts::Seeded {
+                        seed,
+                        bodies: list.into_container(),
+                    },
+                });
+            }
+            tensors
+        });
         Ok(EncryptedTensors {
             key_id: self.key_id,
             fingerprint: self.params.fingerprint(),
@@ -700,18 +704,17 @@ impl ClientKey {
 
     /// Encrypts one value as a full ciphertext under the big key (tests and measurements).
     pub fn encrypt_value(&self, value: i64, delta_log2: u32) -> Ct {
-        let mut seeder = self.encryption_seeder();
-        let mut generator = EncryptionRandomGenerator::<DefaultRandomGenerator>::new(
-            seeder.seed(),
-            seeder.as_mut(),
-        );
-        allocate_and_encrypt_new_lwe_ciphertext(
-            &self.big_lwe(),
-            Plaintext(encode(value, delta_log2)),
-            gaussian(self.params.glwe_noise_std),
-            native(),
-            &mut generator,
-        )
+        self.with_encryption_seeder(|seeder| {
+            let mut generator =
+                EncryptionRandomGenerator::<DefaultRandomGenerator>::new(seeder.seed(), seeder);
+            allocate_and_encrypt_new_lwe_ciphertext(
+                &self.big_lwe(),
+                Plaintext(encode(value, delta_log2)),
+                gaussian(self.params.glwe_noise_std),
+                native(),
+                &mut generator,
+            )
+        })
     }
 
     /// Checks `params` against this key (used when a circuit is paired with the key).

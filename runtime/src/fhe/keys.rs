@@ -10,12 +10,11 @@
 //! bootstrap shares.
 //!
 //! Randomness comes from tfhe's `new_seeder()` (hardware or OS entropy), except for keys made
-//! by [`ClientKey::generate_seeded_for_tests`], whose generation and every encryption are
-//! reproducible from one seed (seeded tests and measurements). Secret key material is
+//! by [`ClientKey::generate_with_seeders_for_tests`], which draw from seeders the caller
+//! passes (deterministic ones make a test or a measurement reproducible). Secret key material is
 //! overwritten when a [`ClientKey`] is dropped; the server key holds no secret.
 
 use serde::{Deserialize, Serialize};
-use tfhe::core_crypto::commons::generators::DeterministicSeeder;
 use tfhe::core_crypto::commons::math::random::Seed;
 use tfhe::core_crypto::prelude::*;
 
@@ -114,8 +113,8 @@ pub struct ClientKey {
 enum Entropy {
     /// tfhe's `new_seeder()` on every encryption: every real key.
     System,
-    /// One deterministic stream ([`ClientKey::generate_seeded_for_tests`]).
-    Seeded(Box<Mutex<DeterministicSeeder<DefaultRandomGenerator>>>),
+    /// The caller's seeder ([`ClientKey::generate_with_seeders_for_tests`]).
+    Injected(Mutex<Box<dyn Seeder + Send>>),
 }
 
 impl std::fmt::Debug for ClientKey {
@@ -204,21 +203,16 @@ impl ClientKey {
         Self::generate_with(params, new_seeder().as_mut(), Entropy::System)
     }
 
-    /// [`ClientKey::generate_insecure_for_tests`] with every random draw — the keys, and each
-    /// later encryption under the client key — taken from one stream seeded by `seed`, so a
-    /// test or a measurement of failure rates reproduces exactly. Never use it for real data:
-    /// anyone who knows the seed knows the key.
-    pub fn generate_seeded_for_tests(
+    /// [`ClientKey::generate_insecure_for_tests`] with the keys drawn from `keys` and every
+    /// later encryption under the client key from `encryptions`: with deterministic seeders
+    /// (tfhe's `DeterministicSeeder`) a test or a measurement of failure rates reproduces its
+    /// keys and ciphertexts. Never use it for real data: whoever knows the seeds knows the key.
+    pub fn generate_with_seeders_for_tests(
         params: &CryptoParams,
-        seed: u128,
+        keys: &mut dyn Seeder,
+        encryptions: Box<dyn Seeder + Send>,
     ) -> Result<(ClientKey, CompressedServerKey), RuntimeError> {
-        let mut keys = DeterministicSeeder::<DefaultRandomGenerator>::new(Seed(seed));
-        let encryptions = DeterministicSeeder::<DefaultRandomGenerator>::new(keys.seed());
-        Self::generate_with(
-            params,
-            &mut keys,
-            Entropy::Seeded(Box::new(Mutex::new(encryptions))),
-        )
+        Self::generate_with(params, keys, Entropy::Injected(Mutex::new(encryptions)))
     }
 
     fn generate_with(
@@ -365,14 +359,16 @@ impl ClientKey {
         })
     }
 
-    /// The seeder an encryption draws from: a fresh system seeder, or the next seed of a
-    /// seeded test key's stream.
-    pub(crate) fn encryption_seeder(&self) -> Box<dyn Seeder> {
+    /// Runs `encrypt` with the seeder an encryption under this key draws from: a fresh
+    /// `new_seeder()`, or the seeder a test key was generated with.
+    pub(crate) fn with_encryption_seeder<R>(
+        &self,
+        encrypt: impl FnOnce(&mut dyn Seeder) -> R,
+    ) -> R {
         match &self.entropy {
-            Entropy::System => new_seeder(),
-            Entropy::Seeded(stream) => {
-                let seed = stream.lock().unwrap_or_else(|e| e.into_inner()).seed();
-                Box::new(DeterministicSeeder::<DefaultRandomGenerator>::new(seed))
+            Entropy::System => encrypt(new_seeder().as_mut()),
+            Entropy::Injected(seeder) => {
+                encrypt(seeder.lock().unwrap_or_else(|e| e.into_inner()).as_mut())
             }
         }
     }

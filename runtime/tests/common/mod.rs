@@ -7,6 +7,10 @@ use fhec_runtime::circuit::{
 use fhec_runtime::CryptoParams;
 use ndarray::{ArrayD, IxDyn};
 
+pub mod seeded;
+#[allow(unused_imports)] // each test binary uses its own subset
+pub use seeded::seeded_keys;
+
 /// Input → output, one tensor of shape [2, 5] at `delta_log2`, values in [-8, 7].
 pub fn identity_program(delta_log2: u32) -> Program {
     Program {
