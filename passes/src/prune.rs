@@ -14,6 +14,10 @@
 //!
 //! Removing neurons can zero more rows or columns, so the pass repeats until nothing changes.
 //! The removed neurons per layer go to [`PipelineReport::pruned`](crate::PipelineReport).
+//!
+//! [`zero_weight_stats`] reports, for the same layers, how close each neuron is to that
+//! (the fraction of its incoming and outgoing weights that are zero): `fhec inspect
+//! --prune-stats`.
 
 use std::ops::Range;
 
@@ -244,4 +248,100 @@ fn contribution(l2: &Linear, lanes: Range<usize>) -> Array1<f32> {
         }
     }
     out
+}
+
+/// Zero-weight statistics of one prunable layer (an L1 of an L1 -> L2 pair, see the module
+/// doc): what neuron pruning by rate would work from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerZeroStats {
+    pub layer: String,
+    /// `Gemm` or `Conv`.
+    pub kind: &'static str,
+    /// Neurons (Gemm output columns, Conv output channels).
+    pub units: usize,
+    /// Per unit, the fraction of its incoming weights that count as zero (`|w| <= T`).
+    pub zero_incoming: Vec<f64>,
+    /// Per unit, the fraction of the next layer's weights reading it that count as zero.
+    pub zero_outgoing: Vec<f64>,
+    /// Units the `prune` pass removes without changing the outputs (constant or dead).
+    pub removable_exactly: usize,
+    /// Table lookups one unit costs after quantisation: one per element of its output
+    /// (1 for a Gemm neuron, the spatial size for a Conv channel).
+    pub lookups_per_unit: usize,
+}
+
+impl LayerZeroStats {
+    /// Units and bootstraps per inference that removing the fraction `rate` of the units
+    /// saves (`floor(rate * units)`, at least one unit always stays).
+    pub fn saved_at_rate(&self, rate: f64) -> (usize, usize) {
+        let units = ((rate * self.units as f64).floor() as usize).min(self.units.saturating_sub(1));
+        (units, units * self.lookups_per_unit)
+    }
+}
+
+/// The zero-weight statistics of every prunable layer of the float graph `g` (after the
+/// canonicalising passes, so that BatchNorm and MatMul+Add are folded into the layers), with
+/// zero meaning `|w| <= threshold`. Layers appear in topological order.
+pub fn zero_weight_stats(g: &Graph, threshold: f32) -> Result<Vec<LayerZeroStats>, IrError> {
+    // What the pass removes exactly, per layer.
+    let mut pruned = g.clone();
+    let mut ctx = PassContext::new(crate::PassOptions {
+        prune_threshold: threshold,
+        ..Default::default()
+    });
+    run(&mut pruned, &mut ctx)?;
+    let mut out = vec![];
+    for id in g.topo_order() {
+        let Some(pair) = find_pair(g, id) else {
+            continue;
+        };
+        let per = pair.flatten.map_or(1, |f| f.1);
+        let (l1, l2) = (&pair.l1, &pair.l2);
+        let units = l1.outputs();
+        let zero_incoming = (0..units)
+            .map(|j| zero_fraction(l1.w.index_axis(Axis(l1.out_axis()), j).iter(), threshold))
+            .collect();
+        let zero_outgoing = (0..units)
+            .map(|j| {
+                let reading: Vec<Tensor> = (j * per..(j + 1) * per)
+                    .map(|l| l2.w.index_axis(Axis(l2.in_axis()), l).to_owned())
+                    .collect();
+                zero_fraction(reading.iter().flatten(), threshold)
+            })
+            .collect();
+        let name = g.node(id).name.clone();
+        let removable_exactly = ctx
+            .report
+            .pruned
+            .iter()
+            .find(|r| r.layer == name)
+            .map_or(0, |r| r.before - r.after);
+        out.push(LayerZeroStats {
+            layer: name,
+            kind: match l1.kind {
+                LinearKind::Gemm { .. } => "Gemm",
+                LinearKind::Conv { .. } => "Conv",
+            },
+            units,
+            zero_incoming,
+            zero_outgoing,
+            removable_exactly,
+            lookups_per_unit: g.node(id).fact.shape[2..].iter().product(),
+        });
+    }
+    Ok(out)
+}
+
+/// The fraction of `values` with `|v| <= threshold` (0 for none).
+fn zero_fraction<'a>(values: impl Iterator<Item = &'a f32>, threshold: f32) -> f64 {
+    let (mut n, mut zero) = (0usize, 0usize);
+    for v in values {
+        n += 1;
+        zero += usize::from(v.abs() <= threshold);
+    }
+    if n == 0 {
+        0.0
+    } else {
+        zero as f64 / n as f64
+    }
 }

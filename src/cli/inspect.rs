@@ -35,6 +35,12 @@ pub struct InspectArgs {
     /// List the ONNX ops fhec can import (MODEL is then optional).
     #[arg(long)]
     pub supported_ops: bool,
+    /// Zero-weight statistics of every prunable layer (a Gemm or Conv feeding another
+    /// through per-channel ops): per neuron the fraction of zero incoming and outgoing
+    /// weights (|w| <= --prune-threshold), neurons removable exactly, and the bootstraps
+    /// that pruning 25/50/75 % of the neurons would save.
+    #[arg(long)]
+    pub prune_stats: bool,
     /// With --bits: also compile the model through the pass pipeline with quantisation on
     /// and show what each pass did, the table lookups, accumulator widths and final IR.
     #[command(flatten)]
@@ -94,6 +100,11 @@ pub struct Report {
     /// Text of the pipeline report and the compiled IR (only with `--bits`).
     #[serde(skip)]
     pub pipeline_text: Option<String>,
+    /// Zero-weight statistics per prunable layer (only with `--prune-stats`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune_stats: Option<Vec<super::prune_stats::LayerJson>>,
+    #[serde(skip)]
+    pub prune_stats_text: Option<String>,
 }
 
 pub fn run(args: &InspectArgs) -> Result<()> {
@@ -108,14 +119,32 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         };
         return print_out(&text);
     };
-    if args.quant.any_given() && args.quant.bits.is_none() {
+    // --prune-threshold also sets what --prune-stats counts as zero.
+    let mut pipeline_options = args.quant.clone();
+    if args.prune_stats {
+        pipeline_options.prune_threshold = 0.0;
+    }
+    if pipeline_options.any_given() && args.quant.bits.is_none() {
         anyhow::bail!(
             "the quantisation options (--calib, --prune-threshold, ...) need --bits N to run \
-             the pipeline"
+             the pipeline (--prune-threshold alone also sets what --prune-stats counts as zero)"
         );
     }
     let (mut report, model, mut err) = build_report(path, &args.import);
     report.supported_ops = supported_ops;
+    if let (Some(model), None, true) = (&model, &err, args.prune_stats) {
+        let threshold = args.quant.prune_threshold;
+        match super::prune_stats::compute(&model.graph, threshold) {
+            Ok(layers) => {
+                report.prune_stats_text = Some(super::prune_stats::render(&layers, threshold));
+                report.prune_stats = Some(layers);
+            }
+            Err(e) => {
+                report.error = Some(error_text(&e));
+                err = Some(e);
+            }
+        }
+    }
     if let (Some(model), None) = (&model, &err) {
         if args.quant.bits.is_some() {
             if let Err(e) = run_pipeline_report(path, model, &args.quant, &mut report) {
@@ -445,6 +474,9 @@ pub fn render_text(r: &Report) -> String {
     }
     if let Some(p) = &r.pipeline_text {
         let _ = writeln!(out, "\n{}", p.trim_end());
+    }
+    if let Some(p) = &r.prune_stats_text {
+        out.push_str(p);
     }
     if let Some(ops) = &r.supported_ops {
         let _ = writeln!(
