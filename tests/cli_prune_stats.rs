@@ -203,3 +203,73 @@ fn text_report_and_threshold_without_bits() {
     ]);
     common::fails(&o, &["--bits"]);
 }
+
+/// `--prune-rate` removes floor(rate * units) neurons per layer (one lookup each on the MLP)
+/// and says so in the report; accuracy is measured on the pruned circuit.
+#[test]
+fn prune_rate_removes_that_share_of_each_layer() {
+    let model = fixtures().join("mlp_torch.onnx");
+    let data = fixtures().join("data/breast_cancer.npz");
+    let eval = |rate: &str| -> Value {
+        let out = ok(&fhec([
+            "eval",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--bits",
+            "6",
+            "--prune-rate",
+            rate,
+            "--json",
+        ]));
+        serde_json::from_str(&out).expect("--json")
+    };
+    // 64 and 32 hidden neurons: 0.25 removes 16 of 64, 0.5 removes 16 of 32.
+    let v = eval("0.25:0.5");
+    assert_eq!(v["tlu_count"], 48 + 16);
+    let by_rate: Vec<(u64, u64, u64)> = v["pruned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["before"].as_u64().unwrap(),
+                p["after"].as_u64().unwrap(),
+                p["by_rate"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(by_rate, [(64, 48, 16), (32, 16, 16)]);
+    assert_eq!(
+        v["quantization"]["prune_rate"],
+        serde_json::json!([0.25, 0.5])
+    );
+    let acc = v["quantized_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    // One rate for both layers.
+    assert_eq!(eval("0.5")["tlu_count"], 32 + 16);
+    // Rates outside [0, 1) and a wrong count of per-layer rates are refused.
+    let o = fhec([
+        "eval",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--bits",
+        "6",
+        "--prune-rate",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(common::stderr(&o).contains("not a rate in [0, 1)"));
+    let o = fhec([
+        "eval",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--bits",
+        "6",
+        "--prune-rate",
+        "0.1:0.2:0.3",
+    ]);
+    common::fails(&o, &["3 pruning rates for 2 prunable layers"]);
+}

@@ -13,6 +13,10 @@ pub struct PassOptions {
     /// Pruning treats a weight `w` as zero when `|w| <= prune_threshold`. With the default
     /// 0.0 only exact zeros count and pruning keeps the outputs exact.
     pub prune_threshold: f32,
+    /// Lossy pruning by rate (`--prune-rate`): remove this fraction of the neurons of every
+    /// prunable layer (one rate for all, or one per layer in topological order; empty: off).
+    /// A removed neuron is replaced by its mean output on the calibration data.
+    pub prune_rates: Vec<f32>,
     /// Quantise to an integer graph; `None` keeps the float graph (the integer passes are
     /// then no-ops).
     pub quantization: Option<QuantOptions>,
@@ -137,6 +141,8 @@ pub struct PrunedLayer {
     pub constant: usize,
     /// Neurons removed because the next layer ignores them (zero outgoing weights).
     pub dead: usize,
+    /// Neurons removed by `--prune-rate` (lossy: replaced by their calibration mean).
+    pub by_rate: usize,
 }
 
 impl PipelineReport {
@@ -206,11 +212,15 @@ impl fmt::Display for PipelineReport {
         if !self.pruned.is_empty() {
             writeln!(f, "pruned neurons:")?;
             for l in &self.pruned {
-                writeln!(
+                write!(
                     f,
-                    "  {}: {} -> {} ({} constant, {} dead)",
+                    "  {}: {} -> {} ({} constant, {} dead",
                     l.layer, l.before, l.after, l.constant, l.dead
                 )?;
+                if l.by_rate > 0 {
+                    write!(f, ", {} by rate", l.by_rate)?;
+                }
+                writeln!(f, ")")?;
             }
         }
         Ok(())

@@ -15,6 +15,9 @@
 //! Removing neurons can zero more rows or columns, so the pass repeats until nothing changes.
 //! The removed neurons per layer go to [`PipelineReport::pruned`](crate::PipelineReport).
 //!
+//! With [`PassOptions::prune_rates`](crate::PassOptions) it then removes a share of the
+//! neurons of every such layer by rate (lossy, see `prune_by_rate`).
+//!
 //! [`zero_weight_stats`] reports, for the same layers, how close each neuron is to that
 //! (the fraction of its incoming and outgoing weights that are zero): `fhec inspect
 //! --prune-stats`.
@@ -46,6 +49,14 @@ struct Pair {
 }
 
 fn run(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
+    prune_exactly(g, ctx)?;
+    if !ctx.options.prune_rates.is_empty() {
+        prune_by_rate(g, ctx)?;
+    }
+    Ok(())
+}
+
+fn prune_exactly(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
     let t = ctx.options.prune_threshold;
     loop {
         let mut changed = false;
@@ -74,6 +85,7 @@ fn merge_record(records: &mut Vec<PrunedLayer>, rec: PrunedLayer) {
             r.after = rec.after;
             r.constant += rec.constant;
             r.dead += rec.dead;
+            r.by_rate += rec.by_rate;
         }
         None => records.push(rec),
     }
@@ -140,7 +152,7 @@ fn prune_pair(g: &mut Graph, pair: Pair, t: f32) -> Result<Option<PrunedLayer>, 
         l1,
         chain,
         flatten,
-        mut l2,
+        l2,
         l2_padded,
     } = pair;
     let per = flatten.map_or(1, |f| f.1);
@@ -178,10 +190,44 @@ fn prune_pair(g: &mut Graph, pair: Pair, t: f32) -> Result<Option<PrunedLayer>, 
     if keep.len() == n {
         return Ok(None);
     }
-    let l2_keep: Vec<usize> = keep.iter().flat_map(|&j| lanes(j)).collect();
-    let mut l1 = l1;
-    l1.w = l1.w.select(Axis(l1.out_axis()), &keep);
-    l1.bias = l1.bias.select(Axis(0), &keep);
+    let layer = g.node(l1.id).name.clone();
+    let pair = Pair {
+        l1,
+        chain,
+        flatten,
+        l2,
+        l2_padded,
+    };
+    keep_units(g, pair, &keep, &shift)?;
+    Ok(Some(PrunedLayer {
+        layer,
+        before: n,
+        after: keep.len(),
+        constant,
+        dead,
+        by_rate: 0,
+    }))
+}
+
+/// Rewrites a pair with only the units `keep` of L1 (and the inputs of L2 they feed), L2's
+/// outputs shifted by `shift` (what the removed units contributed).
+fn keep_units(
+    g: &mut Graph,
+    pair: Pair,
+    keep: &[usize],
+    shift: &Array1<f32>,
+) -> Result<(), IrError> {
+    let Pair {
+        mut l1,
+        chain,
+        flatten,
+        mut l2,
+        ..
+    } = pair;
+    let per = flatten.map_or(1, |f| f.1);
+    let l2_keep: Vec<usize> = keep.iter().flat_map(|&j| j * per..(j + 1) * per).collect();
+    l1.w = l1.w.select(Axis(l1.out_axis()), keep);
+    l1.bias = l1.bias.select(Axis(0), keep);
     l2.w = l2.w.select(Axis(l2.in_axis()), &l2_keep);
     if shift.iter().any(|&v| v != 0.0) {
         l2.shift_outputs(shift.as_slice().expect("1-D"));
@@ -195,14 +241,122 @@ fn prune_pair(g: &mut Graph, pair: Pair, t: f32) -> Result<Option<PrunedLayer>, 
         }
         g.reinfer(c)?;
     }
-    l2.write(g)?;
-    Ok(Some(PrunedLayer {
-        layer: g.node(l1.id).name.clone(),
-        before: n,
-        after: keep.len(),
-        constant,
-        dead,
-    }))
+    l2.write(g)
+}
+
+/// `--prune-rate`: in every prunable layer, removes the fraction `rate` of the units, those
+/// with the most zero weights (incoming and outgoing together; ties: the smallest L1 norm of
+/// the incoming weights), each replaced by its mean value as the next layer reads it on the
+/// calibration data (folded into that layer's bias). Layers are pruned in topological order,
+/// each with the means of the graph pruned so far.
+fn prune_by_rate(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
+    let rates = ctx.options.prune_rates.clone();
+    let t = ctx.options.prune_threshold;
+    let layers: Vec<NodeId> = g
+        .topo_order()
+        .into_iter()
+        .filter(|&id| find_pair(g, id).is_some())
+        .collect();
+    if rates.len() > 1 && rates.len() != layers.len() {
+        let names: Vec<&str> = layers.iter().map(|&id| g.node(id).name.as_str()).collect();
+        return Err(IrError::Invalid(format!(
+            "{} pruning rates for {} prunable layers ({}): give one rate, or one per layer",
+            rates.len(),
+            layers.len(),
+            names.join(", ")
+        )));
+    }
+    for (k, &id) in layers.iter().enumerate() {
+        let rate = rates[if rates.len() == 1 { 0 } else { k }];
+        let Some(pair) = find_pair(g, id) else {
+            continue;
+        };
+        let n = pair.l1.outputs();
+        let remove = ((rate as f64 * n as f64).floor() as usize).min(n - 1);
+        if remove == 0 {
+            continue;
+        }
+        let name = g.node(id).name.clone();
+        if pair.l2_padded {
+            return Err(IrError::Invalid(format!(
+                "'{name}': its channels feed the padded Conv '{}', whose borders would not see \
+                 a removed channel's mean: give this layer rate 0 (one rate per layer)",
+                g.node(pair.l2.id).name
+            )));
+        }
+        if ctx.calibration_inputs.is_empty() {
+            return Err(IrError::Invalid(format!(
+                "'{name}': pruning by rate replaces removed neurons by their mean on the \
+                 calibration data, and there is none"
+            )));
+        }
+        let means = lane_means(g, &pair, &ctx.calibration_inputs)?;
+        let per = pair.flatten.map_or(1, |f| f.1);
+        let mut order: Vec<(f64, f32, usize)> = (0..n)
+            .map(|j| {
+                let incoming = pair.l1.w.index_axis(Axis(pair.l1.out_axis()), j);
+                let outgoing: Vec<f32> = (j * per..(j + 1) * per)
+                    .flat_map(|l| pair.l2.w.index_axis(Axis(pair.l2.in_axis()), l).to_owned())
+                    .collect();
+                let zeros = zero_fraction(incoming.iter().chain(&outgoing), t);
+                let l1_norm: f32 = incoming.iter().map(|v| v.abs()).sum();
+                (zeros, l1_norm, j)
+            })
+            .collect();
+        // Most zeros first, then the smallest incoming L1 norm, then the lowest index.
+        order.sort_by(|a, b| {
+            b.0.total_cmp(&a.0)
+                .then(a.1.total_cmp(&b.1))
+                .then(a.2.cmp(&b.2))
+        });
+        let mut removed: Vec<usize> = order[..remove].iter().map(|o| o.2).collect();
+        removed.sort_unstable();
+        let keep: Vec<usize> = (0..n).filter(|j| !removed.contains(j)).collect();
+        let mut shift = Array1::<f32>::zeros(pair.l2.outputs());
+        for &j in &removed {
+            for (l, &mean) in means.iter().enumerate().skip(j * per).take(per) {
+                shift += &(contribution(&pair.l2, l..l + 1) * mean);
+            }
+        }
+        keep_units(g, pair, &keep, &shift)?;
+        ctx.note(format!(
+            "'{name}': {n} -> {} neurons by rate {rate} (replaced by their calibration means)",
+            keep.len()
+        ));
+        merge_record(
+            &mut ctx.report.pruned,
+            PrunedLayer {
+                layer: name,
+                before: n,
+                after: keep.len(),
+                constant: 0,
+                dead: 0,
+                by_rate: remove,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// The mean over the calibration data of each input lane of L2 (an element of a Gemm's
+/// input; a whole channel, over its positions, of a Conv's).
+fn lane_means(g: &Graph, pair: &Pair, calibration: &[Vec<Tensor>]) -> Result<Vec<f32>, IrError> {
+    let input = g.node_inputs(pair.l2.id)[0];
+    let lanes = pair.l2.w.shape()[pair.l2.in_axis()];
+    let mut sums = vec![0f64; lanes];
+    let mut count = 0usize;
+    for x in calibration {
+        let trace = fhec_ir::interp::run_trace(g, x)
+            .map_err(|e| IrError::Invalid(format!("running the calibration data: {e}")))?;
+        let v = &trace[&input];
+        // [1, lanes] for a Gemm; [1, lanes, spatial...] for a Conv.
+        let per_lane = v.len() / lanes;
+        for (i, &e) in v.iter().enumerate() {
+            sums[i / per_lane] += e as f64 / per_lane as f64;
+        }
+        count += 1;
+    }
+    Ok(sums.iter().map(|s| (s / count as f64) as f32).collect())
 }
 
 /// The value a neuron with zero incoming weights and bias `b` has at every position when it

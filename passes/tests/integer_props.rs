@@ -122,6 +122,7 @@ fn compile_with(
     let mut q = g.clone();
     let mut ctx = PassContext::new(PassOptions {
         prune_threshold: 0.0,
+        prune_rates: vec![],
         quantization: Some(QuantOptions::uniform(bits)),
         rounding: rounding.map(|bits| RoundingOptions {
             bits,

@@ -45,14 +45,16 @@ fn mlp_torch_pruned_halves_hidden_layers_with_identical_outputs() {
                 before: 64,
                 after: 32,
                 constant: 32,
-                dead: 0
+                dead: 0,
+                by_rate: 0,
             },
             PrunedLayer {
                 layer: "/2/Gemm".into(),
                 before: 32,
                 after: 16,
                 constant: 16,
-                dead: 0
+                dead: 0,
+                by_rate: 0,
             },
         ]
     );

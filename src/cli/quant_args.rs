@@ -165,6 +165,21 @@ pub(crate) fn parse_threshold(s: &str) -> Result<f32, String> {
     Ok(t)
 }
 
+/// `--prune-rate`: one rate, or one per prunable layer (`R1:R2:...`), each in [0, 1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PruneRates(pub Vec<f32>);
+
+fn parse_prune_rates(s: &str) -> Result<PruneRates, String> {
+    let rates = s
+        .split(':')
+        .map(|r| match r.trim().parse::<f32>() {
+            Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+            _ => Err(format!("'{r}' is not a rate in [0, 1)")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PruneRates(rates))
+}
+
 fn parse_limit(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
@@ -215,6 +230,12 @@ pub struct QuantArgs {
     /// keeps the outputs exact).
     #[arg(long, value_name = "T", value_parser = parse_threshold, default_value = "0", help_heading = "Quantisation")]
     pub prune_threshold: f32,
+    /// Lossy pruning: remove the fraction R (0 <= R < 1) of the neurons of every prunable
+    /// layer, those with the most zero weights (see `inspect --prune-stats`), each replaced
+    /// by its mean on the calibration data; `R1:R2:...` gives one rate per layer
+    /// [default: none].
+    #[arg(long, value_name = "R|R1:R2:...", value_parser = parse_prune_rates, requires = "bits", help_heading = "Quantisation")]
+    pub prune_rate: Option<PruneRates>,
     /// Calibration data (.npz train split, .csv, .npy; see `fhec eval --help`). `eval`
     /// defaults to the train split of --data; elsewhere it is required unless the model is
     /// fully quantisation-aware (QAT).
@@ -265,6 +286,7 @@ impl QuantArgs {
     pub fn pass_options(&self) -> PassOptions {
         PassOptions {
             prune_threshold: self.prune_threshold,
+            prune_rates: self.prune_rate.clone().map(|r| r.0).unwrap_or_default(),
             quantization: self.quant_options(),
             rounding: self.rounding(),
             table_ranges: self.table_ranges(),
@@ -280,6 +302,7 @@ impl QuantArgs {
             || self.ranges.is_some()
             || self.calib.is_some()
             || self.prune_threshold != 0.0
+            || self.prune_rate.is_some()
             || self.calib_limit != 500
     }
 
@@ -298,6 +321,7 @@ impl QuantArgs {
                 .map(|_| self.rounding_mode().name()),
             ranges: self.bits.map(|_| ranges_text(self.table_ranges())),
             prune_threshold: self.prune_threshold,
+            prune_rate: self.prune_rate.clone().map(|r| r.0),
             calib_limit: self.calib_limit,
         }
     }
@@ -329,6 +353,10 @@ impl QuantArgs {
         if let TableRanges::Observed { margin } = self.table_ranges() {
             s.push_str(&format!(", tables on observed ranges (margin {margin})"));
         }
+        if let Some(r) = &self.prune_rate {
+            let rates: Vec<String> = r.0.iter().map(|v| v.to_string()).collect();
+            s.push_str(&format!(", prune rate {}", rates.join(":")));
+        }
         if self.prune_threshold != 0.0 {
             s.push_str(&format!(", prune threshold {}", self.prune_threshold));
         }
@@ -350,6 +378,9 @@ pub struct QuantSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ranges: Option<String>,
     pub prune_threshold: f32,
+    /// `--prune-rate` (absent when not given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune_rate: Option<Vec<f32>>,
     pub calib_limit: usize,
 }
 
@@ -669,6 +700,8 @@ pub struct PrunedJson {
     pub after: usize,
     pub constant: usize,
     pub dead: usize,
+    /// Removed by `--prune-rate` (lossy).
+    pub by_rate: usize,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -718,6 +751,7 @@ pub fn pruned_json(report: &PipelineReport) -> Vec<PrunedJson> {
             after: p.after,
             constant: p.constant,
             dead: p.dead,
+            by_rate: p.by_rate,
         })
         .collect()
 }
