@@ -210,8 +210,8 @@ fn text_report_and_threshold_without_bits() {
 fn prune_rate_removes_that_share_of_each_layer() {
     let model = fixtures().join("mlp_torch.onnx");
     let data = fixtures().join("data/breast_cancer.npz");
-    let eval = |rate: &str| -> Value {
-        let out = ok(&fhec([
+    let run = |rate: &str, json: bool| {
+        let mut args = vec![
             "eval",
             model.to_str().unwrap(),
             "--data",
@@ -220,10 +220,14 @@ fn prune_rate_removes_that_share_of_each_layer() {
             "6",
             "--prune-rate",
             rate,
-            "--json",
-        ]));
-        serde_json::from_str(&out).expect("--json")
+        ];
+        if json {
+            args.push("--json");
+        }
+        fhec(args)
     };
+    let eval =
+        |rate: &str| -> Value { serde_json::from_str(&ok(&run(rate, true))).expect("--json") };
     // 64 and 32 hidden neurons: 0.25 removes 16 of 64, 0.5 removes 16 of 32.
     let v = eval("0.25:0.5");
     assert_eq!(v["tlu_count"], 48 + 16);
@@ -249,27 +253,11 @@ fn prune_rate_removes_that_share_of_each_layer() {
     // One rate for both layers.
     assert_eq!(eval("0.5")["tlu_count"], 32 + 16);
     // Rates outside [0, 1) and a wrong count of per-layer rates are refused.
-    let o = fhec([
-        "eval",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--bits",
-        "6",
-        "--prune-rate",
-        "1",
-    ]);
+    let o = run("1", false);
     assert_eq!(o.status.code(), Some(2));
     assert!(common::stderr(&o).contains("not a rate in [0, 1)"));
-    let o = fhec([
-        "eval",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--bits",
-        "6",
-        "--prune-rate",
-        "0.1:0.2:0.3",
-    ]);
-    common::fails(&o, &["3 pruning rates for 2 prunable layers"]);
+    common::fails(
+        &run("0.1:0.2:0.3", false),
+        &["3 pruning rates for 2 prunable layers"],
+    );
 }
