@@ -174,7 +174,11 @@ fn check_simulator(what: &str, c: &Counts) {
     let pooled = (a + b) / (na + nb);
     let sd = (pooled * (1.0 - pooled) * (1.0 / na + 1.0 / nb)).sqrt();
     // No wrong output on either side (or every one wrong): the rates are equal.
-    let z = if sd > 0.0 { (a / na - b / nb) / sd } else { 0.0 };
+    let z = if sd > 0.0 {
+        (a / na - b / nb) / sd
+    } else {
+        0.0
+    };
     assert!(
         z.abs() <= 3.9,
         "{what}: simulated {a}/{na} wrong outputs, real {b}/{nb} (z = {z:.2})"
