@@ -229,20 +229,26 @@ struct Run {
     followed: Vec<Vec<ArrayD<i64>>>,
 }
 
+impl Run {
+    fn new(circuit: Circuit) -> Run {
+        Run {
+            circuit,
+            fhe: vec![],
+            clear: vec![],
+            executed: BTreeMap::new(),
+            neighbours: 0,
+            lookups: 0,
+            violations: vec![],
+            followed: vec![],
+        }
+    }
+}
+
 /// Runs `circuit` on ciphertexts of each sample with a plain [`FheEngine`].
 fn run_plain(circuit: Circuit, samples: &[Tensor]) -> Run {
     let (client, server) = keys(&circuit);
     let engine = FheEngine::new(server);
-    let mut run = Run {
-        fhe: vec![],
-        clear: vec![],
-        executed: BTreeMap::new(),
-        neighbours: 0,
-        lookups: 0,
-        violations: vec![],
-        followed: vec![],
-        circuit,
-    };
+    let mut run = Run::new(circuit);
     for x in samples {
         let c = &run.circuit;
         let inputs = encrypt(c, client, x);
@@ -361,16 +367,7 @@ fn run_checked(circuit: Circuit, samples: &[Tensor]) -> Run {
         client,
         state: Mutex::new((0, 0, vec![])),
     };
-    let mut run = Run {
-        fhe: vec![],
-        clear: vec![],
-        executed: BTreeMap::new(),
-        neighbours: 0,
-        lookups: 0,
-        violations: vec![],
-        followed: vec![],
-        circuit,
-    };
+    let mut run = Run::new(circuit);
     for x in samples {
         let c = &run.circuit;
         let cts = encrypt(c, client, x);
