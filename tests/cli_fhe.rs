@@ -58,6 +58,16 @@ fn keygen(dir: &Path, circuit: &Path, tag: &str) -> (PathBuf, PathBuf) {
     (c, sk)
 }
 
+/// `fhec encrypt|run|decrypt CIRCUIT --client-key|--server-key KEY --input IN -o OUT`.
+fn step(command: &str, circuit: &str, key: &str, input: &str, out: &str) -> std::process::Output {
+    let key_flag = if command == "run" {
+        "--server-key"
+    } else {
+        "--client-key"
+    };
+    fhec([command, circuit, key_flag, key, "--input", input, "-o", out])
+}
+
 fn read_npy(p: &Path) -> ArrayD<f32> {
     ndarray_npy::read_npy(p).expect("npy")
 }
@@ -92,36 +102,15 @@ fn encrypted_pipeline_matches_clear_and_refuses_mixed_artifacts() {
         assert_eq!(mode & 0o077, 0, "client key must be owner-only");
     }
     let (x_ct, y_ct, y) = (d.join("x.ct"), d.join("y.ct"), d.join("y.npy"));
-    ok(&fhec([
+    ok(&step(
         "encrypt",
         &s(&circuit),
-        "--client-key",
         &s(&ck),
-        "--input",
         &sample(),
-        "-o",
         &s(&x_ct),
-    ]));
-    ok(&fhec([
-        "run",
-        &s(&circuit),
-        "--server-key",
-        &s(&sk),
-        "--input",
-        &s(&x_ct),
-        "-o",
-        &s(&y_ct),
-    ]));
-    ok(&fhec([
-        "decrypt",
-        &s(&circuit),
-        "--client-key",
-        &s(&ck),
-        "--input",
-        &s(&y_ct),
-        "-o",
-        &s(&y),
-    ]));
+    ));
+    ok(&step("run", &s(&circuit), &s(&sk), &s(&x_ct), &s(&y_ct)));
+    ok(&step("decrypt", &s(&circuit), &s(&ck), &s(&y_ct), &s(&y)));
     #[cfg(unix)]
     {
         // Decrypted results are as private as the client key.
@@ -158,16 +147,7 @@ fn encrypted_pipeline_matches_clear_and_refuses_mixed_artifacts() {
     let (ck2, _) = keygen(d, &circuit, "b");
     let other = d.join("other.npy");
     fails(
-        &fhec([
-            "decrypt",
-            &s(&circuit),
-            "--client-key",
-            &s(&ck2),
-            "--input",
-            &s(&y_ct),
-            "-o",
-            &s(&other),
-        ]),
+        &step("decrypt", &s(&circuit), &s(&ck2), &s(&y_ct), &s(&other)),
         &["key"],
     );
     assert!(
@@ -180,16 +160,13 @@ fn encrypted_pipeline_matches_clear_and_refuses_mixed_artifacts() {
     assert_ne!(json["fingerprint"], json2["fingerprint"]);
     let (_, sk2) = keygen(d, &circuit2, "c");
     fails(
-        &fhec([
+        &step(
             "run",
             &s(&circuit),
-            "--server-key",
             &s(&sk2),
-            "--input",
             &s(&x_ct),
-            "-o",
             &s(&d.join("z.ct")),
-        ]),
+        ),
         &["server key", "other parameters"],
     );
 
@@ -200,58 +177,28 @@ fn encrypted_pipeline_matches_clear_and_refuses_mixed_artifacts() {
     let flipped = d.join("flipped.ct");
     std::fs::write(&flipped, &bytes).unwrap();
     fails(
-        &fhec([
-            "decrypt",
-            &s(&circuit),
-            "--client-key",
-            &s(&ck),
-            "--input",
-            &s(&flipped),
-            "-o",
-            &s(&other),
-        ]),
+        &step("decrypt", &s(&circuit), &s(&ck), &s(&flipped), &s(&other)),
         &["flipped.ct", "corrupted"],
     );
 
     // The wrong kind of file.
     fails(
-        &fhec([
-            "decrypt",
-            &s(&circuit),
-            "--client-key",
-            &s(&sk),
-            "--input",
-            &s(&y_ct),
-            "-o",
-            &s(&other),
-        ]),
+        &step("decrypt", &s(&circuit), &s(&sk), &s(&y_ct), &s(&other)),
         &["expected a client (secret) key"],
     );
     fails(
-        &fhec([
-            "run",
-            &s(&ck),
-            "--server-key",
-            &s(&sk),
-            "--input",
-            &s(&x_ct),
-            "-o",
-            &s(&d.join("z.ct")),
-        ]),
+        &step("run", &s(&ck), &s(&sk), &s(&x_ct), &s(&d.join("z.ct"))),
         &["expected a compiled circuit"],
     );
     // An output directory that does not exist: clear error before any work.
     fails(
-        &fhec([
+        &step(
             "encrypt",
             &s(&circuit),
-            "--client-key",
             &s(&ck),
-            "--input",
             &sample(),
-            "-o",
             &s(&d.join("missing/x.ct")),
-        ]),
+        ),
         &["does not exist"],
     );
 }
@@ -455,36 +402,27 @@ fn default_approximate_rounding_stays_within_one_entry_per_lookup_and_traces_aga
     let k = 4;
     let (batch, x, _) = write_batch(d, "x4.npy", k);
     let (x_ct, y_ct, y) = (d.join("x.ct"), d.join("y.ct"), d.join("y.npy"));
-    ok(&fhec([
+    ok(&step(
         "encrypt",
         &s(&circuit_path),
-        "--client-key",
         &s(&ck),
-        "--input",
         &s(&batch),
-        "-o",
         &s(&x_ct),
-    ]));
-    ok(&fhec([
+    ));
+    ok(&step(
         "run",
         &s(&circuit_path),
-        "--server-key",
         &s(&sk),
-        "--input",
         &s(&x_ct),
-        "-o",
         &s(&y_ct),
-    ]));
-    ok(&fhec([
+    ));
+    ok(&step(
         "decrypt",
         &s(&circuit_path),
-        "--client-key",
         &s(&ck),
-        "--input",
         &s(&y_ct),
-        "-o",
         &s(&y),
-    ]));
+    ));
     let fhe = read_npy(&y);
     let clear = predict_clear(d, &batch, &SMALL_APPROX, "x4");
     assert_eq!(fhe.shape(), &[k, 2]);
@@ -588,16 +526,13 @@ fn default_approximate_rounding_stays_within_one_entry_per_lookup_and_traces_aga
     // The noise trace of sample 0 (run --debug-client-key), against the clear execution.
     let (single, _, _) = write_batch(d, "x1.npy", 1);
     let (x1, y1_ct, y1) = (d.join("x1.ct"), d.join("y1.ct"), d.join("y1.npy"));
-    ok(&fhec([
+    ok(&step(
         "encrypt",
         &s(&circuit_path),
-        "--client-key",
         &s(&ck),
-        "--input",
         &s(&single),
-        "-o",
         &s(&x1),
-    ]));
+    ));
     let traced = |json: bool, out: &Path| {
         let mut args = vec![
             "run".to_string(),
@@ -624,16 +559,13 @@ fn default_approximate_rounding_stays_within_one_entry_per_lookup_and_traces_aga
         text
     };
     let v: serde_json::Value = serde_json::from_str(&traced(true, &y1_ct)).unwrap();
-    ok(&fhec([
+    ok(&step(
         "decrypt",
         &s(&circuit_path),
-        "--client-key",
         &s(&ck),
-        "--input",
         &s(&y1_ct),
-        "-o",
         &s(&y1),
-    ]));
+    ));
     let q_fhe = output_integers(&circuit, read_npy(&y1).view());
     let q_clear = output_integers(&circuit, clear.index_axis(ndarray::Axis(0), 0));
     let bounds = output_bounds(&circuit, &[one(&x, 0)]).unwrap();
@@ -683,16 +615,13 @@ fn default_approximate_rounding_stays_within_one_entry_per_lookup_and_traces_aga
     // against its own decrypted outputs.
     let (y1b_ct, y1b) = (d.join("y1b.ct"), d.join("y1b.npy"));
     let text = traced(false, &y1b_ct);
-    ok(&fhec([
+    ok(&step(
         "decrypt",
         &s(&circuit_path),
-        "--client-key",
         &s(&ck),
-        "--input",
         &s(&y1b_ct),
-        "-o",
         &s(&y1b),
-    ]));
+    ));
     let q_fhe_b = output_integers(&circuit, read_npy(&y1b).view());
     let differ_b = q_fhe_b.iter().zip(&q_clear).filter(|(a, b)| a != b).count();
     assert!(
