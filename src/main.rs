@@ -10,6 +10,10 @@ use std::sync::Mutex;
 
 use clap::{Parser, Subcommand};
 
+/// See the `mimalloc` note in Cargo.toml: large tensors are reused instead of re-faulted.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cli;
 mod data;
 mod npyio;

@@ -34,9 +34,29 @@ pub enum BackendError {
 /// wins; if none has parameters, the last variant's error is returned (re-encoded
 /// max-poolings keep noise factors small, so its error names the precision at fault).
 pub fn compile(graph: &fhec_ir::Graph, options: &CompileOptions) -> Result<Circuit, BackendError> {
+    compile_timed(graph, options).map(|(circuit, _)| circuit)
+}
+
+/// Where [`compile`] spent its time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BackendTimings {
+    pub lowering: std::time::Duration,
+    pub parameter_search: std::time::Duration,
+}
+
+/// [`compile`], plus its time per phase (compile-time profiles).
+pub fn compile_timed(
+    graph: &fhec_ir::Graph,
+    options: &CompileOptions,
+) -> Result<(Circuit, BackendTimings), BackendError> {
+    let mut timings = BackendTimings::default();
+    let start = std::time::Instant::now();
+    let variants = lower::lower_variants(graph)?;
+    timings.lowering = start.elapsed();
+    let start = std::time::Instant::now();
     let mut best: Option<Circuit> = None;
     let mut last_error = None;
-    for program in lower::lower_variants(graph)? {
+    for program in variants {
         match choose_params(&program, options.target, options.threads) {
             Ok((params, prediction)) => {
                 let faster = best
@@ -54,8 +74,9 @@ pub fn compile(graph: &fhec_ir::Graph, options: &CompileOptions) -> Result<Circu
             Err(e) => last_error = Some(e),
         }
     }
+    timings.parameter_search = start.elapsed();
     match (best, last_error) {
-        (Some(circuit), _) => Ok(circuit),
+        (Some(circuit), _) => Ok((circuit, timings)),
         (None, Some(e)) => Err(e.into()),
         (None, None) => unreachable!("lower_variants returns at least one program"),
     }

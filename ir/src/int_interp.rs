@@ -15,7 +15,7 @@ use ndarray::{ArrayD, Axis, IxDyn};
 use crate::graph::{Graph, NodeId};
 use crate::interp::{check_inputs, InterpError};
 use crate::op::{ConvAttrs, GemmAttrs, Op, PadMode, PoolAttrs};
-use crate::quant::Tlu;
+use crate::quant::{negacyclic_read, Tlu};
 use crate::Tensor;
 
 /// A value during integer execution.
@@ -68,9 +68,29 @@ pub fn run_counting(graph: &Graph, inputs: &[Tensor]) -> Result<(Vec<Tensor>, u6
 
 /// Elements of `x` outside the domain of the table `t` applies to them.
 pub fn lookups_outside(t: &Tlu, x: &ArrayD<i64>) -> u64 {
-    x.indexed_iter()
-        .filter(|(idx, &v)| !t.in_domain(t.axis.map_or(0, |a| idx[a]), v))
-        .count() as u64
+    let x = x.as_standard_layout();
+    let Some(data) = x.as_slice() else {
+        return 0;
+    };
+    table_runs(t, x.shape(), data)
+        .map(|(table, run)| run.iter().filter(|&&v| !t.in_domain(table, v)).count() as u64)
+        .sum()
+}
+
+/// The row-major `data` of a `shape` tensor in runs of elements that read the same table of
+/// `t`: `(table, run)` (per-channel tables change along `t.axis`).
+fn table_runs<'a>(
+    t: &Tlu,
+    shape: &[usize],
+    data: &'a [i64],
+) -> impl Iterator<Item = (usize, &'a [i64])> {
+    let (run, channels) = match t.axis {
+        Some(a) if a < shape.len() => (shape[a + 1..].iter().product::<usize>(), shape[a]),
+        _ => (data.len(), 1),
+    };
+    data.chunks(run.max(1))
+        .enumerate()
+        .map(move |(k, chunk)| (k % channels.max(1), chunk))
 }
 
 /// Runs the graph and returns every node's value (bit-width observation reads these).
@@ -103,6 +123,25 @@ fn ints<'a>(v: &'a Value, what: &str) -> Result<&'a ArrayD<i64>, String> {
 
 /// Evaluates one op on integer (or, at the boundaries, real) values.
 pub fn eval(op: &Op, ins: &[&Value], out_shape: &[usize]) -> Result<Value, String> {
+    eval_with(op, ins, out_shape, Kernels::Exact)
+}
+
+/// [`eval`] with Conv, Gemm and MatMul computed element by element in checked `i64`: the
+/// reference the fast exact kernels are tested against.
+pub fn eval_checked(op: &Op, ins: &[&Value], out_shape: &[usize]) -> Result<Value, String> {
+    eval_with(op, ins, out_shape, Kernels::Checked)
+}
+
+/// How integer products are computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernels {
+    /// `fhec_kernels::exact` where its bound holds, else checked `i64`.
+    Exact,
+    /// Checked `i64` element by element.
+    Checked,
+}
+
+fn eval_with(op: &Op, ins: &[&Value], out_shape: &[usize], k: Kernels) -> Result<Value, String> {
     let out = match op {
         Op::Const(t) => Value::Real(t.clone()),
         Op::IntConst(a) => Value::Int(a.clone()),
@@ -115,18 +154,16 @@ pub fn eval(op: &Op, ins: &[&Value], out_shape: &[usize]) -> Result<Value, Strin
         Op::Identity => ins[0].clone(),
         Op::Gemm(g) => {
             let c = ins.get(2).map(|v| ints(v, "the bias")).transpose()?;
-            Value::Int(gemm(g, ints(ins[0], "A")?, ints(ins[1], "B")?, c)?)
+            Value::Int(gemm(g, ints(ins[0], "A")?, ints(ins[1], "B")?, c, k)?)
         }
-        Op::MatMul => Value::Int(matmul(ints(ins[0], "A")?, ints(ins[1], "B")?)?),
+        Op::MatMul => Value::Int(matmul(ints(ins[0], "A")?, ints(ins[1], "B")?, k)?),
         Op::Conv(c) => {
             let b = ins.get(2).map(|v| ints(v, "the bias")).transpose()?;
-            Value::Int(conv(
-                c,
-                ints(ins[0], "X")?,
-                ints(ins[1], "W")?,
-                b,
-                out_shape,
-            )?)
+            let (x, w) = (ints(ins[0], "X")?, ints(ins[1], "W")?);
+            Value::Int(match k {
+                Kernels::Exact => conv(c, x, w, b, out_shape)?,
+                Kernels::Checked => checked_conv(c, x, w, b, out_shape)?,
+            })
         }
         Op::SumPool(p) => Value::Int(pool(p, ints(ins[0], "X")?, out_shape, false)?),
         Op::MaxPool(p) => Value::Int(pool(p, ints(ins[0], "X")?, out_shape, true)?),
@@ -199,15 +236,23 @@ pub fn eval(op: &Op, ins: &[&Value], out_shape: &[usize]) -> Result<Value, Strin
 }
 
 fn tlu(t: &Tlu, x: &ArrayD<i64>) -> Result<ArrayD<i64>, String> {
-    let mut out = x.clone();
-    let per_channel = t.axis;
-    for (idx, v) in out.indexed_iter_mut() {
-        let table = per_channel.map_or(0, |a| idx[a]);
-        *v = t
-            .read(table, *v)
-            .ok_or_else(|| format!("table {table} of {} does not exist", t.tables.len()))?;
+    let x = x.as_standard_layout();
+    let data = x
+        .as_slice()
+        .ok_or("a standard-layout array is contiguous")?;
+    let (precision, shift) = (t.input_bits(), t.rounding.map_or(0, |r| r.shift));
+    let mut out = Vec::with_capacity(data.len());
+    for (index, run) in table_runs(t, x.shape(), data) {
+        let table = t
+            .tables
+            .get(index)
+            .ok_or_else(|| format!("table {index} of {} does not exist", t.tables.len()))?;
+        out.extend(
+            run.iter()
+                .map(|&v| negacyclic_read(table, precision, shift, v.wrapping_sub(t.input_min))),
+        );
     }
-    Ok(out)
+    ArrayD::from_shape_vec(x.raw_dim(), out).map_err(|e| e.to_string())
 }
 
 fn mac(acc: i64, a: i64, b: i64) -> Result<i64, String> {
@@ -221,6 +266,7 @@ fn gemm(
     a: &ArrayD<i64>,
     b: &ArrayD<i64>,
     c: Option<&ArrayD<i64>>,
+    k: Kernels,
 ) -> Result<ArrayD<i64>, String> {
     if g.alpha != 1.0 || g.beta != 1.0 {
         return Err("integer Gemm needs alpha = beta = 1".into());
@@ -235,18 +281,15 @@ fn gemm(
         .map_err(|e| e.to_string())?;
     let a2 = if g.trans_a { a2.reversed_axes() } else { a2 };
     let b2 = if g.trans_b { b2.reversed_axes() } else { b2 };
-    let (m, k, n) = (a2.nrows(), a2.ncols(), b2.ncols());
-    let mut out = ndarray::Array2::<i64>::zeros((m, n));
-    for i in 0..m {
-        for j in 0..n {
-            let mut acc = 0i64;
-            for p in 0..k {
-                acc = mac(acc, a2[(i, p)], b2[(p, j)])?;
-            }
-            out[(i, j)] = acc;
-        }
+    let exact = match k {
+        Kernels::Exact => fhec_kernels::exact::matmul_exact(&a2, &b2),
+        Kernels::Checked => None,
+    };
+    let mut out = match exact {
+        Some(out) => out,
+        None => checked_matmul(&a2, &b2)?,
     }
-    let mut out = out.into_dyn();
+    .into_dyn();
     if let Some(c) = c {
         let cb = c
             .broadcast(out.raw_dim())
@@ -263,7 +306,27 @@ fn gemm(
     Ok(out)
 }
 
-fn matmul(a: &ArrayD<i64>, b: &ArrayD<i64>) -> Result<ArrayD<i64>, String> {
+/// `a @ b` in checked `i64`, element by element: where the fast exact kernel cannot prove
+/// exactness.
+fn checked_matmul(
+    a: &ndarray::ArrayView2<'_, i64>,
+    b: &ndarray::ArrayView2<'_, i64>,
+) -> Result<ndarray::Array2<i64>, String> {
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    let mut out = ndarray::Array2::<i64>::zeros((m, n));
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0i64;
+            for p in 0..k {
+                acc = mac(acc, a[(i, p)], b[(p, j)])?;
+            }
+            out[(i, j)] = acc;
+        }
+    }
+    Ok(out)
+}
+
+fn matmul(a: &ArrayD<i64>, b: &ArrayD<i64>, k: Kernels) -> Result<ArrayD<i64>, String> {
     if a.ndim() != 2 || b.ndim() != 2 {
         return Err(format!(
             "integer MatMul supports 2-D operands, got {:?} @ {:?}",
@@ -277,7 +340,7 @@ fn matmul(a: &ArrayD<i64>, b: &ArrayD<i64>) -> Result<ArrayD<i64>, String> {
         trans_a: false,
         trans_b: false,
     };
-    gemm(&attrs, a, b, None)
+    gemm(&attrs, a, b, None, k)
 }
 
 /// Visits every window position: `f(out_index, in_index_or_None_for_padding)`.
@@ -322,7 +385,39 @@ fn for_each_window(
     }
 }
 
+/// Integer convolution: the shared exact kernel where its bound holds, else
+/// [`checked_conv`].
 fn conv(
+    c: &ConvAttrs,
+    x: &ArrayD<i64>,
+    w: &ArrayD<i64>,
+    b: Option<&ArrayD<i64>>,
+    out_shape: &[usize],
+) -> Result<ArrayD<i64>, String> {
+    let shape = fhec_kernels::ConvShape {
+        input: x.shape(),
+        weight: w.shape(),
+        output: out_shape,
+        strides: &c.strides,
+        dilations: &c.dilations,
+        pads: &c.pads,
+        group: c.group,
+    };
+    let (xs, ws) = (x.as_standard_layout(), w.as_standard_layout());
+    let bs = b.map(|b| b.iter().copied().collect::<Vec<i64>>());
+    let contiguous = "a standard-layout array is contiguous";
+    let (xs, ws) = (
+        xs.as_slice().ok_or(contiguous)?,
+        ws.as_slice().ok_or(contiguous)?,
+    );
+    match fhec_kernels::exact::conv_exact(&shape, xs, ws, bs.as_deref())? {
+        Some(out) => ArrayD::from_shape_vec(IxDyn(out_shape), out).map_err(|e| e.to_string()),
+        None => checked_conv(c, x, w, b, out_shape),
+    }
+}
+
+/// Integer convolution in checked `i64`, window by window.
+fn checked_conv(
     c: &ConvAttrs,
     x: &ArrayD<i64>,
     w: &ArrayD<i64>,

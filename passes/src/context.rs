@@ -73,6 +73,7 @@ impl PassContext {
                 nodes_before: 0,
                 nodes_after: 0,
                 changes: vec![],
+                elapsed: Default::default(),
             });
         }
         let last = self.report.passes.last_mut().expect("pushed above");
@@ -119,6 +120,9 @@ pub struct PassReport {
     pub nodes_after: usize,
     /// One line per rewrite.
     pub changes: Vec<String>,
+    /// Wall time of the pass, verification included (compile-time profiles; not part of the
+    /// report's text, which snapshot tests compare).
+    pub elapsed: std::time::Duration,
 }
 
 /// One client-side post-processing op of a graph output.

@@ -87,17 +87,21 @@ pub fn run_pass(graph: &mut Graph, ctx: &mut PassContext, pass: &Pass) -> Result
         pass: pass.name,
         source,
     };
+    let start = std::time::Instant::now();
     ctx.report.passes.push(PassReport {
         pass: pass.name,
         nodes_before: graph.node_count(),
         nodes_after: graph.node_count(),
         changes: vec![],
+        elapsed: Default::default(),
     });
     (pass.run)(graph, ctx).map_err(fail)?;
+    let verified = graph.verify().map_err(fail);
     if let Some(r) = ctx.report.passes.last_mut() {
         r.nodes_after = graph.node_count();
+        r.elapsed = start.elapsed();
     }
-    graph.verify().map_err(fail)
+    verified
 }
 
 /// Runs the given passes in order, verifying the graph before the first and after each.

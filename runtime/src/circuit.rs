@@ -398,7 +398,8 @@ impl Lut {
             offset.wrapping_add(1 << (shift - 1)) >> shift
         };
         let half = 1i64 << self.precision.min(61);
-        let i = rounded.rem_euclid(2 * half);
+        // rem_euclid by a power of two, as a mask.
+        let i = rounded & (2 * half - 1);
         let entry = |i: i64| table.get(i as usize).copied().unwrap_or(0);
         Some(if i < half {
             entry(i)

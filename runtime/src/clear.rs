@@ -51,6 +51,14 @@ impl Engine for ClearEngine {
 
     fn rescale(&self, _x: &mut i64, _shift: u32) {}
 
+    fn as_plain<'a>(&self, x: &'a [i64]) -> Option<&'a [i64]> {
+        Some(x)
+    }
+
+    fn from_plain(&self, x: Vec<i64>) -> Option<Vec<i64>> {
+        Some(x)
+    }
+
     fn lookup(
         &self,
         lut: &Lut,

@@ -35,6 +35,18 @@ pub trait Engine: Sync {
     /// Multiplies the encoding delta by `2^shift`; the value stays the same.
     fn rescale(&self, x: &mut Self::Ct, shift: u32);
 
+    /// The elements as plain integers, for engines whose element is one (`Ct = i64`): linear
+    /// layers then run on the exact kernels of `fhec-kernels` (shared with the integer
+    /// interpreter) instead of element by element. `None`, the default, for ciphertexts.
+    fn as_plain<'a>(&self, _x: &'a [Self::Ct]) -> Option<&'a [i64]> {
+        None
+    }
+
+    /// Elements from plain integers; `None` where [`Engine::as_plain`] is.
+    fn from_plain(&self, _x: Vec<i64>) -> Option<Vec<Self::Ct>> {
+        None
+    }
+
     /// Looks every `inputs[i]` up in `lut.tables[tables[i]]` (see [`Lut`] for the index rule).
     /// `input` describes the operand (its delta is `lut.input_delta_log2()`, its noise factor
     /// feeds simulation); results are encoded with `output_delta_log2`. Engines run the batch

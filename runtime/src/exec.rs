@@ -12,7 +12,7 @@
 
 use std::ops::Range;
 
-use ndarray::{ArrayD, ArrayViewD, Dimension, IxDyn};
+use ndarray::{ArrayD, ArrayView2, ArrayViewD, Dimension, IxDyn};
 use rayon::prelude::*;
 
 use crate::circuit::{Instruction, IntTensor, Lut, Program, ValueInfo, Window};
@@ -38,6 +38,19 @@ pub fn execute<E: Engine>(
     inputs: Vec<ArrayD<E::Ct>>,
 ) -> Result<Vec<ArrayD<E::Ct>>, RuntimeError> {
     execute_observed(program, engine, inputs, |_, _| {})
+}
+
+/// The elements of `a` in row-major order, moved out of the array without a copy when it
+/// is laid out so (iterating an `IxDyn` array element by element is slow).
+fn row_major_vec<T: Clone>(a: ArrayD<T>) -> Vec<T> {
+    if !a.is_standard_layout() {
+        return a.iter().cloned().collect();
+    }
+    let len = a.len();
+    let (mut data, offset) = a.into_raw_vec_and_offset();
+    data.drain(..offset.unwrap_or(0).min(data.len()));
+    data.truncate(len);
+    data
 }
 
 /// Integer outputs of a plain-integer engine as decryption would read them
@@ -67,10 +80,8 @@ pub fn execute_observed<E: Engine>(
     check_input_shapes(program, inputs.iter().map(|a| a.shape()))?;
 
     // Input tensors in row-major order, moved (not cloned) out of the arrays.
-    let mut input_data: Vec<Option<Vec<E::Ct>>> = inputs
-        .into_iter()
-        .map(|a| Some(a.into_iter().collect()))
-        .collect();
+    let mut input_data: Vec<Option<Vec<E::Ct>>> =
+        inputs.into_iter().map(|a| Some(row_major_vec(a))).collect();
     let mut input_uses = vec![0usize; program.inputs.len()];
     for ins in &program.instructions {
         if let Instruction::Input { index } = ins {
@@ -249,6 +260,62 @@ impl<E: Engine> Ctx<'_, E> {
         }
     }
 
+    /// A dense layer on the exact integer kernel, for plain-integer engines when its bound
+    /// holds (`None`: run element by element).
+    fn plain_dense(
+        &self,
+        input: usize,
+        weights: &[i64],
+        (in_features, out_features): (usize, usize),
+        bias: &[i64],
+    ) -> Result<Option<Vec<E::Ct>>, RuntimeError> {
+        let Some(x) = self.engine.as_plain(self.get(input)?) else {
+            return Ok(None);
+        };
+        let shape_error = |e: ndarray::ShapeError| internal(self.index, self.ins, &e.to_string());
+        let rows = x.len() / in_features.max(1);
+        let a = ArrayView2::from_shape((rows, in_features), x).map_err(shape_error)?;
+        let w =
+            ArrayView2::from_shape((out_features, in_features), weights).map_err(shape_error)?;
+        let Some(out) = fhec_kernels::exact::matmul_exact(&a, &w.t()) else {
+            return Ok(None);
+        };
+        let mut out = out.into_raw_vec_and_offset().0;
+        for row in out.chunks_mut(out_features.max(1)) {
+            for (o, &b) in row.iter_mut().zip(bias) {
+                *o = o.wrapping_add(b);
+            }
+        }
+        Ok(self.engine.from_plain(out))
+    }
+
+    /// A convolution on the exact integer kernel (see [`Ctx::plain_dense`]).
+    fn plain_conv(
+        &self,
+        input: usize,
+        weights: &[i64],
+        weight_shape: &[usize],
+        bias: &[i64],
+        window: &Window,
+        group: usize,
+    ) -> Result<Option<Vec<E::Ct>>, RuntimeError> {
+        let Some(x) = self.engine.as_plain(self.get(input)?) else {
+            return Ok(None);
+        };
+        let shape = fhec_kernels::ConvShape {
+            input: &self.info(input).shape,
+            weight: weight_shape,
+            output: &self.out_info().shape,
+            strides: &window.strides,
+            dilations: &window.dilations,
+            pads: &window.pads,
+            group,
+        };
+        let out = fhec_kernels::exact::conv_exact(&shape, x, weights, Some(bias))
+            .map_err(|e: String| internal(self.index, self.ins, &e))?;
+        Ok(out.and_then(|o| self.engine.from_plain(o)))
+    }
+
     fn run(&mut self) -> Result<Vec<E::Ct>, RuntimeError> {
         let engine = self.engine;
         let delta = self.out_info().delta_log2;
@@ -262,6 +329,11 @@ impl<E: Engine> Ctx<'_, E> {
                 out_features,
                 bias,
             } => {
+                if let Some(out) =
+                    self.plain_dense(*input, weights, (*in_features, *out_features), bias)?
+                {
+                    return Ok(out);
+                }
                 let x = self.get(*input)?;
                 let (nin, nout) = (*in_features, *out_features);
                 let n = self.out_info().len();
@@ -289,6 +361,11 @@ impl<E: Engine> Ctx<'_, E> {
                 window,
                 group,
             } => {
+                if let Some(out) =
+                    self.plain_conv(*input, weights, weight_shape, bias, window, *group)?
+                {
+                    return Ok(out);
+                }
                 let x = self.get(*input)?;
                 let geo = Geometry::new(&self.info(*input).shape, &self.out_info().shape);
                 let cin = self.info(*input).shape[1];
@@ -449,8 +526,14 @@ impl<E: Engine> Ctx<'_, E> {
                 let tables: Vec<usize> = match lut.axis {
                     None => vec![0; x.len()],
                     Some(a) => {
-                        let stride: usize = shape[a + 1..].iter().product();
-                        (0..x.len()).map(|j| (j / stride) % shape[a]).collect()
+                        // Runs of `stride` elements read one table (no division per element).
+                        let stride: usize = shape[a + 1..].iter().product::<usize>().max(1);
+                        let mut tables = Vec::with_capacity(x.len());
+                        for k in 0..x.len().div_ceil(stride) {
+                            let run = stride.min(x.len() - k * stride);
+                            tables.extend(std::iter::repeat_n(k % shape[a], run));
+                        }
+                        tables
                     }
                 };
                 let refs: Vec<&E::Ct> = x.iter().collect();
@@ -1254,7 +1337,13 @@ pub fn quantize_inputs(
         .iter()
         .zip(inputs)
         .map(|(spec, x)| {
-            if let Some((idx, v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            // The fast scan first: `indexed_iter` over an IxDyn array is slow.
+            let bad = x
+                .iter()
+                .any(|v| !v.is_finite())
+                .then(|| x.indexed_iter().find(|(_, v)| !v.is_finite()))
+                .flatten();
+            if let Some((idx, v)) = bad {
                 return Err(RuntimeError::Input {
                     name: spec.name.clone(),
                     message: format!("element {:?} is {v}", idx.slice()),

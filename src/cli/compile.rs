@@ -239,6 +239,15 @@ struct CompileJson {
     table_ranges: TableRangesJson,
     circuit_bytes: u64,
     compile_s: f64,
+    /// Where the compile time went, in order: loading, each pass, lowering, parameter search,
+    /// writing.
+    phases: Vec<PhaseJson>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+struct PhaseJson {
+    phase: &'static str,
+    seconds: f64,
 }
 
 /// How the tables' input domains were chosen (`--ranges`), and what narrowing did.
@@ -347,12 +356,12 @@ pub fn compile_circuit(
     model: &Path,
     output_names: &[String],
     calib_hint: &str,
-) -> Result<(Compiled, Circuit)> {
+) -> Result<(Compiled, Circuit, fhec_backend::BackendTimings)> {
     if quant.bits.is_none() {
         bail!("FHE needs a quantised model: pass --bits N (2..=8)");
     }
     let compiled = compile(graph, quant, calibration, model, calib_hint)?;
-    let mut circuit = fhec_backend::compile(&compiled.graph, &crypto.options())
+    let (mut circuit, timings) = fhec_backend::compile_timed(&compiled.graph, &crypto.options())
         .map_err(backend_error)
         .with_context(|| {
             format!(
@@ -373,7 +382,7 @@ pub fn compile_circuit(
         .filter(|p| !matches!(p.op, fhec_ir::Op::Identity))
         .map(|p| client_op(p.output, &p.op))
         .collect::<Result<_>>()?;
-    Ok((compiled, circuit))
+    Ok((compiled, circuit, timings))
 }
 
 /// The client-side post-processing of the pipeline report in the runtime's terms.
@@ -412,8 +421,10 @@ pub fn run(args: &CompileArgs) -> Result<()> {
     inputs.extend(args.quant.calib.as_deref());
     check_not_an_input(&args.output, &inputs)?;
     let model = import_model(&args.model, &args.import)?;
+    let imported = start.elapsed();
     let calibration = calibration_for(&model.graph, &args.quant, &args.model)?;
-    let (compiled, circuit) = compile_circuit(
+    let loaded = start.elapsed();
+    let (compiled, circuit, timings) = compile_circuit(
         &model.graph,
         &args.quant,
         &args.crypto,
@@ -422,9 +433,25 @@ pub fn run(args: &CompileArgs) -> Result<()> {
         &model.output_names,
         "pass --calib FILE (representative inputs: a .npz train split, .csv or .npy)",
     )?;
+    let compiled_at = start.elapsed();
     circuit
         .save(&args.output)
         .with_context(|| format!("cannot write the circuit '{}'", args.output.display()))?;
+    let mut phases = vec![
+        ("import", imported),
+        ("load calibration data", loaded - imported),
+    ];
+    phases.extend(compiled.report.passes.iter().map(|p| (p.pass, p.elapsed)));
+    phases.push(("lowering", timings.lowering));
+    phases.push(("parameter search", timings.parameter_search));
+    phases.push(("write", start.elapsed() - compiled_at));
+    let phases = phases
+        .into_iter()
+        .map(|(phase, d)| PhaseJson {
+            phase,
+            seconds: d.as_secs_f64(),
+        })
+        .collect();
     let bytes = std::fs::metadata(&args.output)
         .map(|m| m.len())
         .unwrap_or(0);
@@ -440,6 +467,7 @@ pub fn run(args: &CompileArgs) -> Result<()> {
             table_ranges: ranges,
             circuit_bytes: bytes,
             compile_s: start.elapsed().as_secs_f64(),
+            phases,
         })?)
     } else {
         print_out(&format!(

@@ -161,7 +161,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         Mode::Float => run_float(graph, &feeds, batch)?,
         Mode::Simulate | Mode::Fhe => {
             let calibration = calibration_for(graph, &args.quant, &args.model)?;
-            let (_, circuit) = compile_circuit(
+            let (_, circuit, _) = compile_circuit(
                 graph,
                 &args.quant,
                 &args.crypto,
