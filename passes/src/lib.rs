@@ -120,6 +120,18 @@ pub fn run_passes(
     Ok(())
 }
 
+/// [`PIPELINE`] split after calibration. The first part (canonicalisation, pruning,
+/// calibration of the float graph) reads only the pruning options and the calibration data,
+/// not the quantisation, rounding or range options: a sweep runs it once and clones its
+/// result for each configuration, which then runs the second part.
+pub fn pipeline_split() -> (&'static [Pass], &'static [Pass]) {
+    let at = PIPELINE
+        .iter()
+        .position(|p| p.name == quantize::CALIBRATE.name)
+        .map_or(0, |i| i + 1);
+    PIPELINE.split_at(at)
+}
+
 /// Runs every pass of [`PIPELINE`], verifying the graph after each.
 pub fn run_pipeline(graph: &mut Graph, ctx: &mut PassContext) -> Result<(), PassError> {
     run_passes(graph, ctx, PIPELINE)

@@ -12,7 +12,7 @@ use fhec_ir::{Graph, RoundingMode, Tensor, TensorFact};
 use fhec_passes::bitwidth::{max_accumulator_bits, tlu_count, LayerBits};
 use fhec_passes::quantize::QuantOptions;
 use fhec_passes::{
-    run_pipeline, PassContext, PassOptions, PipelineReport, RoundingOptions, TableRanges,
+    run_pass, run_passes, PassContext, PassOptions, PipelineReport, RoundingOptions, TableRanges,
 };
 use ndarray::{Axis, IxDyn};
 use serde::Serialize;
@@ -642,33 +642,101 @@ pub fn compile(
     model: &Path,
     calib_hint: &str,
 ) -> Result<Compiled> {
-    let start = Instant::now();
-    let mut g = graph.clone();
-    let options = args.pass_options();
-    let quantized = options.quantization.is_some();
-    let no_calibration = calibration.is_empty();
-    let mut ctx = PassContext::new(options);
-    ctx.calibration_inputs = calibration;
-    if let Err(e) = run_pipeline(&mut g, &mut ctx) {
-        let text = e.to_string();
-        let what = match args.bits {
-            Some(_) => format!("cannot compile '{}' ({})", model.display(), args.describe()),
-            None => format!("cannot compile '{}'", model.display()),
-        };
-        if no_calibration && text.contains("no calibration range") {
-            bail!(
-                "{what}: the model is not fully quantisation-aware, so quantising it needs \
-                 calibration data: {calib_hint}\n  caused by: {text}"
-            );
-        }
-        return Err(anyhow!("{text}").context(what));
+    let calibrated = calibrate(graph, args, calibration, model, calib_hint)?;
+    compile_calibrated(calibrated, args, model, calib_hint)
+}
+
+/// The graph after the first half of the pipeline ([`fhec_passes::pipeline_split`]:
+/// canonicalisation, pruning, calibration), which every configuration with the same pruning
+/// options and calibration data shares: a sweep computes it once per dataset and clones it.
+#[derive(Clone)]
+pub struct Calibrated {
+    graph: Graph,
+    ctx: PassContext,
+    elapsed: Duration,
+}
+
+impl Calibrated {
+    /// Whether a compile with `args` may continue from this.
+    pub fn serves(&self, args: &QuantArgs) -> bool {
+        let (mine, theirs) = (&self.ctx.options, args.pass_options());
+        mine.prune_threshold == theirs.prune_threshold
+            && mine.prune_rates == theirs.prune_rates
+            && mine.quantization.is_some() == theirs.quantization.is_some()
     }
-    Ok(Compiled {
-        graph: g,
-        report: ctx.report,
-        quantized,
+}
+
+/// Runs the first half of the pipeline on a copy of `graph`.
+pub fn calibrate(
+    graph: &Graph,
+    args: &QuantArgs,
+    calibration: Vec<Vec<Tensor>>,
+    model: &Path,
+    calib_hint: &str,
+) -> Result<Calibrated> {
+    let start = Instant::now();
+    let mut graph = graph.clone();
+    let mut ctx = PassContext::new(args.pass_options());
+    ctx.calibration_inputs = calibration;
+    let (first, _) = fhec_passes::pipeline_split();
+    run_passes(&mut graph, &mut ctx, first)
+        .map_err(|e| pipeline_error(e, args, model, &ctx, calib_hint))?;
+    Ok(Calibrated {
+        graph,
+        ctx,
         elapsed: start.elapsed(),
     })
+}
+
+/// Runs the second half of the pipeline with `args`' quantisation, rounding and range
+/// options on a [`Calibrated`] graph (whose pruning options must match: [`Calibrated::serves`]).
+pub fn compile_calibrated(
+    calibrated: Calibrated,
+    args: &QuantArgs,
+    model: &Path,
+    calib_hint: &str,
+) -> Result<Compiled> {
+    let start = Instant::now();
+    let Calibrated {
+        mut graph,
+        mut ctx,
+        elapsed,
+    } = calibrated;
+    ctx.options = args.pass_options();
+    let quantized = ctx.options.quantization.is_some();
+    let (_, second) = fhec_passes::pipeline_split();
+    for pass in second {
+        run_pass(&mut graph, &mut ctx, pass)
+            .map_err(|e| pipeline_error(e, args, model, &ctx, calib_hint))?;
+    }
+    Ok(Compiled {
+        graph,
+        report: ctx.report,
+        quantized,
+        elapsed: elapsed + start.elapsed(),
+    })
+}
+
+/// A pipeline failure in the user's terms.
+fn pipeline_error(
+    e: fhec_passes::PassError,
+    args: &QuantArgs,
+    model: &Path,
+    ctx: &PassContext,
+    calib_hint: &str,
+) -> anyhow::Error {
+    let text = e.to_string();
+    let what = match args.bits {
+        Some(_) => format!("cannot compile '{}' ({})", model.display(), args.describe()),
+        None => format!("cannot compile '{}'", model.display()),
+    };
+    if ctx.calibration_inputs.is_empty() && text.contains("no calibration range") {
+        return anyhow!(
+            "{what}: the model is not fully quantisation-aware, so quantising it needs \
+             calibration data: {calib_hint}\n  caused by: {text}"
+        );
+    }
+    anyhow!("{text}").context(what)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -36,8 +36,8 @@ use super::eval::{
 use super::fhe::{FheSession, FheTimings};
 use super::progress::Progress;
 use super::quant_args::{
-    compile, parse_bits, parse_rounding_bits, parse_threshold, single_input, Calibration,
-    QuantArgs, RoundingBits, RoundingModeArg, DEFAULT_ROUNDING_BITS,
+    calibrate, compile_calibrated, parse_bits, parse_rounding_bits, parse_threshold, single_input,
+    Calibrated, Calibration, QuantArgs, RoundingBits, RoundingModeArg, DEFAULT_ROUNDING_BITS,
 };
 use super::{import_model, json_text, print_out, ImportArgs};
 use crate::data::DataKeys;
@@ -567,6 +567,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             &args.model,
             &mut info,
         )?;
+        let mut calibrated: Vec<Calibrated> = Vec::new();
         let float_preds = float_predictions(graph, &test.samples)?;
         let n = test.samples.len();
         let float_accuracy = correct(&float_preds, &test.labels) as f64 / n as f64;
@@ -659,6 +660,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
                     },
                     &progress,
                     &mut cached,
+                    &mut calibrated,
                 )
             }));
             let failure = match outcome {
@@ -817,23 +819,33 @@ fn run_config(
     input: &RunInput,
     progress: &Progress,
     cached: &mut Option<CachedSession>,
+    calibrated: &mut Vec<Calibrated>,
 ) -> Result<()> {
     let test = input.test;
     let n = test.samples.len();
     let quant = c.quant(args);
     let crypto = c.crypto(args);
-    let start = Instant::now();
     let compiled = {
         let _spin = progress.status(&format!("{}: quantising {}", row.dataset, c.label()));
-        compile(
-            input.graph,
-            &quant,
-            input.calibration.samples.clone(),
-            &args.model,
-            DATA_CALIB_HINT,
-        )?
+        // Calibration is shared by every configuration with the same pruning options.
+        let shared = match calibrated.iter().find(|k| k.serves(&quant)) {
+            Some(k) => k.clone(),
+            None => {
+                let k = calibrate(
+                    input.graph,
+                    &quant,
+                    input.calibration.samples.clone(),
+                    &args.model,
+                    DATA_CALIB_HINT,
+                )?;
+                calibrated.push(k.clone());
+                k
+            }
+        };
+        compile_calibrated(shared, &quant, &args.model, DATA_CALIB_HINT)?
     };
-    row.compile_s = start.elapsed().as_secs_f64();
+    // What compiling this configuration alone costs (the shared calibration included).
+    row.compile_s = compiled.elapsed.as_secs_f64();
     row.max_accumulator_bits = compiled.max_accumulator_bits();
     let clear = clear_predictions(&compiled, &test.samples)?.predictions;
     row.clear_accuracy = Some(correct(&clear, &test.labels) as f64 / n as f64);
