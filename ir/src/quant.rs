@@ -42,8 +42,7 @@ impl QParams {
 
     /// Quantises one real value (round half to even, saturating).
     pub fn quantize(&self, x: f32) -> i64 {
-        let (lo, hi) = self.range();
-        ((x / self.scale).round_ties_even() as i64 + self.zero_point).clamp(lo, hi)
+        fhec_kernels::quant::quantize(x, self.scale, self.zero_point, self.range())
     }
 
     pub fn dequantize(&self, q: i64) -> f32 {
@@ -140,29 +139,7 @@ impl Tlu {
     }
 }
 
-/// The value a `precision`-bit programmable bootstrap returns for the accumulator offset
-/// `offset = acc - input_min` (rounded by `shift` bits, half up): the rounded offset is taken
-/// modulo `2^(precision+1)` (the padding bit is part of what the bootstrap reads); the lower
-/// half reads `table[i]` (0 past the table's end, as the accumulator polynomial is filled),
-/// the upper half `-table[i - 2^precision]` (the negacyclic wrap). Inside the table's domain
-/// this is plain `table[i]`; outside it this is what an encrypted run computes, not a
-/// saturation, and every engine that claims to reproduce the circuit uses this rule.
-pub fn negacyclic_read(table: &[i64], precision: u32, shift: u32, offset: i64) -> i64 {
-    let rounded = if shift == 0 {
-        offset
-    } else {
-        offset.wrapping_add(1 << (shift - 1)) >> shift
-    };
-    let half = 1i64 << precision.min(61);
-    // rem_euclid by a power of two, as a mask (a division per lookup is measurable).
-    let i = rounded & (2 * half - 1);
-    let entry = |i: i64| table.get(i as usize).copied().unwrap_or(0);
-    if i < half {
-        entry(i)
-    } else {
-        entry(i - half).wrapping_neg()
-    }
-}
+pub use fhec_kernels::quant::negacyclic_read;
 
 /// Bits needed to hold every integer of `[lo, hi]` as an offset from `lo`.
 pub fn span_bits(lo: i64, hi: i64) -> u32 {

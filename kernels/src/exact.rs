@@ -43,7 +43,7 @@ pub fn conv_exact(
     bias: Option<&[i64]>,
 ) -> Result<Option<Vec<i64>>, String> {
     let m = shape.weight.first().copied().unwrap_or(0);
-    if m == 0 || w.len() % m != 0 {
+    if m == 0 || !w.len().is_multiple_of(m) {
         return Err(format!(
             "Conv: {} weight elements for W {:?}",
             w.len(),

@@ -6,9 +6,12 @@
 //! - [`exact`]: the same products over `i64`, run in `f64` when a bound proves that every
 //!   partial sum is an integer below 2^53 (so the float result is exact whatever the
 //!   summation order); `None` when it cannot be proven, and the caller keeps its checked path.
+//! - [`quant`]: the element-level quantisation semantics (client quantisation, the bootstrap's
+//!   negacyclic table read), one definition for the interpreter and the runtime.
 
 pub mod conv;
 pub mod exact;
+pub mod quant;
 
 pub use conv::{conv, ConvShape};
 

@@ -11,6 +11,7 @@
 //! the delta of its input (`63 - precision - shift`, one padding bit) and may write its output
 //! at any delta, chosen by its consumers.
 
+use fhec_kernels::quant::negacyclic_read;
 use serde::{Deserialize, Serialize};
 
 use crate::params::CryptoParams;
@@ -100,8 +101,7 @@ impl Quantization {
 
     /// Quantises one real value (round half to even, saturating). Same rule as the compiler.
     pub fn quantize(&self, x: f32) -> i64 {
-        let (lo, hi) = self.range();
-        ((x / self.scale).round_ties_even() as i64 + self.zero_point).clamp(lo, hi)
+        fhec_kernels::quant::quantize(x, self.scale, self.zero_point, self.range())
     }
 
     pub fn dequantize(&self, q: i64) -> f32 {
@@ -386,26 +386,12 @@ impl Lut {
     /// `table[index]` (0 past the table's end), `[2^precision, 2^(precision+1))` gives
     /// `-table[index - 2^precision]` (the padding bit wraps negacyclically). Inside the domain
     /// this is [`Lut::lookup`]. Tables that span the calibration-observed range rather than
-    /// the worst case rely on it; the compiler's `fhec_ir::quant::negacyclic_read` is the
-    /// same rule. `None` only when `table` does not exist.
+    /// the worst case rely on it. The rule is `fhec_kernels::quant::negacyclic_read`, which
+    /// the compiler's integer interpreter uses too. `None` only when `table` does not exist.
     pub fn read(&self, table: usize, acc: i64) -> Option<i64> {
         let table = self.tables.get(table)?;
         let offset = acc.wrapping_sub(self.input_min);
-        let shift = self.shift();
-        let rounded = if shift == 0 {
-            offset
-        } else {
-            offset.wrapping_add(1 << (shift - 1)) >> shift
-        };
-        let half = 1i64 << self.precision.min(61);
-        // rem_euclid by a power of two, as a mask.
-        let i = rounded & (2 * half - 1);
-        let entry = |i: i64| table.get(i as usize).copied().unwrap_or(0);
-        Some(if i < half {
-            entry(i)
-        } else {
-            entry(i - half).wrapping_neg()
-        })
+        Some(negacyclic_read(table, self.precision, self.shift(), offset))
     }
 
     /// Bootstraps one lookup costs per element: one, plus one per dropped bit when exact.

@@ -43,7 +43,7 @@ pub trait Engine: Sync {
     }
 
     /// Elements from plain integers; `None` where [`Engine::as_plain`] is.
-    fn from_plain(&self, _x: Vec<i64>) -> Option<Vec<Self::Ct>> {
+    fn wrap_plain(&self, _x: Vec<i64>) -> Option<Vec<Self::Ct>> {
         None
     }
 

@@ -286,7 +286,7 @@ impl<E: Engine> Ctx<'_, E> {
                 *o = o.wrapping_add(b);
             }
         }
-        Ok(self.engine.from_plain(out))
+        Ok(self.engine.wrap_plain(out))
     }
 
     /// A convolution on the exact integer kernel (see [`Ctx::plain_dense`]).
@@ -313,7 +313,7 @@ impl<E: Engine> Ctx<'_, E> {
         };
         let out = fhec_kernels::exact::conv_exact(&shape, x, weights, Some(bias))
             .map_err(|e: String| internal(self.index, self.ins, &e))?;
-        Ok(out.and_then(|o| self.engine.from_plain(o)))
+        Ok(out.and_then(|o| self.engine.wrap_plain(o)))
     }
 
     fn run(&mut self) -> Result<Vec<E::Ct>, RuntimeError> {

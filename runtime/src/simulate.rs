@@ -201,8 +201,8 @@ impl Engine for SimulationEngine {
         ClearEngine.as_plain(x)
     }
 
-    fn from_plain(&self, x: Vec<i64>) -> Option<Vec<i64>> {
-        ClearEngine.from_plain(x)
+    fn wrap_plain(&self, x: Vec<i64>) -> Option<Vec<i64>> {
+        ClearEngine.wrap_plain(x)
     }
 
     fn lookup(
@@ -230,29 +230,23 @@ impl Engine for SimulationEngine {
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
         let noise = LookupNoise::new(&self.model, lut, input.noise_factor);
         let seed = self.seed;
-        let blocks: Vec<Result<Vec<i64>, RuntimeError>> = inputs
-            .par_chunks(BLOCK)
-            .zip(tables.par_chunks(BLOCK))
+        // Each block of BLOCK elements draws from its own stream, straight into the output.
+        let mut out = vec![0i64; inputs.len()];
+        out.par_chunks_mut(BLOCK)
+            .zip(inputs.par_chunks(BLOCK).zip(tables.par_chunks(BLOCK)))
             .enumerate()
-            .map(|(block, (xs, ts))| {
+            .try_for_each(|(block, (dst, (xs, ts)))| {
                 let mut rng = stream(seed, call, block as u64);
-                xs.iter()
-                    .zip(ts)
-                    .map(|(&&acc, &t)| {
-                        let table = lut.tables.get(t).ok_or(RuntimeError::NoSuchTable {
-                            table: t,
-                            count: lut.tables.len(),
-                        })?;
-                        // Outside the table's domain the read wraps as in FHE (`Lut::read`).
-                        Ok(noise.read(lut, table, acc.wrapping_sub(lut.input_min), &mut rng))
-                    })
-                    .collect()
-            })
-            .collect();
-        let mut out = Vec::with_capacity(inputs.len());
-        for block in blocks {
-            out.extend(block?);
-        }
+                for ((d, &&acc), &t) in dst.iter_mut().zip(xs).zip(ts) {
+                    let table = lut.tables.get(t).ok_or(RuntimeError::NoSuchTable {
+                        table: t,
+                        count: lut.tables.len(),
+                    })?;
+                    // Outside the table's domain the read wraps as in FHE (`Lut::read`).
+                    *d = noise.read(lut, table, acc.wrapping_sub(lut.input_min), &mut rng);
+                }
+                Ok::<(), RuntimeError>(())
+            })?;
         Ok(out)
     }
 }
