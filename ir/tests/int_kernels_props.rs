@@ -1,8 +1,8 @@
 //! The fast exact kernels of the integer interpreter (Conv, Gemm, MatMul through
 //! `fhec_kernels::exact`) against its element-by-element checked reference
 //! (`int_interp::eval_checked`): equal results, and equal refusals, for operands of every
-//! size — small ones (the fast path), ones whose sums may reach 2^53 (the fallback) and ones
-//! that overflow i64 (an error either way).
+//! size — small ones (f32), ones around 2^24 (where f64 takes over), ones whose sums may
+//! reach 2^53 (the checked fallback) and ones that overflow i64 (an error either way).
 
 use fhec_ir::int_interp::{eval, eval_checked, Value};
 use fhec_ir::{ConvAttrs, GemmAttrs, Op};
@@ -35,6 +35,8 @@ fn int(shape: &[usize], data: Vec<i64>) -> Value {
 fn magnitude() -> impl Strategy<Value = i64> {
     prop_oneof![
         4 => 1i64..300,
+        // Sums around 2^24, where the kernels switch from f32 to f64.
+        3 => (1i64 << 9)..(1i64 << 13),
         2 => (1i64 << 20)..(1i64 << 28),
         1 => (1i64 << 28)..(1i64 << 40),
         1 => Just(i64::MAX),
