@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use fhec_backend::{compile, CompileOptions, PErrorTarget};
 use fhec_ir::RoundingMode;
 use fhec_runtime::circuit::{Circuit, Lut, ValueInfo};
+use fhec_runtime::clear::{PlainEngine, PlainLookups};
 use fhec_runtime::exec::{execute, quantize_inputs};
 use fhec_runtime::fhe::run_traced;
 use fhec_runtime::noise::{binomial_interval, params_are_secure};
@@ -42,30 +43,8 @@ struct CountingSimulation {
     wrong: AtomicUsize,
 }
 
-impl Engine for CountingSimulation {
-    type Ct = i64;
-    fn trivial(&self, value: i64, delta_log2: u32) -> i64 {
-        ClearEngine.trivial(value, delta_log2)
-    }
-    fn add_assign(&self, acc: &mut i64, x: &i64) {
-        ClearEngine.add_assign(acc, x)
-    }
-    fn sub_assign(&self, acc: &mut i64, x: &i64) {
-        ClearEngine.sub_assign(acc, x)
-    }
-    fn mul_add_assign(&self, acc: &mut i64, x: &i64, weight: i64) {
-        ClearEngine.mul_add_assign(acc, x, weight)
-    }
-    fn mul_assign(&self, x: &mut i64, weight: i64) {
-        ClearEngine.mul_assign(x, weight)
-    }
-    fn add_const_assign(&self, x: &mut i64, constant: i64, delta_log2: u32) {
-        ClearEngine.add_const_assign(x, constant, delta_log2)
-    }
-    fn rescale(&self, x: &mut i64, shift: u32) {
-        ClearEngine.rescale(x, shift)
-    }
-    fn lookup(
+impl PlainLookups for CountingSimulation {
+    fn read_tables(
         &self,
         lut: &Lut,
         input: &ValueInfo,
@@ -124,10 +103,13 @@ fn measure(
     params_are_secure(&circuit.params).unwrap();
     let (client, server) = seeded_keys(&circuit.params, seed.into());
     let server = server.expand();
-    let simulation = CountingSimulation {
-        sim: SimulationEngine::new(circuit.params, seed),
-        elements: AtomicUsize::new(0),
-        wrong: AtomicUsize::new(0),
+    let simulation = PlainEngine {
+        lookups: CountingSimulation {
+            sim: SimulationEngine::new(circuit.params, seed),
+            elements: AtomicUsize::new(0),
+            wrong: AtomicUsize::new(0),
+        },
+        kernels: true,
     };
     let (file, nhwc) = data_of(stem);
     let mut c = Counts::default();
@@ -145,8 +127,8 @@ fn measure(
         let q = quantize_inputs(&circuit.program, &inputs).unwrap();
         execute(&circuit.program, &simulation, q).unwrap();
     }
-    c.simulated = simulation.elements.into_inner();
-    c.simulated_wrong = simulation.wrong.into_inner();
+    c.simulated = simulation.lookups.elements.into_inner();
+    c.simulated_wrong = simulation.lookups.wrong.into_inner();
     eprintln!(
         "{stem} {bits} bits, rounding {rounding_bits:?}, p {p}: {} {} PBS; {c:?}",
         circuit.params, circuit.prediction.pbs_count

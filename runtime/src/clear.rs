@@ -117,3 +117,92 @@ pub fn run_clear_integers(
     let outputs = execute(program, &ClearEngine, quantized)?;
     Ok(decoded_outputs(program, outputs))
 }
+
+/// What an engine built on the clear engine's arithmetic does at a table lookup.
+pub trait PlainLookups: Sync {
+    /// The table reads of one lookup batch; see [`Engine::lookup`].
+    fn read_tables(
+        &self,
+        lut: &Lut,
+        input: &ValueInfo,
+        output_delta_log2: u32,
+        inputs: &[&i64],
+        tables: &[usize],
+    ) -> Result<Vec<i64>, RuntimeError>;
+}
+
+impl PlainLookups for ClearEngine {
+    fn read_tables(
+        &self,
+        lut: &Lut,
+        input: &ValueInfo,
+        output_delta_log2: u32,
+        inputs: &[&i64],
+        tables: &[usize],
+    ) -> Result<Vec<i64>, RuntimeError> {
+        Engine::lookup(self, lut, input, output_delta_log2, inputs, tables)
+    }
+}
+
+/// An engine on plain `i64` elements with the clear engine's exact linear arithmetic and
+/// `lookups`' table reads: what engines that differ from the clear one only at lookups
+/// (recording or counting them, in tests and tools) are built from. With `kernels: false`
+/// dense layers and convolutions run element by element, as on ciphertexts, instead of on
+/// the shared exact kernels.
+#[derive(Debug)]
+pub struct PlainEngine<L> {
+    pub lookups: L,
+    pub kernels: bool,
+}
+
+impl<L: PlainLookups> Engine for PlainEngine<L> {
+    type Ct = i64;
+
+    fn trivial(&self, value: i64, delta_log2: u32) -> i64 {
+        ClearEngine.trivial(value, delta_log2)
+    }
+
+    fn add_assign(&self, acc: &mut i64, x: &i64) {
+        ClearEngine.add_assign(acc, x)
+    }
+
+    fn sub_assign(&self, acc: &mut i64, x: &i64) {
+        ClearEngine.sub_assign(acc, x)
+    }
+
+    fn mul_add_assign(&self, acc: &mut i64, x: &i64, weight: i64) {
+        ClearEngine.mul_add_assign(acc, x, weight)
+    }
+
+    fn mul_assign(&self, x: &mut i64, weight: i64) {
+        ClearEngine.mul_assign(x, weight)
+    }
+
+    fn add_const_assign(&self, x: &mut i64, constant: i64, delta_log2: u32) {
+        ClearEngine.add_const_assign(x, constant, delta_log2)
+    }
+
+    fn rescale(&self, x: &mut i64, shift: u32) {
+        ClearEngine.rescale(x, shift)
+    }
+
+    fn as_plain<'a>(&self, x: &'a [i64]) -> Option<&'a [i64]> {
+        self.kernels.then_some(x)
+    }
+
+    fn wrap_plain(&self, x: Vec<i64>) -> Option<Vec<i64>> {
+        self.kernels.then_some(x)
+    }
+
+    fn lookup(
+        &self,
+        lut: &Lut,
+        input: &ValueInfo,
+        output_delta_log2: u32,
+        inputs: &[&i64],
+        tables: &[usize],
+    ) -> Result<Vec<i64>, RuntimeError> {
+        self.lookups
+            .read_tables(lut, input, output_delta_log2, inputs, tables)
+    }
+}

@@ -28,8 +28,7 @@ use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
 use crate::circuit::{Circuit, Lut, Program, ValueInfo};
-use crate::clear::ClearEngine;
-use crate::engine::Engine;
+use crate::clear::{PlainEngine, PlainLookups};
 use crate::error::RuntimeError;
 use crate::exec::{decoded_outputs, dequantize_outputs, execute, quantize_inputs};
 use crate::noise::{LookupKind, NoiseModel};
@@ -38,9 +37,14 @@ use crate::params::CryptoParams;
 /// Elements sharing one random stream.
 pub const BLOCK: usize = 1024;
 
-/// Executes programs on plain `i64` values with simulated bootstrap noise.
+/// Executes programs on plain `i64` values with simulated bootstrap noise: the clear engine's
+/// arithmetic with [`SimulatedLookups`].
+pub type SimulationEngine = PlainEngine<SimulatedLookups>;
+
+/// The table reads of the simulation: what a bootstrap reads given the noise the parameters
+/// predict (see the module documentation).
 #[derive(Debug)]
-pub struct SimulationEngine {
+pub struct SimulatedLookups {
     params: CryptoParams,
     model: NoiseModel,
     seed: u64,
@@ -55,20 +59,23 @@ impl SimulationEngine {
 
     /// An engine with an explicit noise model (tests, what-if studies).
     pub fn with_model(params: CryptoParams, model: NoiseModel, seed: u64) -> Self {
-        SimulationEngine {
-            params,
-            model,
-            seed,
-            calls: AtomicU64::new(0),
+        PlainEngine {
+            lookups: SimulatedLookups {
+                params,
+                model,
+                seed,
+                calls: AtomicU64::new(0),
+            },
+            kernels: true,
         }
     }
 
     pub fn params(&self) -> &CryptoParams {
-        &self.params
+        &self.lookups.params
     }
 
     pub fn model(&self) -> &NoiseModel {
-        &self.model
+        &self.lookups.model
     }
 }
 
@@ -165,47 +172,8 @@ impl LookupNoise {
     }
 }
 
-impl Engine for SimulationEngine {
-    type Ct = i64;
-
-    // Everything but the lookups is exact integer arithmetic: the clear engine's.
-    fn trivial(&self, value: i64, delta_log2: u32) -> i64 {
-        ClearEngine.trivial(value, delta_log2)
-    }
-
-    fn add_assign(&self, acc: &mut i64, x: &i64) {
-        ClearEngine.add_assign(acc, x)
-    }
-
-    fn sub_assign(&self, acc: &mut i64, x: &i64) {
-        ClearEngine.sub_assign(acc, x)
-    }
-
-    fn mul_add_assign(&self, acc: &mut i64, x: &i64, weight: i64) {
-        ClearEngine.mul_add_assign(acc, x, weight)
-    }
-
-    fn mul_assign(&self, x: &mut i64, weight: i64) {
-        ClearEngine.mul_assign(x, weight)
-    }
-
-    fn add_const_assign(&self, x: &mut i64, constant: i64, delta_log2: u32) {
-        ClearEngine.add_const_assign(x, constant, delta_log2)
-    }
-
-    fn rescale(&self, x: &mut i64, shift: u32) {
-        ClearEngine.rescale(x, shift)
-    }
-
-    fn as_plain<'a>(&self, x: &'a [i64]) -> Option<&'a [i64]> {
-        ClearEngine.as_plain(x)
-    }
-
-    fn wrap_plain(&self, x: Vec<i64>) -> Option<Vec<i64>> {
-        ClearEngine.wrap_plain(x)
-    }
-
-    fn lookup(
+impl PlainLookups for SimulatedLookups {
+    fn read_tables(
         &self,
         lut: &Lut,
         input: &ValueInfo,

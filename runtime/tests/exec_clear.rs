@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use fhec_runtime::circuit::{
     InputSpec, Instruction, IntTensor, Lut, OutputSpec, Quantization, Rounding, ValueInfo, Window,
 };
-use fhec_runtime::clear::{run_clear, run_clear_integers};
+use fhec_runtime::clear::{run_clear, run_clear_integers, PlainEngine, PlainLookups};
 use fhec_runtime::exec::{dequantize_outputs, quantize_inputs};
 use fhec_runtime::{execute, ClearEngine, Engine, Program, RuntimeError};
 use ndarray::{ArrayD, IxDyn};
@@ -118,30 +118,8 @@ struct Recorder {
     calls: Mutex<Vec<(usize, f64, Vec<usize>)>>,
 }
 
-impl Engine for Recorder {
-    type Ct = i64;
-    fn trivial(&self, value: i64, d: u32) -> i64 {
-        ClearEngine.trivial(value, d)
-    }
-    fn add_assign(&self, acc: &mut i64, x: &i64) {
-        ClearEngine.add_assign(acc, x)
-    }
-    fn sub_assign(&self, acc: &mut i64, x: &i64) {
-        ClearEngine.sub_assign(acc, x)
-    }
-    fn mul_add_assign(&self, acc: &mut i64, x: &i64, w: i64) {
-        ClearEngine.mul_add_assign(acc, x, w)
-    }
-    fn mul_assign(&self, x: &mut i64, w: i64) {
-        ClearEngine.mul_assign(x, w)
-    }
-    fn add_const_assign(&self, x: &mut i64, c: i64, d: u32) {
-        ClearEngine.add_const_assign(x, c, d)
-    }
-    fn rescale(&self, x: &mut i64, s: u32) {
-        ClearEngine.rescale(x, s)
-    }
-    fn lookup(
+impl PlainLookups for Recorder {
+    fn read_tables(
         &self,
         lut: &Lut,
         input: &ValueInfo,
@@ -155,6 +133,16 @@ impl Engine for Recorder {
             .unwrap()
             .push((inputs.len(), input.noise_factor, tables.to_vec()));
         ClearEngine.lookup(lut, input, out_delta, inputs, tables)
+    }
+}
+
+/// A clear engine recording its lookup batches.
+fn recorder() -> PlainEngine<Recorder> {
+    PlainEngine {
+        lookups: Recorder {
+            calls: Mutex::new(vec![]),
+        },
+        kernels: true,
     }
 }
 
@@ -297,14 +285,12 @@ fn max_pool_tree_with_padding_and_odd_windows() {
     );
     b.output(o);
     let p = b.build();
-    let rec = Recorder {
-        calls: Mutex::new(vec![]),
-    };
+    let rec = recorder();
     let y = execute(&p, &rec, vec![arr(&[1, 1, 5], vec![3, -7, 5, 7, -2])]).unwrap();
     assert_eq!(y[0], arr(&[1, 1, 3], vec![3, 7, 7]));
     // Level 0 pairs every window once (3 comparisons), level 1 finishes the 3-element window;
     // 4 comparisons = sum of (elements - 1); noise factor 2 (alpha + level).
-    let calls = rec.calls.into_inner().unwrap();
+    let calls = rec.lookups.calls.into_inner().unwrap();
     let summary: Vec<(usize, f64)> = calls.iter().map(|c| (c.0, c.1)).collect();
     assert_eq!(summary, vec![(3, 6.0), (1, 8.0)]);
     assert!(calls.iter().all(|c| c.2.iter().all(|&t| t == 0)));
@@ -327,9 +313,7 @@ fn max_pool_nine_element_window_takes_four_levels() {
     );
     b.output(o);
     let p = b.build();
-    let rec = Recorder {
-        calls: Mutex::new(vec![]),
-    };
+    let rec = recorder();
     let x = vec![
         4, -9, 0, 11, -3, 7, 2, 10, -1, // max 11
         -5, -6, -2, -7, -8, -9, -4, -3, -10, // max -2
@@ -337,6 +321,7 @@ fn max_pool_nine_element_window_takes_four_levels() {
     let y = execute(&p, &rec, vec![arr(&[1, 2, 3, 3], x)]).unwrap();
     assert_eq!(y[0], arr(&[1, 2, 1, 1], vec![11, -2]));
     let sizes: Vec<usize> = rec
+        .lookups
         .calls
         .into_inner()
         .unwrap()
@@ -366,12 +351,10 @@ fn tlu_per_channel_along_axis_1() {
     let o = b.push(Instruction::Tlu { input: i, lut }, &[1, 2, 3], 20);
     b.output(o);
     let p = b.build();
-    let rec = Recorder {
-        calls: Mutex::new(vec![]),
-    };
+    let rec = recorder();
     let y = execute(&p, &rec, vec![arr(&[1, 2, 3], vec![-4, 0, 3, -1, 2, 3])]).unwrap();
     assert_eq!(y[0], arr(&[1, 2, 3], vec![-8, 0, 6, 1, -2, -3]));
-    let calls = rec.calls.into_inner().unwrap();
+    let calls = rec.lookups.calls.into_inner().unwrap();
     assert_eq!(calls.len(), 1, "one lookup batch for the whole tensor");
     assert_eq!(calls[0].2, vec![0, 0, 0, 1, 1, 1]);
 }

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use fhec_ir::{int_interp, Graph, Op, RoundingMode, Tensor};
 use fhec_passes::quantize::QuantOptions;
 use fhec_passes::{run_pipeline, PassContext, PassOptions, RoundingOptions};
-use fhec_runtime::circuit::{Instruction, Lut, OutputSpec, Program, ValueInfo};
-use fhec_runtime::clear::ClearEngine;
+use fhec_runtime::circuit::{Instruction, OutputSpec, Program};
+use fhec_runtime::clear::{ClearEngine, PlainEngine};
 use fhec_runtime::exec::{decoded_outputs, quantize_inputs};
-use fhec_runtime::{execute, Engine, RuntimeError};
+use fhec_runtime::execute;
 use ndarray::{ArrayD, Axis, IxDyn};
 use ndarray_npy::NpzReader;
 
@@ -110,49 +110,15 @@ pub fn run_program(program: &Program, inputs: &[Tensor]) -> (Vec<ArrayD<i64>>, V
     (ints, reals)
 }
 
-/// The clear engine without its plain-integer fast path ([`Engine::as_plain`] stays `None`):
-/// dense layers and convolutions run element by element, as on ciphertexts.
-struct ElementwiseClear;
-
-impl Engine for ElementwiseClear {
-    type Ct = i64;
-    fn trivial(&self, value: i64, delta_log2: u32) -> i64 {
-        ClearEngine.trivial(value, delta_log2)
-    }
-    fn add_assign(&self, acc: &mut i64, x: &i64) {
-        ClearEngine.add_assign(acc, x)
-    }
-    fn sub_assign(&self, acc: &mut i64, x: &i64) {
-        ClearEngine.sub_assign(acc, x)
-    }
-    fn mul_add_assign(&self, acc: &mut i64, x: &i64, weight: i64) {
-        ClearEngine.mul_add_assign(acc, x, weight)
-    }
-    fn mul_assign(&self, x: &mut i64, weight: i64) {
-        ClearEngine.mul_assign(x, weight)
-    }
-    fn add_const_assign(&self, x: &mut i64, constant: i64, delta_log2: u32) {
-        ClearEngine.add_const_assign(x, constant, delta_log2)
-    }
-    fn rescale(&self, x: &mut i64, shift: u32) {
-        ClearEngine.rescale(x, shift)
-    }
-    fn lookup(
-        &self,
-        lut: &Lut,
-        input: &ValueInfo,
-        output_delta_log2: u32,
-        inputs: &[&i64],
-        tables: &[usize],
-    ) -> Result<Vec<i64>, RuntimeError> {
-        ClearEngine.lookup(lut, input, output_delta_log2, inputs, tables)
-    }
-}
-
-/// The program's output integers computed element by element ([`ElementwiseClear`]).
+/// The program's output integers computed element by element (the clear engine without its
+/// exact kernels).
 pub fn elementwise_integers(program: &Program, inputs: &[Tensor]) -> Vec<ArrayD<i64>> {
     let quantized = quantize_inputs(program, inputs).unwrap_or_else(|e| panic!("inputs: {e}"));
-    let outputs = execute(program, &ElementwiseClear, quantized)
+    let elementwise = PlainEngine {
+        lookups: ClearEngine,
+        kernels: false,
+    };
+    let outputs = execute(program, &elementwise, quantized)
         .unwrap_or_else(|e| panic!("element-by-element execution: {e}"));
     decoded_outputs(program, outputs)
 }
