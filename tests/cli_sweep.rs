@@ -994,3 +994,69 @@ fn sweep_over_two_datasets_with_csv_data_writes_both_and_their_plots() {
         assert_eq!(a[key], b[key], "{key}");
     }
 }
+
+/// Configurations that differ only in the failure probability quantise identically, so the
+/// sweep compiles the model and runs it in the clear once for all of them (and calibrates once
+/// per dataset): each row of a two-failure-probability sweep equals, column for column, the
+/// row of a sweep at that failure probability alone.
+#[test]
+fn p_error_variants_share_the_quantisation_and_match_sweeps_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = |name: &str, p_errors: &str| {
+        let out = dir.path().join(name);
+        let args: Vec<String> = [
+            "sweep",
+            &fixture("mlp_torch.onnx"),
+            "--data",
+            &fixture("data/breast_cancer.npz"),
+            "--bits",
+            "4",
+            "--rounding-bits",
+            "5",
+            "--p-error",
+            p_errors,
+            "--modes",
+            "clear,simulate",
+            "--no-plots",
+            "--out",
+            &s(&out),
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        ok(&fhec(&args));
+        read_csv(&out.join(MLP_CSV))
+    };
+    let (header, both) = sweep("both", "0.008,0.05");
+    assert_eq!(both.len(), 2);
+    let (c0, c1) = (
+        col(&header, &both[0], "clear_accuracy"),
+        col(&header, &both[1], "clear_accuracy"),
+    );
+    assert_eq!(c0, c1, "one quantisation, one clear accuracy");
+    assert_ne!(
+        col(&header, &both[0], "p_error_per_pbs"),
+        col(&header, &both[1], "p_error_per_pbs")
+    );
+    let columns = [
+        "clear_accuracy",
+        "simulate_accuracy",
+        "max_accumulator_bits",
+        "pbs_count",
+        "p_error_per_pbs",
+        "lwe_dimension",
+        "polynomial_size",
+        "pbs_level",
+    ];
+    for (i, p) in ["0.008", "0.05"].iter().enumerate() {
+        let (h, alone) = sweep(&format!("alone{i}"), p);
+        assert_eq!(alone.len(), 1);
+        for c in columns {
+            assert_eq!(
+                col(&header, &both[i], c),
+                col(&h, &alone[0], c),
+                "p_error {p}, column {c}"
+            );
+        }
+    }
+}

@@ -37,7 +37,8 @@ use super::fhe::{FheSession, FheTimings};
 use super::progress::Progress;
 use super::quant_args::{
     calibrate, compile_calibrated, parse_bits, parse_rounding_bits, parse_threshold, single_input,
-    Calibrated, Calibration, QuantArgs, RoundingBits, RoundingModeArg, DEFAULT_ROUNDING_BITS,
+    Calibrated, Calibration, Compiled, QuantArgs, RoundingBits, RoundingModeArg,
+    DEFAULT_ROUNDING_BITS,
 };
 use super::{import_model, json_text, print_out, ImportArgs};
 use crate::data::DataKeys;
@@ -567,7 +568,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             &args.model,
             &mut info,
         )?;
-        let mut calibrated: Vec<Calibrated> = Vec::new();
+        let mut shared = SharedWork::default();
         let float_preds = float_predictions(graph, &test.samples)?;
         let n = test.samples.len();
         let float_accuracy = correct(&float_preds, &test.labels) as f64 / n as f64;
@@ -660,7 +661,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
                     },
                     &progress,
                     &mut cached,
-                    &mut calibrated,
+                    &mut shared,
                 )
             }));
             let failure = match outcome {
@@ -811,6 +812,61 @@ struct RunInput<'a> {
     keys_dir: &'a Path,
 }
 
+/// Work that one dataset's configurations share where it is the same: the calibrated graph
+/// per pruning setting, and the quantised model with its clear predictions per set of pass
+/// options (configurations that differ only in failure probability quantise identically).
+#[derive(Default)]
+struct SharedWork {
+    calibrated: Vec<Calibrated>,
+    quantised: Vec<Quantised>,
+}
+
+struct Quantised {
+    options: fhec_passes::PassOptions,
+    compiled: Compiled,
+    /// Clear (quantised) argmax per test sample.
+    clear: Vec<usize>,
+}
+
+impl SharedWork {
+    /// The calibrated graph `quant` continues from, made by `make` the first time.
+    fn calibrated(
+        &mut self,
+        quant: &QuantArgs,
+        make: impl FnOnce() -> Result<Calibrated>,
+    ) -> Result<Calibrated> {
+        if let Some(k) = self.calibrated.iter().find(|k| k.serves(quant)) {
+            return Ok(k.clone());
+        }
+        let k = make()?;
+        self.calibrated.push(k.clone());
+        Ok(k)
+    }
+
+    /// The model quantised with `quant` and its clear predictions, made by `make` the first
+    /// time.
+    fn quantised(
+        &mut self,
+        quant: &QuantArgs,
+        make: impl FnOnce(&mut Self) -> Result<(Compiled, Vec<usize>)>,
+    ) -> Result<&Quantised> {
+        let options = quant.pass_options();
+        let i = match self.quantised.iter().position(|q| q.options == options) {
+            Some(i) => i,
+            None => {
+                let (compiled, clear) = make(self)?;
+                self.quantised.push(Quantised {
+                    options,
+                    compiled,
+                    clear,
+                });
+                self.quantised.len() - 1
+            }
+        };
+        Ok(&self.quantised[i])
+    }
+}
+
 /// Measures one configuration into `row`; on an error, what was measured before it stays.
 fn run_config(
     args: &SweepArgs,
@@ -819,36 +875,32 @@ fn run_config(
     input: &RunInput,
     progress: &Progress,
     cached: &mut Option<CachedSession>,
-    calibrated: &mut Vec<Calibrated>,
+    shared: &mut SharedWork,
 ) -> Result<()> {
     let test = input.test;
     let n = test.samples.len();
     let quant = c.quant(args);
     let crypto = c.crypto(args);
-    let compiled = {
+    let quantised = shared.quantised(&quant, |shared| {
         let _spin = progress.status(&format!("{}: quantising {}", row.dataset, c.label()));
-        // Calibration is shared by every configuration with the same pruning options.
-        let shared = match calibrated.iter().find(|k| k.serves(&quant)) {
-            Some(k) => k.clone(),
-            None => {
-                let k = calibrate(
-                    input.graph,
-                    &quant,
-                    input.calibration.samples.clone(),
-                    &args.model,
-                    DATA_CALIB_HINT,
-                )?;
-                calibrated.push(k.clone());
-                k
-            }
-        };
-        compile_calibrated(shared, &quant, &args.model, DATA_CALIB_HINT)?
-    };
+        let calibrated = shared.calibrated(&quant, || {
+            calibrate(
+                input.graph,
+                &quant,
+                input.calibration.samples.clone(),
+                &args.model,
+                DATA_CALIB_HINT,
+            )
+        })?;
+        let compiled = compile_calibrated(calibrated, &quant, &args.model, DATA_CALIB_HINT)?;
+        let clear = clear_predictions(&compiled, &test.samples)?.predictions;
+        Ok((compiled, clear))
+    })?;
+    let (compiled, clear) = (&quantised.compiled, &quantised.clear);
     // What compiling this configuration alone costs (the shared calibration included).
     row.compile_s = compiled.elapsed.as_secs_f64();
     row.max_accumulator_bits = compiled.max_accumulator_bits();
-    let clear = clear_predictions(&compiled, &test.samples)?.predictions;
-    row.clear_accuracy = Some(correct(&clear, &test.labels) as f64 / n as f64);
+    row.clear_accuracy = Some(correct(clear, &test.labels) as f64 / n as f64);
     if !input.simulate && input.fhe_k == 0 {
         return Ok(());
     }
@@ -856,7 +908,7 @@ fn run_config(
     let t = Instant::now();
     let circuit = {
         let _spin = progress.status(&format!("{}: compiling the circuit", row.dataset));
-        evaluation_circuit(&compiled, &crypto, &args.model)?
+        evaluation_circuit(compiled, &crypto, &args.model)?
     };
     row.compile_s += t.elapsed().as_secs_f64();
     let report = CircuitReport::new(&circuit);
