@@ -234,6 +234,19 @@ mod tests {
         }
     }
 
+    /// A 1x2 kernel over a 1x2 image: one output, the dot product of two pairs.
+    fn two_tap_dot() -> ConvShape<'static> {
+        ConvShape {
+            input: &[1, 1, 1, 2],
+            weight: &[1, 1, 1, 2],
+            output: &[1, 1, 1, 1],
+            strides: &[1, 1],
+            dilations: &[1, 1],
+            pads: &[(0, 0), (0, 0)],
+            group: 1,
+        }
+    }
+
     #[test]
     fn sums_that_may_reach_2_pow_24_run_in_f64() {
         // 2^24 + 1 has no f32: the f32 kernel would return 2^24.
@@ -243,15 +256,7 @@ mod tests {
             matmul_exact(&a.view(), &b.view()).unwrap()[(0, 0)],
             (1 << 24) + 1
         );
-        let shape = ConvShape {
-            input: &[1, 1, 1, 2],
-            weight: &[1, 1, 1, 2],
-            output: &[1, 1, 1, 1],
-            strides: &[1, 1],
-            dilations: &[1, 1],
-            pads: &[(0, 0), (0, 0)],
-            group: 1,
-        };
+        let shape = two_tap_dot();
         let x = [1i64 << 12, 1];
         assert_eq!(
             conv_exact(&shape, &x, &[1 << 12, 1], Some(&[0])),
@@ -270,15 +275,7 @@ mod tests {
             matmul_exact(&a.view(), &b.view()).unwrap()[(0, 0)],
             (1i64 << 27) * ((1 << 26) - 1)
         );
-        let shape = ConvShape {
-            input: &[1, 1, 1, 2],
-            weight: &[1, 1, 1, 2],
-            output: &[1, 1, 1, 1],
-            strides: &[1, 1],
-            dilations: &[1, 1],
-            pads: &[(0, 0), (0, 0)],
-            group: 1,
-        };
+        let shape = two_tap_dot();
         // Each product is below 2^52, their sum reaches 2^53.
         let big = 1i64 << 26;
         assert_eq!(conv_exact(&shape, &[big, big], &[big, big], None), Ok(None));
