@@ -169,6 +169,19 @@ const REQUIRED: [&str; 12] = [
     "measured_latency_s",
 ];
 
+/// The pruning of a row as one label: `none`, `0.01`, `rate 0.5` or `0.01, rate 0.5`
+/// (`prune_rate` is absent from files written before it existed).
+fn prune_setting(threshold: &str, rate: &str) -> String {
+    let threshold = (!matches!(threshold, "" | "none")).then_some(threshold.to_string());
+    let rate = (!matches!(rate, "" | "0")).then(|| format!("rate {rate}"));
+    let parts: Vec<String> = threshold.into_iter().chain(rate).collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 fn read_rows(path: &Path) -> Result<Vec<Row>, PlotError> {
     let file = path.display().to_string();
     let read_err = |source| PlotError::Read {
@@ -260,7 +273,7 @@ fn read_rows(path: &Path) -> Result<Vec<Row>, PlotError> {
             rounding,
             p_error,
             p_error_kind: text("p_error_kind"),
-            prune: text("prune_threshold"),
+            prune: prune_setting(&text("prune_threshold"), &text("prune_rate")),
             ok,
             error: text("error"),
             float_acc: opt_f64("float_accuracy")?,

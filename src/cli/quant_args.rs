@@ -169,7 +169,7 @@ pub(crate) fn parse_threshold(s: &str) -> Result<f32, String> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct PruneRates(pub Vec<f32>);
 
-fn parse_prune_rates(s: &str) -> Result<PruneRates, String> {
+pub fn parse_prune_rates(s: &str) -> Result<PruneRates, String> {
     let rates = s
         .split(':')
         .map(|r| match r.trim().parse::<f32>() {

@@ -12,10 +12,19 @@
 //! after every configuration, so a sweep killed at any moment leaves complete files, and
 //! `--resume` continues without redoing finished rows. Keys are cached per parameter set in
 //! `DIR/keys/<fingerprint>/`, across configurations and restarts.
+//!
+//! Across machines: `--shard I/N` runs a deterministic share of the configurations (see
+//! [`plan::Shard::select`]) into its own DIR, and `--merge DIR... --out DIR` joins the shards
+//! ([`merge`]). Every run writes its plan (`sweep_<NAME>.json`) for that. `--top K` and
+//! `--xlsx` are derived from the final rows ([`outputs`]), by a run and by a merge alike.
+
+mod merge;
+mod outputs;
+mod plan;
+mod table;
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -26,7 +35,7 @@ use fhec_backend::PErrorTarget;
 use fhec_ir::{Graph, Op, TensorFact};
 use fhec_runtime::fhe::{ClientKey, CompressedServerKey};
 use fhec_runtime::Circuit;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::compile::{parse_probability, CircuitReport, CryptoArgs, DEFAULT_P_ERROR};
 use super::eval::{
@@ -36,12 +45,18 @@ use super::eval::{
 use super::fhe::{FheSession, FheTimings};
 use super::progress::Progress;
 use super::quant_args::{
-    calibrate, compile_calibrated, parse_bits, parse_rounding_bits, parse_threshold, single_input,
-    Calibrated, Calibration, Compiled, QuantArgs, RoundingBits, RoundingModeArg,
-    DEFAULT_ROUNDING_BITS,
+    calibrate, compile_calibrated, parse_bits, parse_prune_rates, parse_rounding_bits,
+    parse_threshold, single_input, Calibrated, Calibration, Compiled, PruneRates, QuantArgs,
+    RoundingBits, RoundingModeArg, DEFAULT_ROUNDING_BITS,
 };
 use super::{import_model, json_text, print_out, ImportArgs};
 use crate::data::DataKeys;
+use outputs::{write_derived, DatasetRows, Derived};
+use plan::{parse_shard, ConfigKey, Plan, Shard};
+use table::{
+    columns, read_baseline, read_rows, remove_stale_temporaries, write_table, BaselineRow, Row,
+    BASELINE_COLUMNS,
+};
 
 /// What a sweep measures besides float accuracy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum)]
@@ -58,11 +73,11 @@ pub enum SweepMode {
 #[command(after_long_help = crate::data::layout_note())]
 pub struct SweepArgs {
     /// The ONNX model to sweep.
-    #[arg(value_name = "MODEL.onnx")]
-    pub model: PathBuf,
+    #[arg(value_name = "MODEL.onnx", required_unless_present = "merge")]
+    pub model: Option<PathBuf>,
     /// Labelled data (.npz, .csv, .tsv; MedMNIST .npz read directly); repeat for several
     /// datasets. Each gets its own results file, named after the file stem.
-    #[arg(long = "data", value_name = "D.npz", required = true)]
+    #[arg(long = "data", value_name = "D.npz", required_unless_present = "merge")]
     pub data: Vec<PathBuf>,
     /// The .npz array holding the test features (read verbatim), for every --data.
     #[arg(long, value_name = "KEY")]
@@ -71,7 +86,7 @@ pub struct SweepArgs {
     #[arg(long, value_name = "KEY")]
     pub y_key: Option<String>,
     /// Quantisation widths to sweep (weights, activations and inputs), e.g. 4,5,6,7,8.
-    #[arg(long, value_name = "N,...", value_delimiter = ',', value_parser = parse_bits, required = true)]
+    #[arg(long, value_name = "N,...", value_delimiter = ',', value_parser = parse_bits, required_unless_present = "merge")]
     pub bits: Vec<u32>,
     /// Accumulator rounding to sweep: `none` or the top bits kept before each lookup,
     /// e.g. none,5,6 [default: 7, as `compile`].
@@ -96,6 +111,10 @@ pub struct SweepArgs {
     /// Pruning thresholds to sweep (0 = exact zeros only, written `none`).
     #[arg(long, value_name = "T,...", value_delimiter = ',', value_parser = parse_threshold, default_value = "0")]
     pub prune_threshold: Vec<f32>,
+    /// Neuron pruning rates to sweep (lossy, as `compile --prune-rate`; 0 = none), e.g.
+    /// 0,0.25,0.5,0.75; `R1:R2:...` is one rate per prunable layer.
+    #[arg(long, value_name = "R,...", value_delimiter = ',', value_parser = parse_prune_rates, default_value = "0")]
+    pub prune_rate: Vec<PruneRates>,
     /// What to measure: clear (always), simulate (noise simulation of the circuit), fhe
     /// (encrypted, on the first --fhe-samples samples).
     #[arg(
@@ -142,129 +161,35 @@ pub struct SweepArgs {
     /// Print one JSON summary object on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also write top_<K>.csv: the K best configurations of each dataset (highest simulated
+    /// accuracy, else clear; then lowest predicted latency; then fewest bootstraps).
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    pub top: Option<u64>,
+    /// Also write results_<NAME>.xlsx: one sheet per dataset, the float baseline, the top K.
+    #[arg(long)]
+    pub xlsx: bool,
+    /// Run only shard I of N (0 <= I < N): a deterministic share of the configurations, for
+    /// a sweep spread over machines. Give each shard its own --out (and so its own key
+    /// cache), then join them with --merge.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+    /// Merge the --out directories of a sweep's shards into --out (idempotent: merge again
+    /// as more shards finish). Takes no model, data or configuration options.
+    #[arg(long, value_name = "DIR", num_args = 1.., conflicts_with_all = ["model", "data", "bits", "shard", "resume", "overwrite"])]
+    pub merge: Vec<PathBuf>,
     #[command(flatten)]
     pub import: ImportArgs,
 }
 
-/// The CSV columns, in order (the shared contract with `fhec plot`).
-pub const COLUMNS: [&str; 38] = [
-    "dataset",
-    "model",
-    "format",
-    "size",
-    "method",
-    "bits",
-    "rounding_bits",
-    "rounding_mode",
-    "p_error",
-    "p_error_kind",
-    "prune_threshold",
-    "status",
-    "error",
-    "samples",
-    "float_accuracy",
-    "clear_accuracy",
-    "simulate_accuracy",
-    "fhe_samples",
-    "fhe_accuracy",
-    "fhe_clear_agreement",
-    "max_accumulator_bits",
-    "pbs_count",
-    "tlu_precision_bits",
-    "lwe_dimension",
-    "glwe_dimension",
-    "polynomial_size",
-    "pbs_base_log",
-    "pbs_level",
-    "ks_base_log",
-    "ks_level",
-    "p_error_per_pbs",
-    "global_p_error",
-    "predicted_latency_s",
-    "measured_latency_s",
-    "keygen_s",
-    "server_key_bytes",
-    "compile_s",
-    "fingerprint",
-];
-
-/// The columns as a slice (kept in sync with [`Row`] by a unit test).
-fn columns() -> &'static [&'static str] {
-    &COLUMNS
-}
-
-/// One configuration's results (one CSV / JSON line). Empty (`None`) = not measured.
-#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
-pub struct Row {
-    pub dataset: String,
-    pub model: String,
-    pub format: String,
-    pub size: String,
-    pub method: String,
-    pub bits: u32,
-    pub rounding_bits: String,
-    pub rounding_mode: String,
-    pub p_error: f64,
-    pub p_error_kind: String,
-    pub prune_threshold: String,
-    pub status: String,
-    pub error: String,
-    pub samples: usize,
-    pub float_accuracy: f64,
-    pub clear_accuracy: Option<f64>,
-    pub simulate_accuracy: Option<f64>,
-    pub fhe_samples: usize,
-    pub fhe_accuracy: Option<f64>,
-    pub fhe_clear_agreement: Option<f64>,
-    pub max_accumulator_bits: Option<u32>,
-    pub pbs_count: Option<u64>,
-    pub tlu_precision_bits: Option<u32>,
-    pub lwe_dimension: Option<usize>,
-    pub glwe_dimension: Option<usize>,
-    pub polynomial_size: Option<usize>,
-    pub pbs_base_log: Option<usize>,
-    pub pbs_level: Option<usize>,
-    pub ks_base_log: Option<usize>,
-    pub ks_level: Option<usize>,
-    pub p_error_per_pbs: Option<f64>,
-    pub global_p_error: Option<f64>,
-    pub predicted_latency_s: Option<f64>,
-    pub measured_latency_s: Option<f64>,
-    pub keygen_s: Option<f64>,
-    pub server_key_bytes: Option<u64>,
-    pub compile_s: f64,
-    pub fingerprint: String,
-}
-
-/// Float accuracy per dataset (`results_<FORMAT>_<SIZE>_<METHOD>_clear.csv`).
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct BaselineRow {
-    pub dataset: String,
-    pub model: String,
-    pub format: String,
-    pub size: String,
-    pub method: String,
-    pub samples: usize,
-    pub float_accuracy: f64,
-}
-
-const BASELINE_COLUMNS: [&str; 7] = [
-    "dataset",
-    "model",
-    "format",
-    "size",
-    "method",
-    "samples",
-    "float_accuracy",
-];
-
 /// One point of the sweep.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Config {
     bits: u32,
     rounding: Option<(u32, RoundingModeArg)>,
     target: PErrorTarget,
     prune: f32,
+    /// Empty: no pruning by rate.
+    prune_rate: Vec<f32>,
 }
 
 impl Config {
@@ -291,6 +216,30 @@ impl Config {
         }
     }
 
+    /// The configuration columns of its row.
+    fn key(&self) -> ConfigKey {
+        let (p, kind) = self.p_error();
+        ConfigKey {
+            bits: self.bits,
+            rounding_bits: self.rounding_bits(),
+            rounding_mode: self.rounding_mode(),
+            p_error: p.to_string(),
+            p_error_kind: kind.into(),
+            prune_threshold: self.prune_threshold(),
+            prune_rate: self.prune_rate(),
+        }
+    }
+
+    /// `0` (none), `0.5`, or one rate per layer `0.5:0.25`.
+    fn prune_rate(&self) -> String {
+        if self.prune_rate.is_empty() {
+            "0".into()
+        } else {
+            let rates: Vec<String> = self.prune_rate.iter().map(f32::to_string).collect();
+            rates.join(":")
+        }
+    }
+
     /// `bits=6 rounding=5 p_error=0.008`, for progress lines.
     fn label(&self) -> String {
         let mut s = format!("bits={}", self.bits);
@@ -308,6 +257,9 @@ impl Config {
         if self.prune != 0.0 {
             s.push_str(&format!(" prune={}", self.prune));
         }
+        if !self.prune_rate.is_empty() {
+            s.push_str(&format!(" prune_rate={}", self.prune_rate()));
+        }
         s
     }
 
@@ -320,6 +272,7 @@ impl Config {
             ),
             rounding_mode: self.rounding.map(|(_, m)| m),
             prune_threshold: self.prune,
+            prune_rate: (!self.prune_rate.is_empty()).then(|| PruneRates(self.prune_rate.clone())),
             calib: args.calib.clone(),
             calib_limit: usize::try_from(args.calib_limit).unwrap_or(usize::MAX),
             ..Default::default()
@@ -339,20 +292,11 @@ impl Config {
     }
 }
 
-/// The configuration columns a row is matched on when resuming.
-type RowKey = (String, String, u32, String, String, String, String, String);
+/// The columns a row is matched on when resuming: model, dataset, configuration.
+type RowKey = (String, String, ConfigKey);
 
 fn row_key(r: &Row) -> RowKey {
-    (
-        r.model.clone(),
-        r.dataset.clone(),
-        r.bits,
-        r.rounding_bits.clone(),
-        r.rounding_mode.clone(),
-        r.p_error.to_string(),
-        r.p_error_kind.clone(),
-        r.prune_threshold.clone(),
-    )
+    (r.model.clone(), r.dataset.clone(), ConfigKey::of(r))
 }
 
 /// What the model's input and quantisation say about the results' file names.
@@ -415,6 +359,9 @@ struct CachedSession {
 }
 
 pub fn run(args: &SweepArgs) -> Result<()> {
+    if !args.merge.is_empty() {
+        return run_merge(args);
+    }
     let wall = Instant::now();
     let progress = Progress::stderr();
     let modes: HashSet<SweepMode> = args.modes.iter().copied().collect();
@@ -422,61 +369,20 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     let fhe = modes.contains(&SweepMode::Fhe);
 
     // Hard input errors first: the model, the data files, the output directory.
-    let model = import_model(&args.model, &args.import)?;
+    let model_path = args
+        .model
+        .as_deref()
+        .context("give the MODEL.onnx to sweep (or --merge DIR... to join shards)")?;
+    let model = import_model(model_path, &args.import)?;
     let graph = &model.graph;
-    let (input, fact) = single_input(graph, &args.model)?;
+    let (input, fact) = single_input(graph, model_path)?;
     let kind = model_kind(graph, fact);
-    let model_name = args.model.file_name().map_or_else(
-        || args.model.display().to_string(),
+    let model_name = model_path.file_name().map_or_else(
+        || model_path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let prefix = match &args.name {
-        Some(n) => {
-            if n.is_empty() || n.contains(['/', '\\']) {
-                bail!("--name '{n}' must be a non-empty file name part (no '/')");
-            }
-            n.clone()
-        }
-        None => format!("{}_{}_{}", kind.format, kind.size, kind.method),
-    };
-    let mut datasets = Vec::new();
-    let mut seen = HashSet::new();
-    for d in &args.data {
-        if !d.is_file() {
-            bail!(
-                "cannot read data file '{}': {}",
-                d.display(),
-                if d.exists() {
-                    "it is not a file"
-                } else {
-                    "no such file"
-                }
-            );
-        }
-        let name = d
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .ok_or_else(|| anyhow!("--data '{}' names no file", d.display()))?;
-        if name == "clear" {
-            bail!(
-                "--data '{}': a dataset named 'clear' would collide with the float baseline \
-                 file results_{prefix}_clear.csv; rename the file",
-                d.display()
-            );
-        }
-        if !seen.insert(name.clone()) {
-            bail!(
-                "two --data files are named '{name}'; dataset names (file stems) must differ \
-                 because they name the results files"
-            );
-        }
-        datasets.push(DatasetFiles {
-            csv: args.out.join(format!("results_{prefix}_{name}.csv")),
-            jsonl: args.out.join(format!("results_{prefix}_{name}.jsonl")),
-            name,
-            data: d.clone(),
-        });
-    }
+    let prefix = results_name(args, &kind)?;
+    let datasets = dataset_files(args, &prefix)?;
     if let Some(c) = &args.calib {
         if !c.is_file() {
             bail!(
@@ -485,59 +391,32 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             );
         }
     }
-    let configs = configurations(args);
+    let plan_configs = configurations(args);
+    let configs = match args.shard {
+        Some(shard) => shard.select(plan_configs.clone(), Config::key),
+        None => plan_configs.clone(),
+    };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output directory '{}'", args.out.display()))?;
     let baseline_csv = args.out.join(format!("results_{prefix}_clear.csv"));
     let baseline_jsonl = args.out.join(format!("results_{prefix}_clear.jsonl"));
-
-    // Existing results: refused, resumed or replaced, never silently overwritten.
-    let mut existing: Vec<&Path> = datasets
-        .iter()
-        .flat_map(|d| [d.csv.as_path(), d.jsonl.as_path()])
-        .chain([baseline_csv.as_path(), baseline_jsonl.as_path()])
-        .filter(|p| p.exists())
-        .collect();
-    existing.sort();
-    if !existing.is_empty() && !args.resume && !args.overwrite {
-        bail!(
-            "'{}' already holds results of this sweep ({}); pass --resume to continue it or \
-             --overwrite to start again",
-            args.out.display(),
-            existing
-                .iter()
-                .map(|p| p
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+    let (previous, mut baseline) =
+        existing_results(args, &prefix, &datasets, &baseline_csv, &baseline_jsonl)?;
+    Plan::new(
+        &prefix,
+        &model_name,
+        datasets.iter().map(|d| d.name.clone()).collect(),
+        plan_configs.iter().map(Config::key).collect(),
+        args.shard,
+    )
+    .write(&args.out)?;
+    if let Some(shard) = args.shard {
+        progress.line(&format!(
+            "shard {shard}: {} of the {} configuration(s)",
+            configs.len(),
+            plan_configs.len()
+        ));
     }
-    // Read (and so validate) every existing CSV before any work, --overwrite included.
-    let mut previous: Vec<Vec<Row>> = Vec::new();
-    for d in &datasets {
-        previous.push(if d.csv.exists() {
-            read_rows(&d.csv)?
-        } else {
-            vec![]
-        });
-    }
-    let mut baseline: Vec<BaselineRow> = if baseline_csv.exists() {
-        read_baseline(&baseline_csv)?
-    } else {
-        vec![]
-    };
-    if args.overwrite {
-        for p in &existing {
-            std::fs::remove_file(p)
-                .with_context(|| format!("cannot remove '{}' (--overwrite)", p.display()))?;
-        }
-        previous.iter_mut().for_each(Vec::clear);
-        baseline.clear();
-    }
-    remove_stale_temporaries(&args.out, &prefix);
 
     let keys = DataKeys {
         x_key: args.x_key.clone(),
@@ -548,6 +427,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     let mut done = 0usize;
     let mut summary = Summary::default();
     let mut cached: Option<CachedSession> = None;
+    let mut finished_files = Vec::new();
     for (d, mut rows) in datasets.iter().zip(previous) {
         let test = load_test_set(
             &d.data,
@@ -565,7 +445,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             &d.data,
             &keys,
             graph,
-            &args.model,
+            model_path,
             &mut info,
         )?;
         let mut shared = SharedWork::default();
@@ -653,6 +533,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
                     &mut row,
                     &RunInput {
                         graph,
+                        model: model_path,
                         test: &test,
                         calibration: &calibration,
                         simulate,
@@ -701,35 +582,207 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             }
         }
         summary.files.push(d.csv.display().to_string());
-        if !args.no_plots {
-            match crate::plot::write_plots(&d.csv) {
-                Ok(paths) => summary
-                    .plots
-                    .extend(paths.iter().map(|p| p.display().to_string())),
-                Err(e) => progress.line(&format!(
-                    "warning: no plots for '{}': {}",
-                    d.csv.display(),
-                    one_line(&e)
-                )),
-            }
-        }
         let keys_of_sweep: HashSet<RowKey> = configs
             .iter()
             .map(|c| row_key(&config_row(&template, c)))
             .collect();
         summary.rows.extend(
-            rows.into_iter()
-                .filter(|r| keys_of_sweep.contains(&row_key(r))),
+            rows.iter()
+                .filter(|r| keys_of_sweep.contains(&row_key(r)))
+                .cloned(),
         );
+        finished_files.push(DatasetRows {
+            name: d.name.clone(),
+            csv: d.csv.clone(),
+            rows,
+        });
     }
     drop(overall);
+    let written = write_derived(
+        &args.out,
+        &prefix,
+        &finished_files,
+        &baseline,
+        &Derived {
+            top: args.top.map(|k| usize::try_from(k).unwrap_or(usize::MAX)),
+            xlsx: args.xlsx,
+            plots: !args.no_plots,
+        },
+    )?;
+    for w in &written.plot_warnings {
+        progress.line(&format!("warning: {w}"));
+    }
+    summary.plots = written
+        .plots
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    summary.top = written.top.map(|p| p.display().to_string());
+    summary.xlsx = written.xlsx.map(|p| p.display().to_string());
+    summary.plan = Plan::path(&args.out, &prefix).display().to_string();
     summary.baseline = baseline_csv.display().to_string();
+    summary.shard = args.shard.map(|s| s.to_string());
     summary.wall_s = wall.elapsed().as_secs_f64();
     if args.json {
         print_out(&json_text(&summary)?)
     } else {
         print_out(&summary_text(&summary))
     }
+}
+
+/// `--merge`: joins shard directories, then prints what it did.
+fn run_merge(args: &SweepArgs) -> Result<()> {
+    let summaries = merge::merge(args)?;
+    if args.json {
+        return print_out(&json_text(&summaries)?);
+    }
+    let mut o = String::new();
+    for m in &summaries {
+        let _ = writeln!(
+            o,
+            "{}: merged {} row(s) from {} ({} shard(s) found)",
+            m.name,
+            m.rows,
+            m.inputs.join(", "),
+            m.shards_found.len()
+        );
+        if !m.shards_missing.is_empty() {
+            let missing: Vec<String> = m.shards_missing.iter().map(u32::to_string).collect();
+            let _ = writeln!(o, "  shards not given: {}", missing.join(", "));
+        }
+        if m.configurations_missing > 0 {
+            let _ = writeln!(
+                o,
+                "  {} configuration(s) of the plan have no row yet: merge again when their \
+                 shards finish, or run them with `fhec sweep ... --resume --out {}`",
+                m.configurations_missing,
+                args.out.display()
+            );
+        }
+        for w in &m.warnings {
+            let _ = writeln!(o, "  warning: {w}");
+        }
+        for f in m.files.iter().chain(&m.top).chain(&m.xlsx).chain(&m.plots) {
+            let _ = writeln!(o, "  wrote {f}");
+        }
+    }
+    print_out(&o)
+}
+
+/// `<FORMAT>_<SIZE>_<METHOD>`, or `--name`.
+fn results_name(args: &SweepArgs, kind: &ModelKind) -> Result<String> {
+    Ok(match &args.name {
+        Some(n) => {
+            if n.is_empty() || n.contains(['/', '\\']) {
+                bail!("--name '{n}' must be a non-empty file name part (no '/')");
+            }
+            n.clone()
+        }
+        None => format!("{}_{}_{}", kind.format, kind.size, kind.method),
+    })
+}
+
+/// Each --data file and its results files; refuses missing files and colliding names.
+fn dataset_files(args: &SweepArgs, prefix: &str) -> Result<Vec<DatasetFiles>> {
+    let mut datasets = Vec::new();
+    let mut seen = HashSet::new();
+    for d in &args.data {
+        if !d.is_file() {
+            bail!(
+                "cannot read data file '{}': {}",
+                d.display(),
+                if d.exists() {
+                    "it is not a file"
+                } else {
+                    "no such file"
+                }
+            );
+        }
+        let name = d
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .ok_or_else(|| anyhow!("--data '{}' names no file", d.display()))?;
+        if name == "clear" {
+            bail!(
+                "--data '{}': a dataset named 'clear' would collide with the float baseline \
+                 file results_{prefix}_clear.csv; rename the file",
+                d.display()
+            );
+        }
+        if !seen.insert(name.clone()) {
+            bail!(
+                "two --data files are named '{name}'; dataset names (file stems) must differ \
+                 because they name the results files"
+            );
+        }
+        datasets.push(DatasetFiles {
+            csv: args.out.join(format!("results_{prefix}_{name}.csv")),
+            jsonl: args.out.join(format!("results_{prefix}_{name}.jsonl")),
+            name,
+            data: d.clone(),
+        });
+    }
+    Ok(datasets)
+}
+
+/// The rows already in DIR per dataset, and the float baseline: refused without --resume or
+/// --overwrite, read (and so validated, older schemas migrated) with either, emptied with
+/// --overwrite.
+fn existing_results(
+    args: &SweepArgs,
+    prefix: &str,
+    datasets: &[DatasetFiles],
+    baseline_csv: &Path,
+    baseline_jsonl: &Path,
+) -> Result<(Vec<Vec<Row>>, Vec<BaselineRow>)> {
+    // Existing results: refused, resumed or replaced, never silently overwritten.
+    let mut existing: Vec<&Path> = datasets
+        .iter()
+        .flat_map(|d| [d.csv.as_path(), d.jsonl.as_path()])
+        .chain([baseline_csv, baseline_jsonl])
+        .filter(|p| p.exists())
+        .collect();
+    existing.sort();
+    if !existing.is_empty() && !args.resume && !args.overwrite {
+        bail!(
+            "'{}' already holds results of this sweep ({}); pass --resume to continue it or \
+             --overwrite to start again",
+            args.out.display(),
+            existing
+                .iter()
+                .map(|p| p
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    // Read (and so validate) every existing CSV before any work, --overwrite included.
+    let mut previous: Vec<Vec<Row>> = Vec::new();
+    for d in datasets {
+        previous.push(if d.csv.exists() {
+            read_rows(&d.csv)?
+        } else {
+            vec![]
+        });
+    }
+    let mut baseline: Vec<BaselineRow> = if baseline_csv.exists() {
+        read_baseline(baseline_csv)?
+    } else {
+        vec![]
+    };
+    if args.overwrite {
+        for p in &existing {
+            std::fs::remove_file(p)
+                .with_context(|| format!("cannot remove '{}' (--overwrite)", p.display()))?;
+        }
+        previous.iter_mut().for_each(Vec::clear);
+        baseline.clear();
+    }
+    remove_stale_temporaries(&args.out, prefix);
+    Ok((previous, baseline))
 }
 
 /// Every configuration, bits outermost (the order rows are written in).
@@ -764,21 +817,30 @@ fn configurations(args: &SweepArgs) -> Vec<Config> {
         for &rounding in &roundings {
             for &target in &targets {
                 for &prune in &args.prune_threshold {
-                    let c = Config {
-                        bits,
-                        rounding,
-                        target,
-                        prune,
-                    };
-                    // Repeated values on the command line give one configuration.
-                    let dup = out.iter().any(|o| {
-                        o.bits == c.bits
-                            && o.rounding == c.rounding
-                            && o.p_error() == c.p_error()
-                            && o.prune == c.prune
-                    });
-                    if !dup {
-                        out.push(c);
+                    for rate in &args.prune_rate {
+                        let c = Config {
+                            bits,
+                            rounding,
+                            target,
+                            prune,
+                            // Rate 0 everywhere removes nothing: the same as no pruning.
+                            prune_rate: if rate.0.iter().all(|&r| r == 0.0) {
+                                vec![]
+                            } else {
+                                rate.0.clone()
+                            },
+                        };
+                        // Repeated values on the command line give one configuration.
+                        let dup = out.iter().any(|o| {
+                            o.bits == c.bits
+                                && o.rounding == c.rounding
+                                && o.p_error() == c.p_error()
+                                && o.prune == c.prune
+                                && o.prune_rate == c.prune_rate
+                        });
+                        if !dup {
+                            out.push(c);
+                        }
                     }
                 }
             }
@@ -797,6 +859,7 @@ fn config_row(template: &Row, c: &Config) -> Row {
         p_error: p,
         p_error_kind: kind.into(),
         prune_threshold: c.prune_threshold(),
+        prune_rate: c.prune_rate(),
         ..template.clone()
     }
 }
@@ -804,6 +867,7 @@ fn config_row(template: &Row, c: &Config) -> Row {
 /// What every configuration of one dataset shares.
 struct RunInput<'a> {
     graph: &'a Graph,
+    model: &'a Path,
     test: &'a TestSet,
     calibration: &'a Calibration,
     simulate: bool,
@@ -888,11 +952,11 @@ fn run_config(
                 input.graph,
                 &quant,
                 input.calibration.samples.clone(),
-                &args.model,
+                input.model,
                 DATA_CALIB_HINT,
             )
         })?;
-        let compiled = compile_calibrated(calibrated, &quant, &args.model, DATA_CALIB_HINT)?;
+        let compiled = compile_calibrated(calibrated, &quant, input.model, DATA_CALIB_HINT)?;
         let clear = clear_predictions(&compiled, &test.samples)?.predictions;
         Ok((compiled, clear))
     })?;
@@ -908,7 +972,7 @@ fn run_config(
     let t = Instant::now();
     let circuit = {
         let _spin = progress.status(&format!("{}: compiling the circuit", row.dataset));
-        evaluation_circuit(compiled, &crypto, &args.model)?
+        evaluation_circuit(compiled, &crypto, input.model)?
     };
     row.compile_s += t.elapsed().as_secs_f64();
     let report = CircuitReport::new(&circuit);
@@ -1082,110 +1146,6 @@ fn row_line(i: usize, total: usize, r: &Row, label: &str, secs: f64) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// result files
-
-/// Reads a results CSV written by `fhec sweep`; anything else is an error naming the file.
-fn read_rows(path: &Path) -> Result<Vec<Row>> {
-    read_table(path, columns())
-}
-
-fn read_baseline(path: &Path) -> Result<Vec<BaselineRow>> {
-    read_table(path, &BASELINE_COLUMNS)
-}
-
-fn read_table<T: serde::de::DeserializeOwned>(path: &Path, expected: &[&str]) -> Result<Vec<T>> {
-    let foreign = |why: String| {
-        anyhow!(
-            "'{}' is not a results file of this `fhec sweep` ({why}); move it away or choose \
-             another --out",
-            path.display()
-        )
-    };
-    let mut reader = csv::Reader::from_path(path)
-        .with_context(|| format!("cannot read '{}'", path.display()))?;
-    let header = reader
-        .headers()
-        .map_err(|e| foreign(format!("cannot read its header: {e}")))?
-        .clone();
-    if header.iter().ne(expected.iter().copied()) {
-        return Err(foreign(format!(
-            "its header is '{}', expected '{}'",
-            header.iter().collect::<Vec<_>>().join(","),
-            expected.join(",")
-        )));
-    }
-    let mut rows = Vec::new();
-    for (i, r) in reader.deserialize::<T>().enumerate() {
-        rows.push(r.map_err(|e| foreign(format!("row {}: {e}", i + 1)))?);
-    }
-    Ok(rows)
-}
-
-/// Rewrites `csv` and `jsonl` with `rows`, each through a temporary sibling and a rename:
-/// a kill at any moment leaves the old or the new complete file.
-fn write_table<T: Serialize>(
-    csv_path: &Path,
-    jsonl: &Path,
-    header: &[&str],
-    rows: &[T],
-) -> Result<()> {
-    let mut w = csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(Vec::new());
-    w.write_record(header)?;
-    for r in rows {
-        w.serialize(r)
-            .with_context(|| format!("cannot write '{}'", csv_path.display()))?;
-    }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| anyhow!("cannot write '{}': {e}", csv_path.display()))?;
-    write_atomic(csv_path, &bytes)?;
-    let mut lines = String::new();
-    for r in rows {
-        lines.push_str(&serde_json::to_string(r)?);
-        lines.push('\n');
-    }
-    write_atomic(jsonl, lines.as_bytes())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let ctx = || format!("cannot write '{}'", path.display());
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let prefix = format!(".{name}.");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    // An ordinary new file (0666 less the umask), not tempfile's private 0600.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let mut tmp = builder.tempfile_in(dir).with_context(ctx)?;
-    tmp.write_all(bytes).with_context(ctx)?;
-    tmp.as_file().sync_all().with_context(ctx)?;
-    tmp.persist(path)
-        .map_err(|e| anyhow!(e.error))
-        .with_context(ctx)?;
-    Ok(())
-}
-
-/// Temporary files a killed sweep left behind (`.results_<prefix>_*.tmp`).
-fn remove_stale_temporaries(dir: &Path, prefix: &str) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let start = format!(".results_{prefix}_");
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&start) && name.ends_with(".tmp") {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // summary
 
 #[derive(Serialize, Default)]
@@ -1200,6 +1160,12 @@ struct Summary {
     skipped: usize,
     /// Rows with status=error among those computed.
     errors: usize,
+    /// `--shard I/N`.
+    shard: Option<String>,
+    /// The plan written for `--merge` (`sweep_<NAME>.json`).
+    plan: String,
+    top: Option<String>,
+    xlsx: Option<String>,
     wall_s: f64,
     /// Every row of this sweep's configurations (computed or resumed).
     rows: Vec<Row>,
@@ -1208,8 +1174,8 @@ struct Summary {
 fn summary_text(s: &Summary) -> String {
     let opt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
     let mut table: Vec<Vec<String>> = vec![[
-        "dataset", "bits", "round", "p_error", "prune", "float", "clear", "simulate", "fhe",
-        "agree", "pbs", "acc", "pred s", "meas s", "status",
+        "dataset", "bits", "round", "p_error", "prune", "rate", "float", "clear", "simulate",
+        "fhe", "agree", "pbs", "acc", "pred s", "meas s", "status",
     ]
     .iter()
     .map(|h| h.to_string())
@@ -1248,6 +1214,7 @@ fn summary_text(s: &Summary) -> String {
             round,
             p,
             r.prune_threshold.clone(),
+            r.prune_rate.clone(),
             format!("{:.4}", r.float_accuracy),
             opt(r.clear_accuracy),
             opt(r.simulate_accuracy),
@@ -1297,8 +1264,26 @@ fn summary_text(s: &Summary) -> String {
         let _ = writeln!(o, "results: {f} (+ .jsonl)");
     }
     let _ = writeln!(o, "float baseline: {}", s.baseline);
+    if let Some(t) = &s.top {
+        let _ = writeln!(o, "top configurations: {t}");
+    }
+    if let Some(x) = &s.xlsx {
+        let _ = writeln!(o, "spreadsheet: {x}");
+    }
     for p in &s.plots {
         let _ = writeln!(o, "plot: {p}");
+    }
+    match &s.shard {
+        Some(shard) => {
+            let _ = writeln!(
+                o,
+                "shard {shard}; plan: {} (join the shards with `fhec sweep --merge DIR... --out DIR`)",
+                s.plan
+            );
+        }
+        None => {
+            let _ = writeln!(o, "plan: {}", s.plan);
+        }
     }
     o
 }
@@ -1306,55 +1291,6 @@ fn summary_text(s: &Summary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn columns_match_the_row_struct() {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        w.serialize(Row::default()).unwrap();
-        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
-        let header = text.lines().next().unwrap();
-        assert_eq!(header, columns().join(","));
-        let mut w = csv::Writer::from_writer(Vec::new());
-        w.serialize(BaselineRow {
-            dataset: String::new(),
-            model: String::new(),
-            format: String::new(),
-            size: String::new(),
-            method: String::new(),
-            samples: 0,
-            float_accuracy: 0.0,
-        })
-        .unwrap();
-        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
-        assert_eq!(text.lines().next().unwrap(), BASELINE_COLUMNS.join(","));
-    }
-
-    #[test]
-    fn rows_round_trip_through_csv_with_empty_cells() {
-        let r = Row {
-            dataset: "d".into(),
-            bits: 6,
-            rounding_bits: "5".into(),
-            p_error: 0.008,
-            error: "no parameters, \"quoted\"".into(),
-            clear_accuracy: Some(0.9561403508771931),
-            ..Default::default()
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let (c, j) = (dir.path().join("r.csv"), dir.path().join("r.jsonl"));
-        write_table(&c, &j, columns(), std::slice::from_ref(&r)).unwrap();
-        assert_eq!(read_rows(&c).unwrap(), vec![r.clone()]);
-        let line = std::fs::read_to_string(&j).unwrap();
-        let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
-        assert_eq!(v["simulate_accuracy"], serde_json::Value::Null);
-        assert_eq!(v["p_error"], 0.008);
-        std::fs::write(&c, "a,b\n1,2\n").unwrap();
-        let e = read_rows(&c).unwrap_err().to_string();
-        assert!(
-            e.contains("r.csv") && e.contains("not a results file"),
-            "{e}"
-        );
-    }
 
     #[test]
     fn rounding_choices_parse() {

@@ -1,0 +1,309 @@
+//! The sweep's result files: the row schema (the shared contract with `fhec plot`), reading
+//! (with the migration of files written before a column existed) and atomic writing.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// The CSV columns, in order (the shared contract with `fhec plot`).
+pub const COLUMNS: [&str; 39] = [
+    "dataset",
+    "model",
+    "format",
+    "size",
+    "method",
+    "bits",
+    "rounding_bits",
+    "rounding_mode",
+    "p_error",
+    "p_error_kind",
+    "prune_threshold",
+    "prune_rate",
+    "status",
+    "error",
+    "samples",
+    "float_accuracy",
+    "clear_accuracy",
+    "simulate_accuracy",
+    "fhe_samples",
+    "fhe_accuracy",
+    "fhe_clear_agreement",
+    "max_accumulator_bits",
+    "pbs_count",
+    "tlu_precision_bits",
+    "lwe_dimension",
+    "glwe_dimension",
+    "polynomial_size",
+    "pbs_base_log",
+    "pbs_level",
+    "ks_base_log",
+    "ks_level",
+    "p_error_per_pbs",
+    "global_p_error",
+    "predicted_latency_s",
+    "measured_latency_s",
+    "keygen_s",
+    "server_key_bytes",
+    "compile_s",
+    "fingerprint",
+];
+
+/// The columns as a slice (kept in sync with [`Row`] by a unit test).
+pub fn columns() -> &'static [&'static str] {
+    &COLUMNS
+}
+
+/// One configuration's results (one CSV / JSON line). Empty (`None`) = not measured.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct Row {
+    pub dataset: String,
+    pub model: String,
+    pub format: String,
+    pub size: String,
+    pub method: String,
+    pub bits: u32,
+    pub rounding_bits: String,
+    pub rounding_mode: String,
+    pub p_error: f64,
+    pub p_error_kind: String,
+    pub prune_threshold: String,
+    /// Share of hidden units removed by `--prune-rate` (`0` = none; `R1:R2` per layer).
+    /// Files written before this column read it as `0` (see [`ADDED_COLUMNS`]).
+    #[serde(default = "no_prune_rate")]
+    pub prune_rate: String,
+    pub status: String,
+    pub error: String,
+    pub samples: usize,
+    pub float_accuracy: f64,
+    pub clear_accuracy: Option<f64>,
+    pub simulate_accuracy: Option<f64>,
+    pub fhe_samples: usize,
+    pub fhe_accuracy: Option<f64>,
+    pub fhe_clear_agreement: Option<f64>,
+    pub max_accumulator_bits: Option<u32>,
+    pub pbs_count: Option<u64>,
+    pub tlu_precision_bits: Option<u32>,
+    pub lwe_dimension: Option<usize>,
+    pub glwe_dimension: Option<usize>,
+    pub polynomial_size: Option<usize>,
+    pub pbs_base_log: Option<usize>,
+    pub pbs_level: Option<usize>,
+    pub ks_base_log: Option<usize>,
+    pub ks_level: Option<usize>,
+    pub p_error_per_pbs: Option<f64>,
+    pub global_p_error: Option<f64>,
+    pub predicted_latency_s: Option<f64>,
+    pub measured_latency_s: Option<f64>,
+    pub keygen_s: Option<f64>,
+    pub server_key_bytes: Option<u64>,
+    pub compile_s: f64,
+    pub fingerprint: String,
+}
+
+/// Float accuracy per dataset (`results_<FORMAT>_<SIZE>_<METHOD>_clear.csv`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct BaselineRow {
+    pub dataset: String,
+    pub model: String,
+    pub format: String,
+    pub size: String,
+    pub method: String,
+    pub samples: usize,
+    pub float_accuracy: f64,
+}
+
+pub const BASELINE_COLUMNS: [&str; 7] = [
+    "dataset",
+    "model",
+    "format",
+    "size",
+    "method",
+    "samples",
+    "float_accuracy",
+];
+
+/// Columns added after the first results format: files written before them (fhec sweeps of
+/// 2026-12-06 and earlier lack `prune_rate`) are read with the columns' serde defaults and
+/// rewritten in the current schema on the next write.
+const ADDED_COLUMNS: [&str; 1] = ["prune_rate"];
+
+/// The header of results files written before [`ADDED_COLUMNS`].
+fn legacy_columns() -> Vec<&'static str> {
+    COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| !ADDED_COLUMNS.contains(c))
+        .collect()
+}
+
+fn no_prune_rate() -> String {
+    "0".into()
+}
+
+// ---------------------------------------------------------------------------------------------
+// result files
+
+/// Reads a results CSV written by `fhec sweep` (this version's columns, or an older
+/// version's, migrated); anything else is an error naming the file.
+pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
+    read_table(path, columns(), &[&legacy_columns()])
+}
+
+pub fn read_baseline(path: &Path) -> Result<Vec<BaselineRow>> {
+    read_table(path, &BASELINE_COLUMNS, &[])
+}
+
+/// Rows of `path` whose header is `expected` or one of the `legacy` headers (whose missing
+/// columns `T` fills with its serde defaults).
+fn read_table<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    expected: &[&str],
+    legacy: &[&[&str]],
+) -> Result<Vec<T>> {
+    let foreign = |why: String| {
+        anyhow!(
+            "'{}' is not a results file of this `fhec sweep` ({why}); move it away or choose \
+             another --out",
+            path.display()
+        )
+    };
+    let mut reader = csv::Reader::from_path(path)
+        .with_context(|| format!("cannot read '{}'", path.display()))?;
+    let header = reader
+        .headers()
+        .map_err(|e| foreign(format!("cannot read its header: {e}")))?
+        .clone();
+    let known = |h: &[&str]| header.iter().eq(h.iter().copied());
+    if !known(expected) && !legacy.iter().any(|h| known(h)) {
+        return Err(foreign(format!(
+            "its header is '{}', expected '{}'",
+            header.iter().collect::<Vec<_>>().join(","),
+            expected.join(",")
+        )));
+    }
+    let mut rows = Vec::new();
+    for (i, r) in reader.deserialize::<T>().enumerate() {
+        rows.push(r.map_err(|e| foreign(format!("row {}: {e}", i + 1)))?);
+    }
+    Ok(rows)
+}
+
+/// Rewrites `csv` and `jsonl` with `rows`, each through a temporary sibling and a rename:
+/// a kill at any moment leaves the old or the new complete file.
+pub fn write_table<T: Serialize>(
+    csv_path: &Path,
+    jsonl: &Path,
+    header: &[&str],
+    rows: &[T],
+) -> Result<()> {
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    w.write_record(header)?;
+    for r in rows {
+        w.serialize(r)
+            .with_context(|| format!("cannot write '{}'", csv_path.display()))?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| anyhow!("cannot write '{}': {e}", csv_path.display()))?;
+    write_atomic(csv_path, &bytes)?;
+    let mut lines = String::new();
+    for r in rows {
+        lines.push_str(&serde_json::to_string(r)?);
+        lines.push('\n');
+    }
+    write_atomic(jsonl, lines.as_bytes())
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let ctx = || format!("cannot write '{}'", path.display());
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    // An ordinary new file (0666 less the umask), not tempfile's private 0600.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(dir).with_context(ctx)?;
+    tmp.write_all(bytes).with_context(ctx)?;
+    tmp.as_file().sync_all().with_context(ctx)?;
+    tmp.persist(path)
+        .map_err(|e| anyhow!(e.error))
+        .with_context(ctx)?;
+    Ok(())
+}
+
+/// Temporary files a killed sweep left behind (`.results_<prefix>_*.tmp`).
+pub fn remove_stale_temporaries(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let start = format!(".results_{prefix}_");
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&start) && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_match_the_row_struct() {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.serialize(Row::default()).unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        let header = text.lines().next().unwrap();
+        assert_eq!(header, columns().join(","));
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.serialize(BaselineRow {
+            dataset: String::new(),
+            model: String::new(),
+            format: String::new(),
+            size: String::new(),
+            method: String::new(),
+            samples: 0,
+            float_accuracy: 0.0,
+        })
+        .unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        assert_eq!(text.lines().next().unwrap(), BASELINE_COLUMNS.join(","));
+    }
+
+    #[test]
+    fn rows_round_trip_through_csv_with_empty_cells() {
+        let r = Row {
+            dataset: "d".into(),
+            bits: 6,
+            rounding_bits: "5".into(),
+            p_error: 0.008,
+            error: "no parameters, \"quoted\"".into(),
+            clear_accuracy: Some(0.9561403508771931),
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (c, j) = (dir.path().join("r.csv"), dir.path().join("r.jsonl"));
+        write_table(&c, &j, columns(), std::slice::from_ref(&r)).unwrap();
+        assert_eq!(read_rows(&c).unwrap(), vec![r.clone()]);
+        let line = std::fs::read_to_string(&j).unwrap();
+        let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        assert_eq!(v["simulate_accuracy"], serde_json::Value::Null);
+        assert_eq!(v["p_error"], 0.008);
+        std::fs::write(&c, "a,b\n1,2\n").unwrap();
+        let e = read_rows(&c).unwrap_err().to_string();
+        assert!(
+            e.contains("r.csv") && e.contains("not a results file"),
+            "{e}"
+        );
+    }
+}
