@@ -77,6 +77,8 @@ pub enum Split {
     Train,
     /// `x_test`/`y_test` or MedMNIST `test_images`/`test_labels`.
     Test,
+    /// `x_val`/`y_val` or MedMNIST `val_images`/`val_labels` (what `tune` scores on).
+    Val,
 }
 
 impl Split {
@@ -84,6 +86,7 @@ impl Split {
         match self {
             Split::Train => "train",
             Split::Test => "test",
+            Split::Val => "val",
         }
     }
 }
@@ -590,10 +593,11 @@ fn plan(path: &Path, names: &[String], split: Split, keys: &DataKeys) -> Result<
         let k = k.as_ref()?;
         match split {
             Split::Test => Some(k.clone()),
-            Split::Train if k.contains("test") => Some(k.replace("test", "train")),
-            Split::Train => {
+            other if k.contains("test") => Some(k.replace("test", other.name())),
+            other => {
                 notes.push(format!(
-                    "{flag} '{k}' names the test split; the train split uses the default layout"
+                    "{flag} '{k}' names the test split; the {other} split uses the default \
+                     layout"
                 ));
                 None
             }

@@ -52,6 +52,10 @@ enum Command {
     /// Evaluate a model over datasets x bits x rounding x p_error (x pruning): one CSV and
     /// JSON-lines row per configuration (accuracies, cost, parameters, latency); resumable.
     Sweep(cli::sweep::SweepArgs),
+    /// Find the fastest configuration (bits, rounding, p_error, pruning rate) whose simulated
+    /// accuracy on a validation slice reaches a target; writes its circuit and every
+    /// candidate's record; resumable.
+    Tune(cli::tune::TuneArgs),
     /// Draw accuracy and latency plots of `fhec sweep` result CSVs (PNG and SVG).
     Plot(cli::plot::PlotArgs),
 }
@@ -109,6 +113,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => cli::fhe::run(&args),
         Command::Decrypt(args) => cli::fhe::decrypt(&args),
         Command::Sweep(args) => cli::sweep::run(&args),
+        Command::Tune(args) => cli::tune::run(&args),
         Command::Plot(args) => cli::plot::run(&args),
     }
 }

@@ -677,7 +677,7 @@ fn no_train_split(e: &anyhow::Error) -> bool {
 }
 
 /// Labels must be class indices the model can predict.
-fn check_labels(labels: &[i64], data: &Path) -> Result<()> {
+pub(crate) fn check_labels(labels: &[i64], data: &Path) -> Result<()> {
     if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l < 0) {
         bail!(
             "'{}': label of test sample {i} is {l}; labels must be class indices >= 0",

@@ -17,6 +17,7 @@ pub mod progress;
 pub mod prune_stats;
 pub mod quant_args;
 pub mod sweep;
+pub mod tune;
 
 /// How a model is imported; shared by every command that reads an ONNX model.
 #[derive(Args, Debug, Clone, Default)]

@@ -19,9 +19,9 @@
 //! `--xlsx` are derived from the final rows ([`outputs`]), by a run and by a merge alike.
 
 mod merge;
-mod outputs;
+pub(crate) mod outputs;
 mod plan;
-mod table;
+pub(crate) mod table;
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -880,19 +880,40 @@ struct RunInput<'a> {
 /// per pruning setting, and the quantised model with its clear predictions per set of pass
 /// options (configurations that differ only in failure probability quantise identically).
 #[derive(Default)]
-struct SharedWork {
+pub(crate) struct SharedWork {
     calibrated: Vec<Calibrated>,
     quantised: Vec<Quantised>,
 }
 
-struct Quantised {
+pub(crate) struct Quantised {
     options: fhec_passes::PassOptions,
-    compiled: Compiled,
-    /// Clear (quantised) argmax per test sample.
-    clear: Vec<usize>,
+    pub compiled: Compiled,
+    /// Clear (quantised) argmax per evaluated sample.
+    pub clear: Vec<usize>,
 }
 
 impl SharedWork {
+    /// `graph` quantised with `quant` (calibrated on `calibration`) and its clear argmax on
+    /// `samples`: made once per set of pass options, the calibration once per pruning
+    /// setting.
+    pub(crate) fn quantise(
+        &mut self,
+        graph: &Graph,
+        quant: &QuantArgs,
+        calibration: &[Vec<fhec_ir::Tensor>],
+        model: &Path,
+        samples: &[fhec_ir::Tensor],
+    ) -> Result<&Quantised> {
+        self.quantised(quant, |shared| {
+            let calibrated = shared.calibrated(quant, || {
+                calibrate(graph, quant, calibration.to_vec(), model, DATA_CALIB_HINT)
+            })?;
+            let compiled = compile_calibrated(calibrated, quant, model, DATA_CALIB_HINT)?;
+            let clear = clear_predictions(&compiled, samples)?.predictions;
+            Ok((compiled, clear))
+        })
+    }
+
     /// The calibrated graph `quant` continues from, made by `make` the first time.
     fn calibrated(
         &mut self,
@@ -945,21 +966,16 @@ fn run_config(
     let n = test.samples.len();
     let quant = c.quant(args);
     let crypto = c.crypto(args);
-    let quantised = shared.quantised(&quant, |shared| {
+    let quantised = {
         let _spin = progress.status(&format!("{}: quantising {}", row.dataset, c.label()));
-        let calibrated = shared.calibrated(&quant, || {
-            calibrate(
-                input.graph,
-                &quant,
-                input.calibration.samples.clone(),
-                input.model,
-                DATA_CALIB_HINT,
-            )
-        })?;
-        let compiled = compile_calibrated(calibrated, &quant, input.model, DATA_CALIB_HINT)?;
-        let clear = clear_predictions(&compiled, &test.samples)?.predictions;
-        Ok((compiled, clear))
-    })?;
+        shared.quantise(
+            input.graph,
+            &quant,
+            &input.calibration.samples,
+            input.model,
+            &test.samples,
+        )?
+    };
     let (compiled, clear) = (&quantised.compiled, &quantised.clear);
     // What compiling this configuration alone costs (the shared calibration included).
     row.compile_s = compiled.elapsed.as_secs_f64();
@@ -1105,7 +1121,7 @@ fn load_keys(
 }
 
 /// An error and its causes on one line (for the CSV `error` column).
-fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let text = e
         .chain()
         .map(|c| c.to_string())

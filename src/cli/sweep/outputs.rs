@@ -214,7 +214,7 @@ fn row_index(i: usize) -> u32 {
     u32::try_from(i).unwrap_or(u32::MAX)
 }
 
-fn write_header(
+pub(crate) fn write_header(
     sheet: &mut Worksheet,
     bold: &Format,
     first_col: u16,
@@ -228,7 +228,7 @@ fn write_header(
 }
 
 /// One record's cells, by column name, from its JSON form (numbers stay numbers).
-fn write_record<T: serde::Serialize>(
+pub(crate) fn write_record<T: serde::Serialize>(
     sheet: &mut Worksheet,
     y: u32,
     first_col: u16,
@@ -252,7 +252,7 @@ fn write_record<T: serde::Serialize>(
 }
 
 /// A sheet name Excel accepts (at most 31 characters, none of `[]:*?/\`), unique in `taken`.
-fn sheet_name(wanted: &str, taken: &mut Vec<String>) -> String {
+pub(crate) fn sheet_name(wanted: &str, taken: &mut Vec<String>) -> String {
     let clean: String = wanted
         .chars()
         .map(|c| if "[]:*?/\\".contains(c) { '_' } else { c })

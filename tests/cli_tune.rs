@@ -1,0 +1,249 @@
+//! `fhec tune` end to end on the ECG stand-in (`tests/fixtures/ecg/`, a 75 %-sparse Keras
+//! MLP with a val split; the fixture itself is checked first): the winner is the cheapest candidate meeting the target, its
+//! reported test accuracies equal `fhec eval`'s at that configuration, the circuit it writes
+//! loads, and the search resumes and refuses what it should.
+
+mod common;
+
+use std::path::Path;
+
+use common::{fails, fhec, fixtures, import_fixture, ok, reference, sample};
+use fhec_ir::Op;
+use serde_json::Value;
+
+fn fixture(rel: &str) -> String {
+    fixtures().join(rel).display().to_string()
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+const MODEL: &str = "ecg/mlp_keras_ecg.onnx";
+const DATA: &str = "data/ecg_synthetic.npz";
+
+/// A small grid: 3 bit widths x 2 roundings x 2 rates x 3 failure probabilities.
+fn tune(out: &Path, goal: &[&str], extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "tune",
+        &fixture(MODEL),
+        "--data",
+        &fixture(DATA),
+        "--bits",
+        "3,4,5",
+        "--rounding-bits",
+        "5,6",
+        "--prune-rate",
+        "0,0.25",
+        "--out",
+        &s(out),
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    a.extend(goal.iter().chain(extra).map(|x| x.to_string()));
+    a
+}
+
+fn json(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[test]
+fn the_ecg_fixture_is_the_keras_model_at_75_percent_sparsity() {
+    let model = import_fixture("ecg/mlp_keras_ecg");
+    let (x, y) = reference("mlp_keras_ecg");
+    for i in 0..x.shape()[0] {
+        let got = fhec_ir::interp::run(&model.graph, &[sample(&x, i)]).expect("float run");
+        let diff = got[0]
+            .iter()
+            .zip(sample(&y, i).iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-4, "sample {i}: max |fhec - keras| = {diff}");
+    }
+    // Every weight matrix is 75 % zeros (the fixture script's magnitude pruning).
+    let g = &model.graph;
+    let mut layers = 0;
+    for id in g.node_ids() {
+        if !matches!(g.node(id).op, Op::MatMul) {
+            continue;
+        }
+        let t = g
+            .const_value(g.node_inputs(id)[1])
+            .expect("MatMul with constant weights");
+        let zeros = t.iter().filter(|&&v| v == 0.0).count() as f64 / t.len() as f64;
+        assert!((zeros - 0.75).abs() < 0.01, "{zeros}");
+        layers += 1;
+    }
+    assert_eq!(layers, 3);
+}
+
+#[test]
+fn the_winner_is_the_cheapest_meeting_the_target_and_eval_reproduces_its_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t");
+    let r = json(&ok(&fhec(tune(
+        &out,
+        &["--target-accuracy", "0.92"],
+        &["--json", "--xlsx"],
+    ))));
+    for key in [
+        "accuracy",
+        "float_accuracy",
+        "predicted_latency_s",
+        "bits",
+        "rounding_bits",
+        "p_error",
+        "prune_rate",
+        "circuit",
+        "candidates",
+    ] {
+        assert!(
+            r.get(key).is_some_and(|v| !v.is_null()),
+            "{key} missing: {r}"
+        );
+    }
+    let candidates = r["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 36);
+    let latency = f(&r["predicted_latency_s"]);
+    assert!(f(&r["validation_accuracy"]) >= 0.92);
+    // Nothing cheaper meets the target, and everything cheaper was measured.
+    for c in candidates {
+        if let Some(l) = c["predicted_latency_s"].as_f64() {
+            if l < latency {
+                let status = c["status"].as_str().unwrap();
+                assert!(
+                    matches!(
+                        status,
+                        "clear_below_target" | "half_below_target" | "below_target" | "error"
+                    ),
+                    "a cheaper candidate {c} has status {status}"
+                );
+                if let Some(a) = c["val_simulate_accuracy"].as_f64() {
+                    if c["val_simulated_samples"] == 1000 {
+                        assert!(a < 0.92, "{c}");
+                    }
+                }
+            }
+        }
+    }
+
+    // `fhec eval` at the winner's configuration, calibrated on the same train split.
+    let eval = |mode: &str| -> Value {
+        let p = r["p_error"].to_string();
+        let rate = r["prune_rate"].to_string();
+        let bits = r["bits"].to_string();
+        let mut a = vec![
+            "eval",
+            MODEL,
+            "--data",
+            DATA,
+            "--bits",
+            &bits,
+            "--rounding-bits",
+            r["rounding_bits"].as_str().unwrap(),
+            "--p-error",
+            &p,
+            "--mode",
+            mode,
+            "--json",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        a[1] = fixture(MODEL);
+        a[3] = fixture(DATA);
+        if rate != "0.0" {
+            a.extend(["--prune-rate".to_string(), rate]);
+        }
+        json(&ok(&fhec(a)))
+    };
+    assert_eq!(f(&eval("clear")["accuracy"]), f(&r["clear_accuracy"]));
+    assert_eq!(f(&eval("simulate")["accuracy"]), f(&r["accuracy"]));
+
+    let circuit = fhec_runtime::Circuit::load(Path::new(r["circuit"].as_str().unwrap()))
+        .expect("the winner's circuit loads");
+    assert!(circuit.params.polynomial_size > 0);
+    let book = calamine::open_workbook_auto(out.join("tune.xlsx")).unwrap();
+    use calamine::Reader;
+    assert_eq!(book.sheet_names(), ["candidates", "pareto front"]);
+    // The Pareto front is sorted by latency with rising accuracy.
+    let front = r["pareto_front"].as_array().unwrap();
+    assert!(!front.is_empty());
+    for w in front.windows(2) {
+        assert!(f(&w[0]["predicted_latency_s"]) <= f(&w[1]["predicted_latency_s"]));
+        assert!(f(&w[0]["val_simulate_accuracy"]) < f(&w[1]["val_simulate_accuracy"]));
+    }
+}
+
+#[test]
+fn a_search_resumes_where_it_stopped_and_refuses_another_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t");
+    let goal = ["--max-drop", "2"];
+    let first = json(&ok(&fhec(tune(
+        &out,
+        &goal,
+        &["--json", "--stop-at-winner"],
+    ))));
+    let unevaluated = |r: &Value| {
+        r["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "not_evaluated")
+            .count()
+    };
+    assert!(
+        unevaluated(&first) > 0,
+        "stopping at the winner leaves the dearer ones"
+    );
+    fails(
+        &fhec(tune(&out, &goal, &[])),
+        &["already holds a tune search", "--resume"],
+    );
+    let second = json(&ok(&fhec(tune(&out, &goal, &["--json", "--resume"]))));
+    assert_eq!(unevaluated(&second), 0);
+    // Same winner; every record the first run settled is kept as it was.
+    for k in ["bits", "rounding_bits", "p_error", "prune_rate", "accuracy"] {
+        assert_eq!(first[k], second[k], "{k}");
+    }
+    let settled: Vec<&Value> = first["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] != "not_evaluated")
+        .collect();
+    for c in settled {
+        assert!(second["candidates"].as_array().unwrap().contains(c), "{c}");
+    }
+    fails(
+        &fhec(tune(&out, &["--max-drop", "3"], &["--resume"])),
+        &["another setup", "--overwrite"],
+    );
+    let none = ok(&fhec(tune(
+        &out,
+        &["--target-accuracy", "0.999"],
+        &["--overwrite"],
+    )));
+    assert!(
+        none.contains("no candidate reached the target 0.9990"),
+        "{none}"
+    );
+    fails(
+        &fhec([
+            "tune",
+            &fixture(MODEL),
+            "--data",
+            &fixture(DATA),
+            "--out",
+            &s(&out),
+        ]),
+        &["--target-accuracy", "--max-drop"],
+    );
+}
