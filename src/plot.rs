@@ -169,11 +169,15 @@ const REQUIRED: [&str; 12] = [
     "measured_latency_s",
 ];
 
-/// The pruning of a row as one label: `none`, `0.01`, `rate 0.5` or `0.01, rate 0.5`
-/// (`prune_rate` is absent from files written before it existed).
-fn prune_setting(threshold: &str, rate: &str) -> String {
+/// The pruning of a row as one label: `none`, `0.01`, `rate 0.5 (refit)` or
+/// `0.01, rate 0.5 (refit)` (`prune_rate` and `prune_method` are absent from files written
+/// before they existed).
+fn prune_setting(threshold: &str, rate: &str, method: &str) -> String {
     let threshold = (!matches!(threshold, "" | "none")).then_some(threshold.to_string());
-    let rate = (!matches!(rate, "" | "0")).then(|| format!("rate {rate}"));
+    let rate = (!matches!(rate, "" | "0")).then(|| match method {
+        "" | "none" => format!("rate {rate}"),
+        m => format!("rate {rate} ({m})"),
+    });
     let parts: Vec<String> = threshold.into_iter().chain(rate).collect();
     if parts.is_empty() {
         "none".into()
@@ -273,7 +277,11 @@ fn read_rows(path: &Path) -> Result<Vec<Row>, PlotError> {
             rounding,
             p_error,
             p_error_kind: text("p_error_kind"),
-            prune: prune_setting(&text("prune_threshold"), &text("prune_rate")),
+            prune: prune_setting(
+                &text("prune_threshold"),
+                &text("prune_rate"),
+                &text("prune_method"),
+            ),
             ok,
             error: text("error"),
             float_acc: opt_f64("float_accuracy")?,

@@ -23,7 +23,7 @@ const RESULTS: &str = "results_TABULAR_30_PTQ_breast_cancer.csv";
 const BASELINE: &str = "results_TABULAR_30_PTQ_clear.csv";
 
 /// The configuration columns and what a merge must reproduce exactly.
-const COMPARED: [&str; 14] = [
+const COMPARED: [&str; 15] = [
     "dataset",
     "model",
     "bits",
@@ -33,6 +33,7 @@ const COMPARED: [&str; 14] = [
     "p_error_kind",
     "prune_threshold",
     "prune_rate",
+    "prune_method",
     "status",
     "samples",
     "float_accuracy",
@@ -90,7 +91,7 @@ fn compared(rows: &[HashMap<String, String>]) -> Vec<Vec<String>> {
 }
 
 fn config_of(r: &HashMap<String, String>) -> String {
-    COMPARED[..9]
+    COMPARED[..10]
         .iter()
         .map(|c| r[*c].as_str())
         .collect::<Vec<_>>()
@@ -288,15 +289,17 @@ fn prune_rate_rows_match_eval_and_files_without_the_column_resume() {
         dense["pbs_count"].parse::<u64>().unwrap()
     );
 
-    // A results file as sweeps wrote it before the prune_rate column (rate-0 rows only).
+    // A results file as sweeps wrote it before the prune_rate and prune_method columns
+    // (rate-0 rows only).
     let csv_path = out.join(RESULTS);
     let mut reader = csv::Reader::from_path(&csv_path).unwrap();
     let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
     let rate = header.iter().position(|h| h == "prune_rate").unwrap();
+    let method = header.iter().position(|h| h == "prune_method").unwrap();
     let keep = |r: &csv::StringRecord| -> Vec<String> {
         r.iter()
             .enumerate()
-            .filter(|(i, _)| *i != rate)
+            .filter(|(i, _)| *i != rate && *i != method)
             .map(|(_, c)| c.to_string())
             .collect()
     };
@@ -334,7 +337,7 @@ fn prune_rate_rows_match_eval_and_files_without_the_column_resume() {
 }
 
 /// The results columns that hold text (configuration labels, status, hashes).
-const TEXT_COLUMNS: [&str; 13] = [
+const TEXT_COLUMNS: [&str; 14] = [
     "dataset",
     "model",
     "format",
@@ -345,6 +348,7 @@ const TEXT_COLUMNS: [&str; 13] = [
     "p_error_kind",
     "prune_threshold",
     "prune_rate",
+    "prune_method",
     "status",
     "error",
     "fingerprint",

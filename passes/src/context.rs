@@ -17,6 +17,8 @@ pub struct PassOptions {
     /// prunable layer (one rate for all, or one per layer in topological order; empty: off).
     /// A removed neuron is replaced by its mean output on the calibration data.
     pub prune_rates: Vec<f32>,
+    /// Which neurons pruning by rate removes first.
+    pub prune_method: PruneMethod,
     /// Quantise to an integer graph; `None` keeps the float graph (the integer passes are
     /// then no-ops).
     pub quantization: Option<QuantOptions>,
@@ -24,6 +26,26 @@ pub struct PassOptions {
     pub rounding: Option<RoundingOptions>,
     /// What input range each table covers.
     pub table_ranges: TableRanges,
+}
+
+/// The order in which pruning by rate removes neurons (`--prune-method`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PruneMethod {
+    /// Most zero weights (incoming and outgoing together) first; ties: the smallest L1 norm
+    /// of the incoming weights. Needs nothing but the weights.
+    ZeroWeights,
+    /// Smallest estimated damage first: the variance of the neuron's output on the
+    /// calibration data times the squared norm of the weights that read it, which is the
+    /// mean squared change that replacing it by its mean makes to the next layer (exact for
+    /// one neuron; a ranking for several).
+    Impact,
+    /// One neuron at a time, the one the remaining neurons predict best on the calibration
+    /// data; instead of its mean, its least-squares prediction from the remaining neurons is
+    /// folded into the next layer's weights and bias. Mean replacement is the special case
+    /// of a prediction from nothing. The default: it keeps the most accuracy (README
+    /// "Pruning by rate").
+    #[default]
+    Refit,
 }
 
 /// The input domain tables are built for (`--ranges`).

@@ -40,8 +40,8 @@ pub mod tlu_rewrite;
 mod util;
 
 pub use context::{
-    NarrowedTable, PassContext, PassOptions, PassReport, PipelineReport, PostOp, PrunedLayer,
-    RoundingOptions, TableRanges,
+    NarrowedTable, PassContext, PassOptions, PassReport, PipelineReport, PostOp, PruneMethod,
+    PrunedLayer, RoundingOptions, TableRanges,
 };
 
 use fhec_ir::{Graph, IrError};

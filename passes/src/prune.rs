@@ -29,7 +29,7 @@ use fhec_ir::{Graph, IrError, NodeId, Op, Tensor, TensorFact};
 use ndarray::{Array1, Axis, IxDyn};
 
 use crate::util::{sole_consumer, Linear, LinearKind};
-use crate::{Pass, PassContext, PrunedLayer};
+use crate::{Pass, PassContext, PruneMethod, PrunedLayer};
 
 pub const PASS: Pass = Pass {
     name: "prune",
@@ -268,7 +268,7 @@ fn prune_by_rate(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
     }
     for (k, &id) in layers.iter().enumerate() {
         let rate = rates[if rates.len() == 1 { 0 } else { k }];
-        let Some(pair) = find_pair(g, id) else {
+        let Some(mut pair) = find_pair(g, id) else {
             continue;
         };
         let n = pair.l1.outputs();
@@ -290,22 +290,61 @@ fn prune_by_rate(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
                  calibration data, and there is none"
             )));
         }
-        let means = lane_means(g, &pair, &ctx.calibration_inputs)?;
+        if ctx.options.prune_method == PruneMethod::Refit {
+            let (removed, shift) = refit_order(g, &mut pair, remove, &ctx.calibration_inputs)?;
+            let keep: Vec<usize> = (0..n).filter(|j| !removed.contains(j)).collect();
+            keep_units(g, pair, &keep, &shift)?;
+            ctx.note(format!(
+                "'{name}': {n} -> {} neurons by rate {rate} (the next layer refitted on the \
+                 rest)",
+                keep.len()
+            ));
+            merge_record(
+                &mut ctx.report.pruned,
+                PrunedLayer {
+                    layer: name,
+                    before: n,
+                    after: keep.len(),
+                    constant: 0,
+                    dead: 0,
+                    by_rate: remove,
+                },
+            );
+            continue;
+        }
+        let (means, variances) = lane_stats(g, &pair, &ctx.calibration_inputs)?;
         let per = pair.flatten.map_or(1, |f| f.1);
-        let mut order: Vec<(f64, f32, usize)> = (0..n)
+        let outgoing = |j: usize| -> Vec<f32> {
+            (j * per..(j + 1) * per)
+                .flat_map(|l| pair.l2.w.index_axis(Axis(pair.l2.in_axis()), l).to_owned())
+                .collect()
+        };
+        // (key, tie-break, index), the first `remove` in ascending order go.
+        let mut order: Vec<(f64, f64, usize)> = (0..n)
             .map(|j| {
                 let incoming = pair.l1.w.index_axis(Axis(pair.l1.out_axis()), j);
-                let outgoing: Vec<f32> = (j * per..(j + 1) * per)
-                    .flat_map(|l| pair.l2.w.index_axis(Axis(pair.l2.in_axis()), l).to_owned())
-                    .collect();
-                let zeros = zero_fraction(incoming.iter().chain(&outgoing), t);
-                let l1_norm: f32 = incoming.iter().map(|v| v.abs()).sum();
-                (zeros, l1_norm, j)
+                match ctx.options.prune_method {
+                    PruneMethod::ZeroWeights => {
+                        let zeros = zero_fraction(incoming.iter().chain(&outgoing(j)), t);
+                        let l1_norm: f32 = incoming.iter().map(|v| v.abs()).sum();
+                        (-zeros, f64::from(l1_norm), j)
+                    }
+                    PruneMethod::Impact | PruneMethod::Refit => {
+                        let damage: f64 = (j * per..(j + 1) * per)
+                            .map(|l| {
+                                let w = pair.l2.w.index_axis(Axis(pair.l2.in_axis()), l);
+                                let norm: f64 =
+                                    w.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+                                variances[l] * norm
+                            })
+                            .sum();
+                        (damage, 0.0, j)
+                    }
+                }
             })
             .collect();
-        // Most zeros first, then the smallest incoming L1 norm, then the lowest index.
         order.sort_by(|a, b| {
-            b.0.total_cmp(&a.0)
+            a.0.total_cmp(&b.0)
                 .then(a.1.total_cmp(&b.1))
                 .then(a.2.cmp(&b.2))
         });
@@ -338,12 +377,171 @@ fn prune_by_rate(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
     Ok(())
 }
 
-/// The mean over the calibration data of each input lane of L2 (an element of a Gemm's
-/// input; a whole channel, over its positions, of a Conv's).
-fn lane_means(g: &Graph, pair: &Pair, calibration: &[Vec<Tensor>]) -> Result<Vec<f32>, IrError> {
+/// `PruneMethod::Refit`: removes `remove` neurons of L1 one at a time, each time the one the
+/// others predict best — the smallest `|W2_j|^2 / [C^-1]_jj` with `C` the covariance of the
+/// remaining neurons on the calibration data, which is the squared error its removal adds
+/// to L2 once the rest compensate (the optimal-brain-surgeon saliency of a whole neuron) —
+/// and folds its least-squares prediction from the remaining neurons into L2's weights and
+/// bias. Returns the removed neurons (sorted) and L2's bias shift; `pair.l2.w` is updated.
+fn refit_order(
+    g: &Graph,
+    pair: &mut Pair,
+    remove: usize,
+    calibration: &[Vec<Tensor>],
+) -> Result<(Vec<usize>, Array1<f32>), IrError> {
+    let n = pair.l1.outputs();
+    let per = pair.flatten.map_or(1, |f| f.1);
+    let (mu, cov) = unit_moments(g, pair, calibration)?;
+    let in_axis = pair.l2.in_axis();
+    let norm2 = |w: &Tensor, j: usize| -> f64 {
+        (j * per..(j + 1) * per)
+            .flat_map(|l| w.index_axis(Axis(in_axis), l).to_owned())
+            .map(|v| f64::from(v) * f64::from(v))
+            .sum()
+    };
+    let mut alive: Vec<usize> = (0..n).collect();
+    let mut shift = Array1::<f32>::zeros(pair.l2.outputs());
+    for _ in 0..remove {
+        let sub: Vec<Vec<f64>> = alive
+            .iter()
+            .map(|&a| alive.iter().map(|&b| cov[a][b]).collect())
+            .collect();
+        let inv = ridge_inverse(&sub);
+        let (pos, _) = alive
+            .iter()
+            .enumerate()
+            .map(|(i, &j)| (i, norm2(&pair.l2.w, j) / inv[i][i]))
+            .fold(
+                (0, f64::INFINITY),
+                |best, x| if x.1 < best.1 { x } else { best },
+            );
+        let j = alive[pos];
+        // a_j ~ mu_j + sum_k beta_k (a_k - mu_k) over the other alive neurons.
+        let mut constant = mu[j];
+        for (i, &k) in alive.iter().enumerate() {
+            if k == j {
+                continue;
+            }
+            let beta = -inv[pos][i] / inv[pos][pos];
+            constant -= beta * mu[k];
+            for p in 0..per {
+                let from = pair.l2.w.index_axis(Axis(in_axis), j * per + p).to_owned();
+                let mut to = pair.l2.w.index_axis_mut(Axis(in_axis), k * per + p);
+                to.scaled_add(beta as f32, &from);
+            }
+        }
+        shift += &(contribution(&pair.l2, j * per..(j + 1) * per) * constant as f32);
+        alive.remove(pos);
+    }
+    let removed = (0..n).filter(|j| !alive.contains(j)).collect();
+    Ok((removed, shift))
+}
+
+/// The mean of each L1 neuron as L2 reads it and their covariance, over the calibration
+/// data and (for channels) over positions.
+fn unit_moments(
+    g: &Graph,
+    pair: &Pair,
+    calibration: &[Vec<Tensor>],
+) -> Result<(Vec<f64>, Vec<Vec<f64>>), IrError> {
+    let input = g.node_inputs(pair.l2.id)[0];
+    let n = pair.l1.outputs();
+    let mut sum = vec![0f64; n];
+    let mut products = vec![vec![0f64; n]; n];
+    let mut rows = 0usize;
+    let mut row = vec![0f64; n];
+    for x in calibration {
+        let trace = fhec_ir::interp::run_trace(g, x)
+            .map_err(|e| IrError::Invalid(format!("running the calibration data: {e}")))?;
+        let v = trace[&input].as_slice_memory_order().map_or_else(
+            || trace[&input].iter().copied().collect::<Vec<f32>>(),
+            <[f32]>::to_vec,
+        );
+        // Unit j at position p is element j * positions + p (a flattened [1, n * per] Gemm
+        // input or a [1, n, spatial...] Conv input alike).
+        let positions = v.len() / n;
+        for p in 0..positions {
+            for (j, r) in row.iter_mut().enumerate() {
+                *r = f64::from(v[j * positions + p]);
+            }
+            for a in 0..n {
+                sum[a] += row[a];
+                for b in a..n {
+                    products[a][b] += row[a] * row[b];
+                }
+            }
+            rows += 1;
+        }
+    }
+    let k = rows.max(1) as f64;
+    let mu: Vec<f64> = sum.iter().map(|s| s / k).collect();
+    let mut cov = vec![vec![0f64; n]; n];
+    for a in 0..n {
+        for b in a..n {
+            let c = products[a][b] / k - mu[a] * mu[b];
+            cov[a][b] = c;
+            cov[b][a] = c;
+        }
+    }
+    Ok((mu, cov))
+}
+
+/// `(m + lambda I)^-1` by Gauss-Jordan elimination with partial pivoting, `lambda` a
+/// millionth of the mean diagonal (and never 0): constant neurons make `m` singular.
+fn ridge_inverse(m: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let n = m.len();
+    let trace: f64 = (0..n).map(|i| m[i][i].max(0.0)).sum();
+    let lambda = (trace / n.max(1) as f64) * 1e-6 + 1e-12;
+    let mut a: Vec<Vec<f64>> = m
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut row = r.clone();
+            row[i] += lambda;
+            row.extend((0..n).map(|j| if i == j { 1.0 } else { 0.0 }));
+            row
+        })
+        .collect();
+    for c in 0..n {
+        let pivot = (c..n)
+            .max_by(|&x, &y| a[x][c].abs().total_cmp(&a[y][c].abs()))
+            .unwrap_or(c);
+        a.swap(c, pivot);
+        let d = a[c][c];
+        for v in a[c].iter_mut() {
+            *v /= d;
+        }
+        for r in 0..n {
+            if r != c {
+                let f = a[r][c];
+                if f != 0.0 {
+                    let (src, dst) = if r < c {
+                        let (lo, hi) = a.split_at_mut(c);
+                        (&hi[0], &mut lo[r])
+                    } else {
+                        let (lo, hi) = a.split_at_mut(r);
+                        (&lo[c], &mut hi[0])
+                    };
+                    for (x, y) in dst.iter_mut().zip(src) {
+                        *x -= f * y;
+                    }
+                }
+            }
+        }
+    }
+    a.into_iter().map(|r| r[n..].to_vec()).collect()
+}
+
+/// The mean and the variance over the calibration data of each input lane of L2 (an element
+/// of a Gemm's input; a whole channel, over its positions, of a Conv's).
+fn lane_stats(
+    g: &Graph,
+    pair: &Pair,
+    calibration: &[Vec<Tensor>],
+) -> Result<(Vec<f32>, Vec<f64>), IrError> {
     let input = g.node_inputs(pair.l2.id)[0];
     let lanes = pair.l2.w.shape()[pair.l2.in_axis()];
-    let mut sums = vec![0f64; lanes];
+    let (mut sums, mut squares) = (vec![0f64; lanes], vec![0f64; lanes]);
     let mut count = 0usize;
     for x in calibration {
         let trace = fhec_ir::interp::run_trace(g, x)
@@ -352,11 +550,20 @@ fn lane_means(g: &Graph, pair: &Pair, calibration: &[Vec<Tensor>]) -> Result<Vec
         // [1, lanes] for a Gemm; [1, lanes, spatial...] for a Conv.
         let per_lane = v.len() / lanes;
         for (i, &e) in v.iter().enumerate() {
-            sums[i / per_lane] += e as f64 / per_lane as f64;
+            let e = f64::from(e);
+            sums[i / per_lane] += e / per_lane as f64;
+            squares[i / per_lane] += e * e / per_lane as f64;
         }
         count += 1;
     }
-    Ok(sums.iter().map(|s| (s / count as f64) as f32).collect())
+    let k = count as f64;
+    let means: Vec<f64> = sums.iter().map(|s| s / k).collect();
+    let variances = squares
+        .iter()
+        .zip(&means)
+        .map(|(q, m)| (q / k - m * m).max(0.0))
+        .collect();
+    Ok((means.iter().map(|&m| m as f32).collect(), variances))
 }
 
 /// The value a neuron with zero incoming weights and bias `b` has at every position when it

@@ -123,6 +123,7 @@ fn compile_with(
     let mut ctx = PassContext::new(PassOptions {
         prune_threshold: 0.0,
         prune_rates: vec![],
+        prune_method: Default::default(),
         quantization: Some(QuantOptions::uniform(bits)),
         rounding: rounding.map(|bits| RoundingOptions {
             bits,

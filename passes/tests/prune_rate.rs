@@ -1,10 +1,11 @@
-//! `--prune-rate`: lossy neuron pruning. On a hand-built Gemm -> Relu -> Gemm model the
+//! `--prune-rate --prune-method zeros`: lossy neuron pruning by the zero-weight rule. On a
+//! hand-built Gemm -> Relu -> Gemm model the
 //! removed neurons are the ones with the most zero weights (ties: smallest incoming L1 norm),
 //! and the pruned graph computes exactly the original model with each removed neuron
 //! replaced by its mean on the calibration data, computed here by hand.
 
 use fhec_ir::{interp, GemmAttrs, Graph, Op, Tensor, TensorFact, UnaryOp};
-use fhec_passes::{run_pipeline, PassContext, PassOptions, PrunedLayer};
+use fhec_passes::{run_pipeline, PassContext, PassOptions, PruneMethod, PrunedLayer};
 use ndarray::{arr1, arr2, Array1, Array2, IxDyn};
 
 const GEMM: GemmAttrs = GemmAttrs {
@@ -63,6 +64,7 @@ fn prune(rates: Vec<f32>, calibration: Vec<Vec<Tensor>>) -> Result<(Graph, PassC
     let mut g = model();
     let mut ctx = PassContext::new(PassOptions {
         prune_rates: rates,
+        prune_method: PruneMethod::ZeroWeights,
         ..Default::default()
     });
     ctx.calibration_inputs = calibration;

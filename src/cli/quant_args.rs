@@ -51,6 +51,39 @@ impl RoundingModeArg {
     }
 }
 
+/// `--prune-method`: which neurons pruning by rate removes first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PruneMethodArg {
+    /// Most zero weights first (ties: smallest incoming L1 norm); weights only.
+    Zeros,
+    /// Smallest estimated damage first: output variance on the calibration data times the
+    /// squared norm of the weights reading it.
+    Impact,
+    /// One at a time, the neuron the others predict best; the next layer is refitted
+    /// (least squares on the calibration data) instead of receiving its mean.
+    #[default]
+    Refit,
+}
+
+impl PruneMethodArg {
+    pub fn ranking(self) -> fhec_passes::PruneMethod {
+        match self {
+            PruneMethodArg::Zeros => fhec_passes::PruneMethod::ZeroWeights,
+            PruneMethodArg::Impact => fhec_passes::PruneMethod::Impact,
+            PruneMethodArg::Refit => fhec_passes::PruneMethod::Refit,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PruneMethodArg::Zeros => "zeros",
+            PruneMethodArg::Impact => "impact",
+            PruneMethodArg::Refit => "refit",
+        }
+    }
+}
+
 pub(crate) fn parse_bits(s: &str) -> Result<u32, String> {
     let b: u32 = s
         .trim()
@@ -236,6 +269,15 @@ pub struct QuantArgs {
     /// [default: none].
     #[arg(long, value_name = "R|R1:R2:...", value_parser = parse_prune_rates, requires = "bits", help_heading = "Quantisation")]
     pub prune_rate: Option<PruneRates>,
+    /// Which neurons --prune-rate removes first.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "METHOD",
+        default_value = "refit",
+        help_heading = "Quantisation"
+    )]
+    pub prune_method: PruneMethodArg,
     /// Calibration data (.npz train split, .csv, .npy; see `fhec eval --help`). `eval`
     /// defaults to the train split of --data; elsewhere it is required unless the model is
     /// fully quantisation-aware (QAT).
@@ -287,6 +329,7 @@ impl QuantArgs {
         PassOptions {
             prune_threshold: self.prune_threshold,
             prune_rates: self.prune_rate.clone().map(|r| r.0).unwrap_or_default(),
+            prune_method: self.prune_method.ranking(),
             quantization: self.quant_options(),
             rounding: self.rounding(),
             table_ranges: self.table_ranges(),
@@ -303,6 +346,7 @@ impl QuantArgs {
             || self.calib.is_some()
             || self.prune_threshold != 0.0
             || self.prune_rate.is_some()
+            || self.prune_method != PruneMethodArg::Refit
             || self.calib_limit != 500
     }
 
@@ -322,6 +366,7 @@ impl QuantArgs {
             ranges: self.bits.map(|_| ranges_text(self.table_ranges())),
             prune_threshold: self.prune_threshold,
             prune_rate: self.prune_rate.clone().map(|r| r.0),
+            prune_method: self.prune_rate.as_ref().map(|_| self.prune_method),
             calib_limit: self.calib_limit,
         }
     }
@@ -355,7 +400,11 @@ impl QuantArgs {
         }
         if let Some(r) = &self.prune_rate {
             let rates: Vec<String> = r.0.iter().map(|v| v.to_string()).collect();
-            s.push_str(&format!(", prune rate {}", rates.join(":")));
+            s.push_str(&format!(
+                ", prune rate {} (by {})",
+                rates.join(":"),
+                self.prune_method.name()
+            ));
         }
         if self.prune_threshold != 0.0 {
             s.push_str(&format!(", prune threshold {}", self.prune_threshold));
@@ -381,6 +430,9 @@ pub struct QuantSummary {
     /// `--prune-rate` (absent when not given).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prune_rate: Option<Vec<f32>>,
+    /// `--prune-method` (absent without --prune-rate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune_method: Option<PruneMethodArg>,
     pub calib_limit: usize,
 }
 
@@ -662,6 +714,7 @@ impl Calibrated {
         let (mine, theirs) = (&self.ctx.options, args.pass_options());
         mine.prune_threshold == theirs.prune_threshold
             && mine.prune_rates == theirs.prune_rates
+            && mine.prune_method == theirs.prune_method
             && mine.quantization.is_some() == theirs.quantization.is_some()
     }
 }

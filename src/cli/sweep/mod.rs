@@ -46,8 +46,8 @@ use super::fhe::{FheSession, FheTimings};
 use super::progress::Progress;
 use super::quant_args::{
     calibrate, compile_calibrated, parse_bits, parse_prune_rates, parse_rounding_bits,
-    parse_threshold, single_input, Calibrated, Calibration, Compiled, PruneRates, QuantArgs,
-    RoundingBits, RoundingModeArg, DEFAULT_ROUNDING_BITS,
+    parse_threshold, single_input, Calibrated, Calibration, Compiled, PruneMethodArg, PruneRates,
+    QuantArgs, RoundingBits, RoundingModeArg, DEFAULT_ROUNDING_BITS,
 };
 use super::{import_model, json_text, print_out, ImportArgs};
 use crate::data::DataKeys;
@@ -115,6 +115,9 @@ pub struct SweepArgs {
     /// 0,0.25,0.5,0.75; `R1:R2:...` is one rate per prunable layer.
     #[arg(long, value_name = "R,...", value_delimiter = ',', value_parser = parse_prune_rates, default_value = "0")]
     pub prune_rate: Vec<PruneRates>,
+    /// How pruning by rate chooses and replaces neurons (see `eval --help`).
+    #[arg(long, value_enum, value_name = "METHOD", default_value = "refit")]
+    pub prune_method: PruneMethodArg,
     /// What to measure: clear (always), simulate (noise simulation of the circuit), fhe
     /// (encrypted, on the first --fhe-samples samples).
     #[arg(
@@ -190,6 +193,7 @@ struct Config {
     prune: f32,
     /// Empty: no pruning by rate.
     prune_rate: Vec<f32>,
+    prune_method: PruneMethodArg,
 }
 
 impl Config {
@@ -227,6 +231,16 @@ impl Config {
             p_error_kind: kind.into(),
             prune_threshold: self.prune_threshold(),
             prune_rate: self.prune_rate(),
+            prune_method: self.prune_method(),
+        }
+    }
+
+    /// The method's name, `none` without pruning by rate.
+    fn prune_method(&self) -> String {
+        if self.prune_rate.is_empty() {
+            "none".into()
+        } else {
+            self.prune_method.name().into()
         }
     }
 
@@ -273,6 +287,7 @@ impl Config {
             rounding_mode: self.rounding.map(|(_, m)| m),
             prune_threshold: self.prune,
             prune_rate: (!self.prune_rate.is_empty()).then(|| PruneRates(self.prune_rate.clone())),
+            prune_method: self.prune_method,
             calib: args.calib.clone(),
             calib_limit: usize::try_from(args.calib_limit).unwrap_or(usize::MAX),
             ..Default::default()
@@ -829,6 +844,7 @@ fn configurations(args: &SweepArgs) -> Vec<Config> {
                             } else {
                                 rate.0.clone()
                             },
+                            prune_method: args.prune_method,
                         };
                         // Repeated values on the command line give one configuration.
                         let dup = out.iter().any(|o| {
@@ -860,6 +876,7 @@ fn config_row(template: &Row, c: &Config) -> Row {
         p_error_kind: kind.into(),
         prune_threshold: c.prune_threshold(),
         prune_rate: c.prune_rate(),
+        prune_method: c.prune_method(),
         ..template.clone()
     }
 }

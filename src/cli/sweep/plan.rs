@@ -26,6 +26,7 @@ pub struct ConfigKey {
     pub p_error_kind: String,
     pub prune_threshold: String,
     pub prune_rate: String,
+    pub prune_method: String,
 }
 
 impl ConfigKey {
@@ -38,19 +39,21 @@ impl ConfigKey {
             p_error_kind: r.p_error_kind.clone(),
             prune_threshold: r.prune_threshold.clone(),
             prune_rate: r.prune_rate.clone(),
+            prune_method: r.prune_method.clone(),
         }
     }
 
     /// The configurations a shard shares its quantisation with (differing only in failure
     /// probability) stay on one shard, so it quantises and runs the clear model once for
     /// them.
-    fn quantisation_group(&self) -> (u32, &str, &str, &str, &str) {
+    fn quantisation_group(&self) -> (u32, &str, &str, &str, &str, &str) {
         (
             self.bits,
             &self.rounding_bits,
             &self.rounding_mode,
             &self.prune_threshold,
             &self.prune_rate,
+            &self.prune_method,
         )
     }
 }
@@ -59,14 +62,15 @@ impl std::fmt::Display for ConfigKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "bits={} rounding={}/{} p_error={} ({}) prune_threshold={} prune_rate={}",
+            "bits={} rounding={}/{} p_error={} ({}) prune_threshold={} prune_rate={} ({})",
             self.bits,
             self.rounding_bits,
             self.rounding_mode,
             self.p_error,
             self.p_error_kind,
             self.prune_threshold,
-            self.prune_rate
+            self.prune_rate,
+            self.prune_method
         )
     }
 }
@@ -105,7 +109,7 @@ impl Shard {
     /// cover every configuration exactly once.
     pub fn select<T>(&self, all: Vec<T>, key: impl Fn(&T) -> ConfigKey) -> Vec<T> {
         let keys: Vec<ConfigKey> = all.iter().map(&key).collect();
-        let mut groups: Vec<(u32, &str, &str, &str, &str)> = Vec::new();
+        let mut groups: Vec<(u32, &str, &str, &str, &str, &str)> = Vec::new();
         let owner: Vec<usize> = keys
             .iter()
             .map(|k| {
@@ -260,6 +264,7 @@ mod tests {
             p_error_kind: "per_pbs".into(),
             prune_threshold: "none".into(),
             prune_rate: "0".into(),
+            prune_method: "none".into(),
         }
     }
 

@@ -8,7 +8,7 @@ use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 
 /// The CSV columns, in order (the shared contract with `fhec plot`).
-pub const COLUMNS: [&str; 39] = [
+pub const COLUMNS: [&str; 40] = [
     "dataset",
     "model",
     "format",
@@ -21,6 +21,7 @@ pub const COLUMNS: [&str; 39] = [
     "p_error_kind",
     "prune_threshold",
     "prune_rate",
+    "prune_method",
     "status",
     "error",
     "samples",
@@ -73,6 +74,9 @@ pub struct Row {
     /// Files written before this column read it as `0` (see [`ADDED_COLUMNS`]).
     #[serde(default = "no_prune_rate")]
     pub prune_rate: String,
+    /// How pruning by rate chose and replaced neurons (`none` without it).
+    #[serde(default = "no_prune_method")]
+    pub prune_method: String,
     pub status: String,
     pub error: String,
     pub samples: usize,
@@ -125,9 +129,9 @@ pub const BASELINE_COLUMNS: [&str; 7] = [
 ];
 
 /// Columns added after the first results format: files written before them (fhec sweeps of
-/// 2026-12-06 and earlier lack `prune_rate`) are read with the columns' serde defaults and
+/// 2026-12-06 and earlier lack `prune_rate` and `prune_method`) are read with the columns' serde defaults and
 /// rewritten in the current schema on the next write.
-const ADDED_COLUMNS: [&str; 1] = ["prune_rate"];
+const ADDED_COLUMNS: [&str; 2] = ["prune_rate", "prune_method"];
 
 /// The header of results files written before [`ADDED_COLUMNS`].
 fn legacy_columns() -> Vec<&'static str> {
@@ -140,6 +144,10 @@ fn legacy_columns() -> Vec<&'static str> {
 
 fn no_prune_rate() -> String {
     "0".into()
+}
+
+fn no_prune_method() -> String {
+    "none".into()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -30,8 +30,8 @@ use super::eval::{
 use super::fhe::FheSession;
 use super::progress::Progress;
 use super::quant_args::{
-    model_samples, parse_bits, parse_rounding_bits, single_input, PruneRates, QuantArgs,
-    RoundingBits, RoundingModeArg,
+    model_samples, parse_bits, parse_rounding_bits, single_input, PruneMethodArg, PruneRates,
+    QuantArgs, RoundingBits, RoundingModeArg,
 };
 use super::sweep::outputs::{sheet_name, write_header, write_record};
 use super::sweep::table::{write_atomic, write_table};
@@ -74,6 +74,9 @@ pub struct TuneArgs {
     /// Pruning rates tried (lossy, as `eval --prune-rate`; one rate for every layer).
     #[arg(long, value_name = "R,...", value_delimiter = ',', value_parser = parse_rate, default_value = "0,0.25,0.5,0.75")]
     pub prune_rate: Vec<f32>,
+    /// How pruning by rate chooses and replaces neurons (see `eval --help`).
+    #[arg(long, value_enum, value_name = "METHOD", default_value = "refit")]
+    pub prune_method: PruneMethodArg,
     /// Share of the train split held out for validation when the file has no val split.
     #[arg(long, value_name = "F", default_value = "0.2", value_parser = parse_fraction)]
     pub val_fraction: f64,
@@ -154,6 +157,7 @@ struct Setup {
     calibration_samples: usize,
     target: f64,
     seed: u64,
+    prune_method: PruneMethodArg,
 }
 
 impl Setup {
@@ -184,6 +188,13 @@ impl Setup {
         }
         if self.seed != now.seed {
             return text("the seed", &self.seed, &now.seed);
+        }
+        if self.prune_method != now.prune_method {
+            return text(
+                "the pruning method",
+                &self.prune_method.name(),
+                &now.prune_method.name(),
+            );
         }
         None
     }
@@ -236,6 +247,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         calibration_samples: splits.calibration.len(),
         target,
         seed: args.seed,
+        prune_method: args.prune_method,
     };
     let previous = prepare_out(args, &setup)?;
     write_atomic(
@@ -251,6 +263,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         validation,
         threads: args.threads,
         seed: args.seed,
+        prune_method: args.prune_method,
         shared: SharedWork::default(),
         circuit: None,
     };
@@ -342,6 +355,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         prune_rate: outcome
             .winner
             .map(|i| outcome.records[i].candidate.prune_rate),
+        prune_method: args.prune_method.name(),
         circuit: winner.as_ref().map(|w| w.circuit.display().to_string()),
         fhe_samples: winner.as_ref().and_then(|w| w.fhe.map(|f| f.0)),
         fhe_accuracy: winner.as_ref().and_then(|w| w.fhe.map(|f| f.1)),
@@ -549,11 +563,12 @@ struct Measure<'a> {
     validation: &'a Labelled,
     threads: Option<u32>,
     seed: u64,
+    prune_method: PruneMethodArg,
     shared: SharedWork,
     circuit: Option<(Candidate, Circuit)>,
 }
 
-fn quant_args(c: &Candidate, calib_limit: usize) -> QuantArgs {
+fn quant_args(c: &Candidate, prune_method: PruneMethodArg, calib_limit: usize) -> QuantArgs {
     QuantArgs {
         bits: Some(c.bits),
         rounding_bits: Some(
@@ -562,6 +577,7 @@ fn quant_args(c: &Candidate, calib_limit: usize) -> QuantArgs {
         ),
         rounding_mode: c.rounding_bits.map(|_| RoundingModeArg::Approximate),
         prune_rate: (c.prune_rate > 0.0).then(|| PruneRates(vec![c.prune_rate])),
+        prune_method,
         calib_limit,
         ..Default::default()
     }
@@ -577,7 +593,7 @@ fn crypto_args(c: &Candidate, threads: Option<u32>) -> CryptoArgs {
 
 impl Measure<'_> {
     fn quantised(&mut self, c: &Candidate) -> Result<&super::sweep::Quantised> {
-        let quant = quant_args(c, self.calibration.len());
+        let quant = quant_args(c, self.prune_method, self.calibration.len());
         self.shared.quantise(
             self.graph,
             &quant,
@@ -645,7 +661,7 @@ fn confirm_winner(
     progress: &Progress,
 ) -> Result<Confirmed> {
     let c = &winner.candidate;
-    let quant = quant_args(c, splits.calibration.len());
+    let quant = quant_args(c, args.prune_method, splits.calibration.len());
     let crypto = crypto_args(c, args.threads);
     let (compiled, circuit, _) = {
         let _spin = progress.status(&format!("compiling the winner ({})", c.label()));
@@ -801,6 +817,8 @@ struct TuneReport {
     rounding_bits: Option<String>,
     p_error: Option<f64>,
     prune_rate: Option<f32>,
+    /// How pruning by rate chose and replaced neurons (`--prune-method`).
+    prune_method: &'static str,
     circuit: Option<String>,
     fhe_samples: Option<usize>,
     fhe_accuracy: Option<f64>,
