@@ -56,6 +56,9 @@ enum Command {
     /// accuracy on a validation slice reaches a target; writes its circuit and every
     /// candidate's record; resumable.
     Tune(cli::tune::TuneArgs),
+    /// Prune a float model by rate (as --prune-rate does before quantisation) and write it
+    /// back as ONNX, to fine-tune it in its framework.
+    Prune(cli::prune::PruneArgs),
     /// Draw accuracy and latency plots of `fhec sweep` result CSVs (PNG and SVG).
     Plot(cli::plot::PlotArgs),
 }
@@ -114,6 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Decrypt(args) => cli::fhe::decrypt(&args),
         Command::Sweep(args) => cli::sweep::run(&args),
         Command::Tune(args) => cli::tune::run(&args),
+        Command::Prune(args) => cli::prune::run(&args),
         Command::Plot(args) => cli::plot::run(&args),
     }
 }

@@ -1,5 +1,6 @@
 //! ONNX frontend: decodes a `ModelProto` (tract-onnx's prost types) and lifts it into the fhec
-//! graph IR with static shapes (batch fixed to 1).
+//! graph IR with static shapes (batch fixed to 1); [`export`] writes a float IR graph back
+//! (the ONNX boundary both ways).
 //!
 //! Each ONNX op goes through one importer in the importer table (`ops.rs`), which resolves
 //! attributes and opset differences into the IR's single form. Values known at import time
@@ -8,6 +9,7 @@
 //! flatten become a plain `Reshape`.
 
 mod error;
+pub mod export;
 mod import;
 mod ops;
 pub use ops::supported_ops;

@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod plot;
 pub mod predict;
 pub mod progress;
+pub mod prune;
 pub mod prune_stats;
 pub mod quant_args;
 pub mod sweep;

@@ -1,0 +1,177 @@
+//! `fhec prune MODEL --prune-rate R --calib D -o pruned.onnx`: the float model pruned as
+//! `--prune-rate` prunes it before quantisation (exact pruning, then by rate), written back as
+//! ONNX so it can be fine-tuned in its framework and compiled again.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use fhec_passes::{PassContext, PassOptions};
+use serde::Serialize;
+
+use super::compile::check_not_an_input;
+use super::eval::{correct, float_predictions, load_test_set};
+use super::quant_args::{
+    load_calibration, parse_prune_rates, parse_threshold, single_input, PruneMethodArg, PruneRates,
+};
+use super::sweep::table::write_atomic;
+use super::{import_model, json_text, print_out, ImportArgs};
+use crate::data::DataKeys;
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// The float ONNX model to prune.
+    #[arg(value_name = "MODEL.onnx")]
+    pub model: PathBuf,
+    /// Where to write the pruned model (ONNX, opset 20, any batch size).
+    #[arg(short = 'o', long = "output", value_name = "OUT.onnx")]
+    pub output: PathBuf,
+    /// Remove the fraction R (0 <= R < 1) of the neurons of every prunable layer, or
+    /// `R1:R2:...` one rate per layer (see `eval --help`).
+    #[arg(long, value_name = "R|R1:R2:...", value_parser = parse_prune_rates)]
+    pub prune_rate: PruneRates,
+    /// How neurons are chosen and replaced.
+    #[arg(long, value_enum, value_name = "METHOD", default_value = "refit")]
+    pub prune_method: PruneMethodArg,
+    /// A weight counts as zero when |w| <= T.
+    #[arg(long, value_name = "T", value_parser = parse_threshold, default_value = "0")]
+    pub prune_threshold: f32,
+    /// Calibration data (the means and fits are taken on it): .npz train split, .csv, .npy.
+    #[arg(long, value_name = "FILE")]
+    pub calib: PathBuf,
+    /// Use at most K calibration samples (the first K).
+    #[arg(long, value_name = "K", default_value = "500", value_parser = clap::value_parser!(u64).range(1..))]
+    pub calib_limit: u64,
+    /// Labelled data: report the float accuracy before and after pruning on its test split.
+    #[arg(long, value_name = "D.npz")]
+    pub data: Option<PathBuf>,
+    /// Print one JSON object instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub import: ImportArgs,
+}
+
+#[derive(Serialize)]
+struct PruneReport {
+    model: String,
+    output: String,
+    prune_rate: Vec<f32>,
+    prune_method: &'static str,
+    layers: Vec<LayerReport>,
+    /// Float accuracy on `--data`'s test split before and after.
+    accuracy_before: Option<f64>,
+    accuracy_after: Option<f64>,
+    bytes: u64,
+}
+
+#[derive(Serialize)]
+struct LayerReport {
+    layer: String,
+    before: usize,
+    after: usize,
+    by_rate: usize,
+    constant: usize,
+    dead: usize,
+}
+
+pub fn run(args: &PruneArgs) -> Result<()> {
+    check_not_an_input(&args.output, &[&args.model, &args.calib])?;
+    let model = import_model(&args.model, &args.import)?;
+    let graph = &model.graph;
+    let limit = usize::try_from(args.calib_limit).unwrap_or(usize::MAX);
+    let calibration = load_calibration(
+        &args.calib,
+        &DataKeys::default(),
+        graph,
+        &args.model,
+        limit,
+        true,
+        &mut |line| eprintln!("{line}"),
+    )?;
+    let mut pruned = graph.clone();
+    let mut ctx = PassContext::new(PassOptions {
+        prune_threshold: args.prune_threshold,
+        prune_rates: args.prune_rate.0.clone(),
+        prune_method: args.prune_method.ranking(),
+        ..Default::default()
+    });
+    ctx.calibration_inputs = calibration.samples;
+    let (first, _) = fhec_passes::pipeline_split();
+    fhec_passes::run_passes(&mut pruned, &mut ctx, first)
+        .map_err(|e| anyhow!("{e:#}"))
+        .with_context(|| format!("cannot prune '{}'", args.model.display()))?;
+    if ctx.report.pruned.is_empty() {
+        bail!(
+            "'{}' has no prunable layer (a Gemm or Conv feeding another through per-channel \
+             ops): nothing to write",
+            args.model.display()
+        );
+    }
+    let onnx = fhec_frontend::export::export(&pruned, &model.output_names, "fhec prune")
+        .with_context(|| format!("cannot write '{}' as ONNX", args.model.display()))?;
+    let bytes = prost::Message::encode_to_vec(&onnx);
+    write_atomic(&args.output, &bytes)?;
+
+    let (accuracy_before, accuracy_after) = match &args.data {
+        None => (None, None),
+        Some(d) => {
+            let (input, fact) = single_input(graph, &args.model)?;
+            let test = load_test_set(d, &DataKeys::default(), None, input, fact)?;
+            let n = test.labels.len() as f64;
+            let acc = |g| -> Result<f64> {
+                Ok(correct(&float_predictions(g, &test.samples)?, &test.labels) as f64 / n)
+            };
+            (Some(acc(graph)?), Some(acc(&pruned)?))
+        }
+    };
+    let report = PruneReport {
+        model: args.model.display().to_string(),
+        output: args.output.display().to_string(),
+        prune_rate: args.prune_rate.0.clone(),
+        prune_method: args.prune_method.name(),
+        layers: ctx
+            .report
+            .pruned
+            .iter()
+            .map(|p| LayerReport {
+                layer: p.layer.clone(),
+                before: p.before,
+                after: p.after,
+                by_rate: p.by_rate,
+                constant: p.constant,
+                dead: p.dead,
+            })
+            .collect(),
+        accuracy_before,
+        accuracy_after,
+        bytes: bytes.len() as u64,
+    };
+    if args.json {
+        return print_out(&json_text(&report)?);
+    }
+    let mut text = format!(
+        "wrote '{}' ({:.1} KiB): pruned by rate {} ({})\n",
+        report.output,
+        report.bytes as f64 / 1024.0,
+        report
+            .prune_rate
+            .iter()
+            .map(f32::to_string)
+            .collect::<Vec<_>>()
+            .join(":"),
+        report.prune_method
+    );
+    for l in &report.layers {
+        text.push_str(&format!(
+            "  {}: {} -> {} neurons ({} by rate, {} constant, {} dead)\n",
+            l.layer, l.before, l.after, l.by_rate, l.constant, l.dead
+        ));
+    }
+    if let (Some(a), Some(b)) = (accuracy_before, accuracy_after) {
+        text.push_str(&format!(
+            "float accuracy on the test split: {a:.4} before, {b:.4} after\n"
+        ));
+    }
+    print_out(&text)
+}
