@@ -247,3 +247,104 @@ fn a_search_resumes_where_it_stopped_and_refuses_another_setup() {
         &["--target-accuracy", "--max-drop"],
     );
 }
+
+#[test]
+fn rounding_bits_auto_picks_the_width_tune_would_at_that_failure_probability() {
+    let data = fixture(DATA);
+    let r = json(&ok(&fhec([
+        "eval",
+        &fixture(MODEL),
+        "--data",
+        &data,
+        "--bits",
+        "4",
+        "--rounding-bits",
+        "auto:2",
+        "--p-error",
+        "0.01",
+        "--mode",
+        "clear",
+        "--json",
+    ])));
+    let chosen = r["quantization"]["rounding_bits"]
+        .as_u64()
+        .expect("a width");
+    // The same search by `tune` over every width at 4 bits, unpruned: at p_error 0.01 the
+    // chosen width meets the target and every cheaper width was rejected.
+    let dir = tempfile::tempdir().unwrap();
+    let t = json(&ok(&fhec([
+        "tune",
+        &fixture(MODEL),
+        "--data",
+        &data,
+        "--bits",
+        "4",
+        "--rounding-bits",
+        "2,3,4,5,6,7,8,none",
+        "--prune-rate",
+        "0",
+        "--max-drop",
+        "2",
+        "--json",
+        "--out",
+        &s(&dir.path().join("t")),
+    ])));
+    let at_p: Vec<&Value> = t["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["p_error"] == 0.01)
+        .collect();
+    let mine = at_p
+        .iter()
+        .find(|c| c["rounding_bits"].as_str().and_then(|r| r.parse().ok()) == Some(chosen))
+        .expect("the chosen width among tune's candidates");
+    assert_eq!(mine["status"], "meets_target", "{mine}");
+    for c in &at_p {
+        // Widths that do not compile (no parameters) have no latency.
+        let Some(l) = c["predicted_latency_s"].as_f64() else {
+            assert_eq!(c["status"], "error", "{c}");
+            continue;
+        };
+        if l < f(&mine["predicted_latency_s"]) {
+            assert_ne!(
+                c["status"], "meets_target",
+                "{c} is cheaper and meets the target"
+            );
+        }
+    }
+    // Without labelled data to choose on, or where nothing chooses, it is refused.
+    fails(
+        &fhec([
+            "compile",
+            &fixture(MODEL),
+            "--bits",
+            "4",
+            "--rounding-bits",
+            "auto",
+            "-o",
+            &s(&dir.path().join("m.fhec")),
+        ]),
+        &["--rounding-bits auto needs labelled data", "--calib"],
+    );
+    fails(
+        &fhec([
+            "predict",
+            &fixture("mlp_torch.onnx"),
+            "--bits",
+            "4",
+            "--rounding-bits",
+            "auto",
+            "--calib",
+            &fixture("data/breast_cancer.npz"),
+            "--input",
+            &fixture("data/breast_cancer_sample.npy"),
+            "--mode",
+            "clear",
+            "-o",
+            &s(&dir.path().join("p.npy")),
+        ]),
+        &["--rounding-bits auto is chosen on labelled data by `fhec eval` and `fhec compile`"],
+    );
+    assert!(!dir.path().join("m.fhec").exists());
+}

@@ -422,11 +422,27 @@ pub fn run(args: &CompileArgs) -> Result<()> {
     check_not_an_input(&args.output, &inputs)?;
     let model = import_model(&args.model, &args.import)?;
     let imported = start.elapsed();
-    let calibration = calibration_for(&model.graph, &args.quant, &args.model)?;
+    // `--rounding-bits auto`: chosen on a validation slice of the (labelled) --calib file.
+    let quant = &match (&args.quant.rounding_bits, &args.quant.calib) {
+        (Some(crate::cli::quant_args::RoundingBits::Auto { .. }), None) => bail!(
+            "--rounding-bits auto needs labelled data to choose on: pass --calib D.npz (with \
+             labels; its val split, or a part of its train split, scores the widths)"
+        ),
+        (_, Some(calib)) => crate::cli::tune::resolve_auto_rounding(
+            &model.graph,
+            &args.model,
+            &args.quant,
+            &args.crypto,
+            calib,
+            &DataKeys::default(),
+        )?,
+        (_, None) => args.quant.clone(),
+    };
+    let calibration = calibration_for(&model.graph, quant, &args.model)?;
     let loaded = start.elapsed();
     let (compiled, circuit, timings) = compile_circuit(
         &model.graph,
-        &args.quant,
+        quant,
         &args.crypto,
         calibration,
         &args.model,
@@ -456,12 +472,12 @@ pub fn run(args: &CompileArgs) -> Result<()> {
         .map(|m| m.len())
         .unwrap_or(0);
     let report = CircuitReport::new(&circuit);
-    let ranges = TableRangesJson::new(&args.quant, &compiled);
+    let ranges = TableRangesJson::new(quant, &compiled);
     if args.json {
         print_out(&json_text(&CompileJson {
             model: args.model.display().to_string(),
             output: args.output.display().to_string(),
-            quantization: args.quant.summary(),
+            quantization: quant.summary(),
             target: args.crypto.describe(),
             circuit: report,
             table_ranges: ranges,
@@ -480,7 +496,7 @@ pub fn run(args: &CompileArgs) -> Result<()> {
             bytes as f64 / 1024.0,
             start.elapsed().as_secs_f64(),
             args.model.display(),
-            args.quant.describe(),
+            quant.describe(),
             ranges.text(),
             args.crypto.describe(),
             report.text()

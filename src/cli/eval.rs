@@ -470,10 +470,20 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         info(format!("note: {n}"));
     }
 
+    // `--rounding-bits auto`: chosen on a validation slice of --data before anything else.
+    let quant = &crate::cli::tune::resolve_auto_rounding(
+        float_graph,
+        &args.model,
+        &args.quant,
+        &args.crypto,
+        &args.data,
+        &keys,
+    )?;
+
     // Calibration: --calib, else the train split of --data.
-    let calibration = if args.quant.bits.is_some() {
+    let calibration = if quant.bits.is_some() {
         data_calibration(
-            &args.quant,
+            quant,
             &args.data,
             &keys,
             float_graph,
@@ -487,7 +497,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let calib_n = calibration.samples.len();
 
     // Compile.
-    let compiled = if args.quant.bits.is_some() {
+    let compiled = if quant.bits.is_some() {
         let used = if calibration.available > calib_n {
             format!(
                 "the first {calib_n} of {} samples (--calib-limit)",
@@ -498,13 +508,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         };
         info(format!(
             "compiling: {}; calibrating on {used}",
-            args.quant.describe()
+            quant.describe()
         ));
         let calib_source = calibration.source.clone();
         Some((
             super::quant_args::compile(
                 float_graph,
-                &args.quant,
+                quant,
                 calibration.samples,
                 &args.model,
                 DATA_CALIB_HINT,
@@ -611,8 +621,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         model: args.model.display().to_string(),
         data: source,
         mode: mode.name(),
-        bits: args.quant.bits,
-        quantization: args.quant.summary(),
+        bits: quant.bits,
+        quantization: quant.summary(),
         samples: n,
         accuracy: frac(correct),
         float_accuracy: frac(float_correct),
@@ -635,10 +645,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         layers: comp.map_or(vec![], |c| layers_json(&c.report.bit_widths)),
         pruned: comp.map_or(vec![], |c| pruned_json(&c.report)),
         postprocessing: comp.map_or(vec![], |c| postprocessing_json(&c.report)),
-        rounding: match (comp, args.quant.effective_rounding_bits()) {
+        rounding: match (comp, quant.effective_rounding_bits()) {
             (Some(c), Some(bits)) => Some(RoundingJson {
                 bits,
-                mode: args.quant.rounding_mode().name(),
+                mode: quant.rounding_mode().name(),
                 tables_rounded: c.rounded_tables(),
             }),
             _ => None,
@@ -662,7 +672,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if args.json {
         print_out(&json_text(&report)?)
     } else {
-        print_out(&render_text(&report, comp, &args.quant))
+        print_out(&render_text(&report, comp, quant))
     }
 }
 

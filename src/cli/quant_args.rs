@@ -97,22 +97,52 @@ pub(crate) fn parse_bits(s: &str) -> Result<u32, String> {
     Ok(b)
 }
 
-/// `--rounding-bits`: a width, or `none` to read whole accumulators.
+/// `--rounding-bits`: a width, `none` to read whole accumulators, or `auto[:TOL]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RoundingBits {
     /// No rounding: every table reads its whole accumulator.
     None,
     /// Keep the top R bits of accumulators wider than R.
     Keep(u32),
+    /// The cheapest width within TOL accuracy points (hundredths here) of the float model on
+    /// a validation slice, chosen by `eval`/`compile` before anything compiles (see
+    /// `tune::resolve_auto_rounding`); never reaches the pipeline.
+    Auto { tolerance_centipoints: u32 },
 }
 
 impl RoundingBits {
+    /// The width kept; `None` without rounding (and for an unresolved `Auto`, which
+    /// [`compile`] refuses).
     pub fn bits(self) -> Option<u32> {
         match self {
-            RoundingBits::None => None,
+            RoundingBits::None | RoundingBits::Auto { .. } => None,
             RoundingBits::Keep(b) => Some(b),
         }
     }
+}
+
+/// `--rounding-bits` of `eval`/`compile`: [`parse_rounding_bits`] or `auto[:TOL]` (TOL
+/// accuracy points, default 1).
+pub(crate) fn parse_rounding_choice(s: &str) -> Result<RoundingBits, String> {
+    let t = s.trim();
+    let Some(rest) = t.strip_prefix("auto") else {
+        return parse_rounding_bits(t);
+    };
+    let tol = match rest.strip_prefix(':') {
+        None if rest.is_empty() => 1.0,
+        Some(v) => match v.trim().parse::<f64>() {
+            Ok(p) if (0.0..100.0).contains(&p) => p,
+            _ => {
+                return Err(format!(
+                    "'{v}' is not a tolerance in accuracy points, e.g. auto:1"
+                ))
+            }
+        },
+        None => return Err(format!("'{s}' is not `auto` or `auto:TOL`")),
+    };
+    Ok(RoundingBits::Auto {
+        tolerance_centipoints: (tol * 100.0).round() as u32,
+    })
 }
 
 /// The rounding width used when `--rounding-bits` is not given: 7 at every `--bits`, so no
@@ -241,8 +271,10 @@ pub struct QuantArgs {
     #[arg(long, value_name = "N", value_parser = parse_bits, requires = "bits", help_heading = "Quantisation")]
     pub output_bits: Option<u32>,
     /// Keep only the top R bits of accumulators wider than R before each table lookup, or
-    /// `none` (tables then read whole accumulators, often 12-16 bits) [default: 7].
-    #[arg(long, value_name = "R|none", value_parser = parse_rounding_bits, requires = "bits", help_heading = "Quantisation")]
+    /// `none` (tables then read whole accumulators, often 12-16 bits), or `auto[:TOL]`
+    /// (`eval`, `compile`: the cheapest width whose simulated accuracy on a validation slice
+    /// is within TOL points of float, default 1; see `fhec tune`) [default: 7].
+    #[arg(long, value_name = "R|none|auto[:TOL]", value_parser = parse_rounding_choice, requires = "bits", help_heading = "Quantisation")]
     pub rounding_bits: Option<RoundingBits>,
     /// How rounding rounds [default: approximate].
     #[arg(
@@ -694,6 +726,12 @@ pub fn compile(
     model: &Path,
     calib_hint: &str,
 ) -> Result<Compiled> {
+    if let Some(RoundingBits::Auto { .. }) = args.rounding_bits {
+        bail!(
+            "--rounding-bits auto is chosen on labelled data by `fhec eval` and `fhec compile` \
+             (with a labelled --calib); give a width here, e.g. --rounding-bits 6"
+        );
+    }
     let calibrated = calibrate(graph, args, calibration, model, calib_hint)?;
     compile_calibrated(calibrated, args, model, calib_hint)
 }

@@ -22,7 +22,9 @@ use fhec_runtime::Circuit;
 use ndarray::Axis;
 use serde::{Deserialize, Serialize};
 
-use super::compile::{compile_circuit, parse_probability, CircuitReport, CryptoArgs};
+use super::compile::{
+    compile_circuit, parse_probability, CircuitReport, CryptoArgs, DEFAULT_P_ERROR,
+};
 use super::eval::{
     check_labels, clear_predictions, correct, evaluation_circuit, fhe_predictions,
     float_predictions, load_test_set, simulate_predictions, TestSet,
@@ -200,6 +202,16 @@ impl Setup {
     }
 }
 
+/// Where a search's samples come from.
+struct SplitSpec<'a> {
+    data: &'a Path,
+    keys: &'a DataKeys,
+    model: &'a Path,
+    val_fraction: f64,
+    seed: u64,
+    calib_limit: usize,
+}
+
 /// The labelled samples a search uses, fitted to the model input.
 struct Splits {
     validation: Labelled,
@@ -218,7 +230,21 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     let progress = Progress::stderr();
     let model = import_model(&args.model, &args.import)?;
     let graph = &model.graph;
-    let splits = load_splits(args, graph)?;
+    let keys = DataKeys {
+        x_key: args.x_key.clone(),
+        y_key: args.y_key.clone(),
+    };
+    let splits = load_splits(
+        &SplitSpec {
+            data: &args.data,
+            keys: &keys,
+            model: &args.model,
+            val_fraction: args.val_fraction,
+            seed: args.seed,
+            calib_limit: usize::try_from(args.calib_limit).unwrap_or(usize::MAX),
+        },
+        graph,
+    )?;
     let (validation, test) = (&splits.validation, &splits.test);
     let float_val = correct(
         &float_predictions(graph, &validation.samples)?,
@@ -264,6 +290,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         threads: args.threads,
         seed: args.seed,
         prune_method: args.prune_method,
+        rounding_mode: RoundingModeArg::Approximate,
         shared: SharedWork::default(),
         circuit: None,
     };
@@ -385,6 +412,120 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     }
 }
 
+/// `--rounding-bits auto[:TOL]` of `eval` and `compile`: the cheapest rounding width (2..=8,
+/// or none) whose simulated accuracy on a validation slice of `data` is at most TOL points
+/// below the float model's, by the search of `tune` restricted to rounding widths (the other
+/// options as given). Returns `quant` with that width; unchanged without `auto`.
+pub fn resolve_auto_rounding(
+    graph: &Graph,
+    model: &Path,
+    quant: &QuantArgs,
+    crypto: &CryptoArgs,
+    data: &Path,
+    keys: &DataKeys,
+) -> Result<QuantArgs> {
+    let Some(RoundingBits::Auto {
+        tolerance_centipoints,
+    }) = quant.rounding_bits
+    else {
+        return Ok(quant.clone());
+    };
+    let tolerance = f64::from(tolerance_centipoints) / 100.0;
+    let bits = quant
+        .bits
+        .context("--rounding-bits auto needs --bits: it chooses a rounding width for them")?;
+    if crypto.global_p_error.is_some() {
+        bail!("--rounding-bits auto works with --p-error (per bootstrap), not --global-p-error");
+    }
+    let prune_rate = match quant.prune_rate.as_ref().map(|r| r.0.as_slice()) {
+        None => 0.0,
+        Some([r]) => *r,
+        Some(_) => bail!("--rounding-bits auto works with one --prune-rate, not one per layer"),
+    };
+    let splits = load_splits(
+        &SplitSpec {
+            data,
+            keys,
+            model,
+            val_fraction: 0.2,
+            seed: 0,
+            calib_limit: quant.calib_limit,
+        },
+        graph,
+    )?;
+    let validation = &splits.validation;
+    let n = validation.labels.len();
+    let float = correct(
+        &float_predictions(graph, &validation.samples)?,
+        &validation.labels,
+    ) as f64
+        / n as f64;
+    let target = float - tolerance / 100.0;
+    let p_error = crypto.p_error.unwrap_or(DEFAULT_P_ERROR);
+    let grid: Vec<Candidate> = (2..=8)
+        .map(Some)
+        .chain([None])
+        .map(|rounding_bits| Candidate {
+            bits,
+            rounding_bits,
+            prune_rate,
+            p_error,
+        })
+        .collect();
+    let mut measure = Measure {
+        graph,
+        model,
+        calibration: &splits.calibration,
+        validation,
+        threads: crypto.threads,
+        seed: 0,
+        prune_method: quant.prune_method,
+        rounding_mode: quant.rounding_mode(),
+        shared: SharedWork::default(),
+        circuit: None,
+    };
+    let goal = Goal {
+        target,
+        budget: Duration::from_secs(600),
+        stop_at_winner: true,
+    };
+    let outcome = search::search(&mut measure, grid, &[], &goal, &mut |_| {});
+    let Some(w) = outcome.winner else {
+        let best = outcome
+            .records
+            .iter()
+            .filter_map(|r| r.val_simulate_accuracy.or(r.val_clear_accuracy))
+            .fold(0.0, f64::max);
+        bail!(
+            "--rounding-bits auto:{tolerance}: no rounding width keeps {bits}-bit accuracy within \
+             {tolerance} points of float ({float:.4}) on {} (best {best:.4}); raise the \
+             tolerance or --bits, or give a width",
+            splits.validation_source
+        );
+    };
+    let winner = &outcome.records[w];
+    eprintln!(
+        "--rounding-bits auto:{tolerance}: {} (simulated {:.4} on {} ({n} samples), float \
+         {float:.4}, target {target:.4}; {:.3} s predicted)",
+        winner
+            .candidate
+            .rounding_bits
+            .map_or("none".to_string(), |b| format!("rounding to {b} bits")),
+        winner.val_simulate_accuracy.unwrap_or(0.0),
+        splits.validation_source,
+        winner.predicted_latency_s.unwrap_or(0.0)
+    );
+    Ok(QuantArgs {
+        rounding_bits: Some(
+            winner
+                .candidate
+                .rounding_bits
+                .map_or(RoundingBits::None, RoundingBits::Keep),
+        ),
+        ..quant.clone()
+    })
+}
+
 /// The grid, bits outermost, failure probabilities innermost.
 fn grid(args: &TuneArgs) -> Vec<Candidate> {
     let mut out = Vec::new();
@@ -463,15 +604,10 @@ fn prepare_out(args: &TuneArgs, setup: &Setup) -> Result<Vec<Record>> {
 // ---------------------------------------------------------------------------------------------
 // data
 
-fn load_splits(args: &TuneArgs, graph: &Graph) -> Result<Splits> {
-    let (input, fact) = single_input(graph, &args.model)?;
-    let keys = DataKeys {
-        x_key: args.x_key.clone(),
-        y_key: args.y_key.clone(),
-    };
-    let limit = usize::try_from(args.calib_limit).unwrap_or(usize::MAX);
-    let data = &args.data;
-    let train = load_dataset(data, Split::Train, &keys).with_context(|| {
+fn load_splits(spec: &SplitSpec, graph: &Graph) -> Result<Splits> {
+    let (input, fact) = single_input(graph, spec.model)?;
+    let (keys, limit, data) = (spec.keys, spec.calib_limit, spec.data);
+    let train = load_dataset(data, Split::Train, keys).with_context(|| {
         format!(
             "cannot load the train split of '{}' (tune calibrates on it)",
             data.display()
@@ -486,19 +622,19 @@ fn load_splits(args: &TuneArgs, graph: &Graph) -> Result<Splits> {
         let (samples, _) = model_samples(ds, input, fact, data, what)?;
         Ok(Labelled { samples, labels })
     };
-    let (validation, validation_source, calibration) = match load_dataset(data, Split::Val, &keys) {
+    let (validation, validation_source, calibration) = match load_dataset(data, Split::Val, keys) {
         Ok(val) => {
             let source = format!("the val split of {}", val.source);
             (labelled(&val, "val split")?, source, train.head(limit))
         }
         Err(DataError::UnknownLayout { .. }) => {
-            let (val, rest) = hold_out(&train, args.val_fraction, args.seed);
+            let (val, rest) = hold_out(&train, spec.val_fraction, spec.seed);
             let source = format!(
                 "{} of the {} train samples of '{}' (seed {}, held out of calibration)",
                 val.len(),
                 train.len(),
                 data.display(),
-                args.seed
+                spec.seed
             );
             (
                 labelled(&val, "validation hold-out")?,
@@ -512,7 +648,7 @@ fn load_splits(args: &TuneArgs, graph: &Graph) -> Result<Splits> {
         bail!("'{}': the validation slice is empty", data.display());
     }
     let (calibration, _) = model_samples(&calibration, input, fact, data, "calibration data")?;
-    let test = load_test_set(data, &keys, None, input, fact)?;
+    let test = load_test_set(data, keys, None, input, fact)?;
     Ok(Splits {
         validation,
         validation_source,
@@ -564,18 +700,24 @@ struct Measure<'a> {
     threads: Option<u32>,
     seed: u64,
     prune_method: PruneMethodArg,
+    rounding_mode: RoundingModeArg,
     shared: SharedWork,
     circuit: Option<(Candidate, Circuit)>,
 }
 
-fn quant_args(c: &Candidate, prune_method: PruneMethodArg, calib_limit: usize) -> QuantArgs {
+fn quant_args(
+    c: &Candidate,
+    prune_method: PruneMethodArg,
+    rounding_mode: RoundingModeArg,
+    calib_limit: usize,
+) -> QuantArgs {
     QuantArgs {
         bits: Some(c.bits),
         rounding_bits: Some(
             c.rounding_bits
                 .map_or(RoundingBits::None, RoundingBits::Keep),
         ),
-        rounding_mode: c.rounding_bits.map(|_| RoundingModeArg::Approximate),
+        rounding_mode: c.rounding_bits.map(|_| rounding_mode),
         prune_rate: (c.prune_rate > 0.0).then(|| PruneRates(vec![c.prune_rate])),
         prune_method,
         calib_limit,
@@ -593,7 +735,12 @@ fn crypto_args(c: &Candidate, threads: Option<u32>) -> CryptoArgs {
 
 impl Measure<'_> {
     fn quantised(&mut self, c: &Candidate) -> Result<&super::sweep::Quantised> {
-        let quant = quant_args(c, self.prune_method, self.calibration.len());
+        let quant = quant_args(
+            c,
+            self.prune_method,
+            self.rounding_mode,
+            self.calibration.len(),
+        );
         self.shared.quantise(
             self.graph,
             &quant,
@@ -661,7 +808,12 @@ fn confirm_winner(
     progress: &Progress,
 ) -> Result<Confirmed> {
     let c = &winner.candidate;
-    let quant = quant_args(c, args.prune_method, splits.calibration.len());
+    let quant = quant_args(
+        c,
+        args.prune_method,
+        RoundingModeArg::Approximate,
+        splits.calibration.len(),
+    );
     let crypto = crypto_args(c, args.threads);
     let (compiled, circuit, _) = {
         let _spin = progress.status(&format!("compiling the winner ({})", c.label()));
