@@ -17,7 +17,7 @@
 //! 6. [`canonicalize::simplify_layout`]: cancel, merge and drop `Transpose`/`Reshape`, and fold a
 //!    transpose before a flatten into the next `Gemm`'s weights.
 //! 7. [`prune`]: remove constant and dead neurons between two linear layers (and, with
-//!    `prune_rates`, a share of the neurons by zero-weight ranking, lossy).
+//!    `prune_rates`, a share of the neurons chosen by `prune_method`, lossy).
 //! 8. [`quantize::CALIBRATE`]: run the float graph on calibration data (tensor ranges).
 //! 9. [`quantize::QUANTIZE`]: PTQ (or the model's QAT scales) and lowering to an integer
 //!    graph with one table lookup per chain of univariate ops.

@@ -16,7 +16,8 @@
 //! The removed neurons per layer go to [`PipelineReport::pruned`](crate::PipelineReport).
 //!
 //! With [`PassOptions::prune_rates`](crate::PassOptions) it then removes a share of the
-//! neurons of every such layer by rate (lossy, see `prune_by_rate`).
+//! neurons of every such layer by rate (lossy, see `prune_by_rate` and
+//! [`PruneMethod`](crate::PruneMethod)).
 //!
 //! [`zero_weight_stats`] reports, for the same layers, how close each neuron is to that
 //! (the fraction of its incoming and outgoing weights that are zero): `fhec inspect
@@ -244,11 +245,11 @@ fn keep_units(
     l2.write(g)
 }
 
-/// `--prune-rate`: in every prunable layer, removes the fraction `rate` of the units, those
-/// with the most zero weights (incoming and outgoing together; ties: the smallest L1 norm of
-/// the incoming weights), each replaced by its mean value as the next layer reads it on the
-/// calibration data (folded into that layer's bias). Layers are pruned in topological order,
-/// each with the means of the graph pruned so far.
+/// `--prune-rate`: in every prunable layer, removes the fraction `rate` of the units, chosen
+/// and replaced as [`PruneMethod`] says (`mean_order`: ranked by zero weights or by impact,
+/// replaced by their calibration means; `refit_order`: one at a time, the next layer refitted
+/// on the rest). Layers are pruned in topological order, each measured on the graph pruned so
+/// far.
 fn prune_by_rate(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
     let rates = ctx.options.prune_rates.clone();
     let t = ctx.options.prune_threshold;
@@ -290,76 +291,21 @@ fn prune_by_rate(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
                  calibration data, and there is none"
             )));
         }
-        if ctx.options.prune_method == PruneMethod::Refit {
-            let (removed, shift) = refit_order(g, &mut pair, remove, &ctx.calibration_inputs)?;
-            let keep: Vec<usize> = (0..n).filter(|j| !removed.contains(j)).collect();
-            keep_units(g, pair, &keep, &shift)?;
-            ctx.note(format!(
-                "'{name}': {n} -> {} neurons by rate {rate} (the next layer refitted on the \
-                 rest)",
-                keep.len()
-            ));
-            merge_record(
-                &mut ctx.report.pruned,
-                PrunedLayer {
-                    layer: name,
-                    before: n,
-                    after: keep.len(),
-                    constant: 0,
-                    dead: 0,
-                    by_rate: remove,
-                },
-            );
-            continue;
-        }
-        let (means, variances) = lane_stats(g, &pair, &ctx.calibration_inputs)?;
-        let per = pair.flatten.map_or(1, |f| f.1);
-        let outgoing = |j: usize| -> Vec<f32> {
-            (j * per..(j + 1) * per)
-                .flat_map(|l| pair.l2.w.index_axis(Axis(pair.l2.in_axis()), l).to_owned())
-                .collect()
-        };
-        // (key, tie-break, index), the first `remove` in ascending order go.
-        let mut order: Vec<(f64, f64, usize)> = (0..n)
-            .map(|j| {
-                let incoming = pair.l1.w.index_axis(Axis(pair.l1.out_axis()), j);
-                match ctx.options.prune_method {
-                    PruneMethod::ZeroWeights => {
-                        let zeros = zero_fraction(incoming.iter().chain(&outgoing(j)), t);
-                        let l1_norm: f32 = incoming.iter().map(|v| v.abs()).sum();
-                        (-zeros, f64::from(l1_norm), j)
-                    }
-                    PruneMethod::Impact | PruneMethod::Refit => {
-                        let damage: f64 = (j * per..(j + 1) * per)
-                            .map(|l| {
-                                let w = pair.l2.w.index_axis(Axis(pair.l2.in_axis()), l);
-                                let norm: f64 =
-                                    w.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-                                variances[l] * norm
-                            })
-                            .sum();
-                        (damage, 0.0, j)
-                    }
-                }
-            })
-            .collect();
-        order.sort_by(|a, b| {
-            a.0.total_cmp(&b.0)
-                .then(a.1.total_cmp(&b.1))
-                .then(a.2.cmp(&b.2))
-        });
-        let mut removed: Vec<usize> = order[..remove].iter().map(|o| o.2).collect();
-        removed.sort_unstable();
-        let keep: Vec<usize> = (0..n).filter(|j| !removed.contains(j)).collect();
-        let mut shift = Array1::<f32>::zeros(pair.l2.outputs());
-        for &j in &removed {
-            for (l, &mean) in means.iter().enumerate().skip(j * per).take(per) {
-                shift += &(contribution(&pair.l2, l..l + 1) * mean);
+        let (removed, shift, how) = match ctx.options.prune_method {
+            PruneMethod::Refit => {
+                let (removed, shift) = refit_order(g, &mut pair, remove, &ctx.calibration_inputs)?;
+                (removed, shift, "the next layer refitted on the rest")
             }
-        }
+            method => {
+                let (removed, shift) =
+                    mean_order(g, &pair, remove, method, t, &ctx.calibration_inputs)?;
+                (removed, shift, "replaced by their calibration means")
+            }
+        };
+        let keep: Vec<usize> = (0..n).filter(|j| !removed.contains(j)).collect();
         keep_units(g, pair, &keep, &shift)?;
         ctx.note(format!(
-            "'{name}': {n} -> {} neurons by rate {rate} (replaced by their calibration means)",
+            "'{name}': {n} -> {} neurons by rate {rate} ({how})",
             keep.len()
         ));
         merge_record(
@@ -375,6 +321,64 @@ fn prune_by_rate(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
         );
     }
     Ok(())
+}
+
+/// `PruneMethod::ZeroWeights` and `Impact`: the `remove` neurons of L1 ranked first, each
+/// replaced by its mean (as L2 reads it), which returns as L2's bias shift.
+fn mean_order(
+    g: &Graph,
+    pair: &Pair,
+    remove: usize,
+    method: PruneMethod,
+    t: f32,
+    calibration: &[Vec<Tensor>],
+) -> Result<(Vec<usize>, Array1<f32>), IrError> {
+    let n = pair.l1.outputs();
+    let (means, variances) = lane_stats(g, pair, calibration)?;
+    let per = pair.flatten.map_or(1, |f| f.1);
+    let outgoing = |j: usize| -> Vec<f32> {
+        (j * per..(j + 1) * per)
+            .flat_map(|l| pair.l2.w.index_axis(Axis(pair.l2.in_axis()), l).to_owned())
+            .collect()
+    };
+    // (key, tie-break, index), the first `remove` in ascending order go.
+    let mut order: Vec<(f64, f64, usize)> = (0..n)
+        .map(|j| {
+            let incoming = pair.l1.w.index_axis(Axis(pair.l1.out_axis()), j);
+            match method {
+                PruneMethod::ZeroWeights => {
+                    let zeros = zero_fraction(incoming.iter().chain(&outgoing(j)), t);
+                    let l1_norm: f32 = incoming.iter().map(|v| v.abs()).sum();
+                    (-zeros, f64::from(l1_norm), j)
+                }
+                // Refit ranks its own way (`refit_order`); here it ranks as Impact.
+                PruneMethod::Impact | PruneMethod::Refit => {
+                    let damage: f64 = (j * per..(j + 1) * per)
+                        .map(|l| {
+                            let w = pair.l2.w.index_axis(Axis(pair.l2.in_axis()), l);
+                            let norm: f64 = w.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+                            variances[l] * norm
+                        })
+                        .sum();
+                    (damage, 0.0, j)
+                }
+            }
+        })
+        .collect();
+    order.sort_by(|a, b| {
+        a.0.total_cmp(&b.0)
+            .then(a.1.total_cmp(&b.1))
+            .then(a.2.cmp(&b.2))
+    });
+    let mut removed: Vec<usize> = order[..remove].iter().map(|o| o.2).collect();
+    removed.sort_unstable();
+    let mut shift = Array1::<f32>::zeros(pair.l2.outputs());
+    for &j in &removed {
+        for (l, &mean) in means.iter().enumerate().skip(j * per).take(per) {
+            shift += &(contribution(&pair.l2, l..l + 1) * mean);
+        }
+    }
+    Ok((removed, shift))
 }
 
 /// `PruneMethod::Refit`: removes `remove` neurons of L1 one at a time, each time the one the

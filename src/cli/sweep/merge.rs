@@ -182,17 +182,7 @@ fn merge_sweep(
         None,
     )
     .write(out)?;
-    let written: Written = write_derived(
-        out,
-        name,
-        &datasets,
-        &baseline,
-        &Derived {
-            top: args.top.map(|k| usize::try_from(k).unwrap_or(usize::MAX)),
-            xlsx: args.xlsx,
-            plots: !args.no_plots,
-        },
-    )?;
+    let written: Written = write_derived(out, name, &datasets, &baseline, &Derived::of(args))?;
     warnings.extend(written.plot_warnings);
     let text = |p: &Path| p.display().to_string();
     Ok(MergeSummary {

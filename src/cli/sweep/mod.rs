@@ -618,11 +618,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         &prefix,
         &finished_files,
         &baseline,
-        &Derived {
-            top: args.top.map(|k| usize::try_from(k).unwrap_or(usize::MAX)),
-            xlsx: args.xlsx,
-            plots: !args.no_plots,
-        },
+        &Derived::of(args),
     )?;
     for w in &written.plot_warnings {
         progress.line(&format!("warning: {w}"));

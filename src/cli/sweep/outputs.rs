@@ -25,6 +25,17 @@ pub struct Derived {
     pub plots: bool,
 }
 
+impl Derived {
+    /// What `--top`, `--xlsx` and `--no-plots` ask for.
+    pub fn of(args: &super::SweepArgs) -> Self {
+        Derived {
+            top: args.top.map(|k| usize::try_from(k).unwrap_or(usize::MAX)),
+            xlsx: args.xlsx,
+            plots: !args.no_plots,
+        }
+    }
+}
+
 /// The files written, and plots that could not be drawn (with why).
 #[derive(Default)]
 pub struct Written {
