@@ -169,6 +169,9 @@ pub struct PrunedLayer {
     pub dead: usize,
     /// Neurons removed by `--prune-rate` (lossy: replaced by their calibration mean).
     pub by_rate: usize,
+    /// The neurons removed (all kinds), numbered as in the layer before any pruning: output
+    /// columns of a Gemm, output channels of a Conv, of the imported model.
+    pub removed: Vec<usize>,
 }
 
 impl PipelineReport {

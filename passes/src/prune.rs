@@ -80,9 +80,14 @@ fn prune_exactly(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
     }
 }
 
+/// Adds `rec` (one pruning step, `removed` numbered as the layer was before it) to the
+/// layer's record, whose `removed` stays in the original numbering.
 fn merge_record(records: &mut Vec<PrunedLayer>, rec: PrunedLayer) {
     match records.iter_mut().find(|r| r.layer == rec.layer) {
         Some(r) => {
+            let alive: Vec<usize> = (0..r.before).filter(|i| !r.removed.contains(i)).collect();
+            r.removed.extend(rec.removed.iter().map(|&j| alive[j]));
+            r.removed.sort_unstable();
             r.after = rec.after;
             r.constant += rec.constant;
             r.dead += rec.dead;
@@ -207,6 +212,7 @@ fn prune_pair(g: &mut Graph, pair: Pair, t: f32) -> Result<Option<PrunedLayer>, 
         constant,
         dead,
         by_rate: 0,
+        removed: (0..n).filter(|j| !keep.contains(j)).collect(),
     }))
 }
 
@@ -317,6 +323,7 @@ fn prune_by_rate(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
                 constant: 0,
                 dead: 0,
                 by_rate: remove,
+                removed,
             },
         );
     }
@@ -708,5 +715,34 @@ fn zero_fraction<'a>(values: impl Iterator<Item = &'a f32>, threshold: f32) -> f
         0.0
     } else {
         zero as f64 / n as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(before: usize, after: usize, removed: Vec<usize>) -> PrunedLayer {
+        PrunedLayer {
+            layer: "fc".into(),
+            before,
+            after,
+            constant: 0,
+            dead: 0,
+            by_rate: removed.len(),
+            removed,
+        }
+    }
+
+    #[test]
+    fn later_steps_report_neurons_in_the_original_numbering() {
+        let mut records = vec![];
+        merge_record(&mut records, step(6, 4, vec![1, 3]));
+        // Now units 0, 2, 4, 5 are numbered 0..4; removing 0 and 2 removes 0 and 4.
+        merge_record(&mut records, step(4, 2, vec![0, 2]));
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].removed, [0, 1, 3, 4]);
+        assert_eq!((records[0].before, records[0].after), (6, 2));
+        assert_eq!(records[0].by_rate, 4);
     }
 }

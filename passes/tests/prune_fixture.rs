@@ -47,6 +47,7 @@ fn mlp_torch_pruned_halves_hidden_layers_with_identical_outputs() {
                 constant: 32,
                 dead: 0,
                 by_rate: 0,
+                removed: pruned_indices("layer1"),
             },
             PrunedLayer {
                 layer: "/2/Gemm".into(),
@@ -55,6 +56,7 @@ fn mlp_torch_pruned_halves_hidden_layers_with_identical_outputs() {
                 constant: 16,
                 dead: 0,
                 by_rate: 0,
+                removed: pruned_indices("layer2"),
             },
         ]
     );

@@ -96,6 +96,7 @@ fn half_the_neurons_go_and_become_their_calibration_means() {
             constant: 0,
             dead: 0,
             by_rate: 2,
+            removed: vec![1, 2],
         }]
     );
     let removed = [1usize, 2];

@@ -73,6 +73,8 @@ struct LayerReport {
     by_rate: usize,
     constant: usize,
     dead: usize,
+    /// The neurons removed, numbered as in the input model's layer.
+    removed: Vec<usize>,
 }
 
 pub fn run(args: &PruneArgs) -> Result<()> {
@@ -141,6 +143,7 @@ pub fn run(args: &PruneArgs) -> Result<()> {
                 by_rate: p.by_rate,
                 constant: p.constant,
                 dead: p.dead,
+                removed: p.removed.clone(),
             })
             .collect(),
         accuracy_before,
@@ -163,9 +166,16 @@ pub fn run(args: &PruneArgs) -> Result<()> {
         report.prune_method
     );
     for l in &report.layers {
+        let removed: Vec<String> = l.removed.iter().map(usize::to_string).collect();
         text.push_str(&format!(
-            "  {}: {} -> {} neurons ({} by rate, {} constant, {} dead)\n",
-            l.layer, l.before, l.after, l.by_rate, l.constant, l.dead
+            "  {}: {} -> {} neurons ({} by rate, {} constant, {} dead; removed {})\n",
+            l.layer,
+            l.before,
+            l.after,
+            l.by_rate,
+            l.constant,
+            l.dead,
+            removed.join(",")
         ));
     }
     if let (Some(a), Some(b)) = (accuracy_before, accuracy_after) {

@@ -861,6 +861,8 @@ pub struct PrunedJson {
     pub dead: usize,
     /// Removed by `--prune-rate` (lossy).
     pub by_rate: usize,
+    /// The neurons removed, numbered as in the imported model's layer.
+    pub removed: Vec<usize>,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -911,6 +913,7 @@ pub fn pruned_json(report: &PipelineReport) -> Vec<PrunedJson> {
             constant: p.constant,
             dead: p.dead,
             by_rate: p.by_rate,
+            removed: p.removed.clone(),
         })
         .collect()
 }
