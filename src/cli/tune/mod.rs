@@ -210,6 +210,8 @@ struct SplitSpec<'a> {
     val_fraction: f64,
     seed: u64,
     calib_limit: usize,
+    /// Load the test split too (`tune` reports on it; `auto` rounding does not need one).
+    with_test: bool,
 }
 
 /// The labelled samples a search uses, fitted to the model input.
@@ -218,7 +220,8 @@ struct Splits {
     /// How the validation slice was made.
     validation_source: String,
     calibration: Vec<Vec<Tensor>>,
-    test: TestSet,
+    /// Present when asked for ([`SplitSpec::with_test`]).
+    test: Option<TestSet>,
 }
 
 struct Labelled {
@@ -242,10 +245,15 @@ pub fn run(args: &TuneArgs) -> Result<()> {
             val_fraction: args.val_fraction,
             seed: args.seed,
             calib_limit: usize::try_from(args.calib_limit).unwrap_or(usize::MAX),
+            with_test: true,
         },
         graph,
     )?;
-    let (validation, test) = (&splits.validation, &splits.test);
+    let validation = &splits.validation;
+    let test = splits
+        .test
+        .as_ref()
+        .context("the test split was asked for")?;
     let float_val = correct(
         &float_predictions(graph, &validation.samples)?,
         &validation.labels,
@@ -450,6 +458,7 @@ pub fn resolve_auto_rounding(
             val_fraction: 0.2,
             seed: 0,
             calib_limit: quant.calib_limit,
+            with_test: false,
         },
         graph,
     )?;
@@ -609,7 +618,7 @@ fn load_splits(spec: &SplitSpec, graph: &Graph) -> Result<Splits> {
     let (keys, limit, data) = (spec.keys, spec.calib_limit, spec.data);
     let train = load_dataset(data, Split::Train, keys).with_context(|| {
         format!(
-            "cannot load the train split of '{}' (tune calibrates on it)",
+            "cannot load the train split of '{}' (the search calibrates on it)",
             data.display()
         )
     })?;
@@ -648,7 +657,11 @@ fn load_splits(spec: &SplitSpec, graph: &Graph) -> Result<Splits> {
         bail!("'{}': the validation slice is empty", data.display());
     }
     let (calibration, _) = model_samples(&calibration, input, fact, data, "calibration data")?;
-    let test = load_test_set(data, keys, None, input, fact)?;
+    let test = if spec.with_test {
+        Some(load_test_set(data, keys, None, input, fact)?)
+    } else {
+        None
+    };
     Ok(Splits {
         validation,
         validation_source,
@@ -831,7 +844,10 @@ fn confirm_winner(
     circuit
         .save(&path)
         .with_context(|| format!("cannot write the circuit '{}'", path.display()))?;
-    let test = &splits.test;
+    let test = splits
+        .test
+        .as_ref()
+        .context("the test split was asked for")?;
     let n = test.labels.len() as f64;
     let clear = clear_predictions(&compiled, &test.samples)?.predictions;
     let simulated = simulate_predictions(&circuit, &test.samples, args.seed)?;
