@@ -348,3 +348,46 @@ fn rounding_bits_auto_picks_the_width_tune_would_at_that_failure_probability() {
     );
     assert!(!dir.path().join("m.fhec").exists());
 }
+
+#[test]
+fn compile_chooses_auto_rounding_on_a_calibration_file_with_only_a_train_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let npz = dir.path().join("train_only.npz");
+    {
+        let mut r =
+            ndarray_npy::NpzReader::new(std::fs::File::open(fixture(DATA)).unwrap()).unwrap();
+        let x: ndarray::Array2<f32> = r.by_name("x_train").unwrap();
+        let y: ndarray::Array1<i64> = r.by_name("y_train").unwrap();
+        let mut w = ndarray_npy::NpzWriter::new(std::fs::File::create(&npz).unwrap());
+        w.add_array("x_train", &x).unwrap();
+        w.add_array("y_train", &y).unwrap();
+        w.finish().unwrap();
+    }
+    let circuit = dir.path().join("m.fhec");
+    let o = fhec([
+        "compile",
+        &fixture(MODEL),
+        "--calib",
+        &s(&npz),
+        "--bits",
+        "4",
+        "--rounding-bits",
+        "auto:2",
+        "--p-error",
+        "0.01",
+        "-o",
+        &s(&circuit),
+        "--json",
+    ]);
+    let r = json(&ok(&o));
+    let chosen = r["quantization"]["rounding_bits"]
+        .as_u64()
+        .expect("a width");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("rounding to {chosen} bits"))
+            && err.contains("held out of calibration"),
+        "{err}"
+    );
+    assert!(circuit.is_file());
+}
