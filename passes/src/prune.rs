@@ -81,9 +81,14 @@ fn prune_exactly(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
 }
 
 /// Adds `rec` (one pruning step, `removed` numbered as the layer was before it) to the
-/// layer's record, whose `removed` stays in the original numbering.
+/// layer's record, whose `removed` stays in the original numbering. A record continues the
+/// one of the same name whose width it starts from; two layers sharing a name (names need not
+/// be unique) keep separate records.
 fn merge_record(records: &mut Vec<PrunedLayer>, rec: PrunedLayer) {
-    match records.iter_mut().find(|r| r.layer == rec.layer) {
+    match records
+        .iter_mut()
+        .find(|r| r.layer == rec.layer && r.after == rec.before)
+    {
         Some(r) => {
             let alive: Vec<usize> = (0..r.before).filter(|i| !r.removed.contains(i)).collect();
             r.removed.extend(rec.removed.iter().map(|&j| alive[j]));
@@ -744,5 +749,15 @@ mod tests {
         assert_eq!(records[0].removed, [0, 1, 3, 4]);
         assert_eq!((records[0].before, records[0].after), (6, 2));
         assert_eq!(records[0].by_rate, 4);
+    }
+
+    #[test]
+    fn two_layers_with_one_name_keep_their_own_records() {
+        let mut records = vec![];
+        merge_record(&mut records, step(6, 4, vec![1, 3]));
+        // Another layer named "fc", 3 wide: not a continuation of the first.
+        merge_record(&mut records, step(3, 1, vec![0, 2]));
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1].removed, [0, 2]);
     }
 }
