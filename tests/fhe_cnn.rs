@@ -11,6 +11,9 @@
 //!   engine's on samples whose argmax is stable under simulated noise ([`SIM_DRAWS`]). (The
 //!   rule bounds table *indices*, not the logits: a neighbouring read before the last `Dense`
 //!   moves a logit by a weight times a table step, so "±1 on the outputs" would be wrong.)
+//! - the residual CNN fixture (`resnet_torch_8`: a residual block's Add of two encrypted
+//!   tensors, a channel Concat, average pooling) with exact rounding decrypts to the clear
+//!   engine's integers bit for bit;
 //! - a small hand-built integer graph runs the instructions no ONNX fixture lowers to
 //!   (`MulConst`, the only caller of `FheEngine::mul_assign`; `AddConst`; `Concat`;
 //!   `Transpose`), equal to the clear engine;
@@ -99,9 +102,9 @@ fn digits(key: &str) -> Vec<Tensor> {
         .collect()
 }
 
-/// The tiny CNN through the pass pipeline: its integer graph.
-fn integer_cnn(mode: RoundingMode, rounding_bits: u32) -> Graph {
-    let mut g = import_fixture("cnn_torch_8").graph;
+/// A tiny CNN fixture through the pass pipeline: its integer graph.
+fn integer_cnn(fixture: &str, mode: RoundingMode, rounding_bits: u32) -> Graph {
+    let mut g = import_fixture(fixture).graph;
     let mut ctx = PassContext::new(PassOptions {
         prune_threshold: 0.0,
         quantization: Some(QuantOptions::uniform(BITS)),
@@ -130,8 +133,13 @@ fn circuit(program: Program) -> Circuit {
 
 /// One of the programs the backend prices for `graph` (`fhec_backend::compile` keeps the
 /// cheaper): the one lowering conflicting max-poolings the way `conflicts` says.
-fn cnn_circuit(mode: RoundingMode, rounding_bits: u32, conflicts: MaxPoolConflicts) -> Circuit {
-    let graph = integer_cnn(mode, rounding_bits);
+fn cnn_circuit(
+    fixture: &str,
+    mode: RoundingMode,
+    rounding_bits: u32,
+    conflicts: MaxPoolConflicts,
+) -> Circuit {
+    let graph = integer_cnn(fixture, mode, rounding_bits);
     let program = lower_with(&graph, conflicts).expect("lowering");
     let variants = lower_variants(&graph).expect("lowering");
     assert!(
@@ -444,6 +452,7 @@ fn exact_run() -> &'static Run {
     RUN.get_or_init(|| {
         run_plain(
             cnn_circuit(
+                "cnn_torch_8",
                 RoundingMode::Exact,
                 EXACT_ROUNDING_BITS,
                 MaxPoolConflicts::Expand,
@@ -459,11 +468,30 @@ fn approximate_run() -> &'static Run {
     RUN.get_or_init(|| {
         run_stable(
             cnn_circuit(
+                "cnn_torch_8",
                 RoundingMode::Approximate,
                 APPROXIMATE_ROUNDING_BITS,
                 MaxPoolConflicts::Reencode,
             ),
             APPROXIMATE_SAMPLES,
+        )
+    })
+}
+
+/// The residual CNN (`resnet_torch_8`: stem, a residual block whose Add sums the stem's
+/// table output and the block's last table written at the same scale, a side branch
+/// concatenated on the channels, average pooling, Gemm) with exact rounding, on one sample.
+fn residual_exact_run() -> &'static Run {
+    static RUN: OnceLock<Run> = OnceLock::new();
+    RUN.get_or_init(|| {
+        run_plain(
+            cnn_circuit(
+                "resnet_torch_8",
+                RoundingMode::Exact,
+                EXACT_ROUNDING_BITS,
+                MaxPoolConflicts::Expand,
+            ),
+            &test_samples(1),
         )
     })
 }
@@ -620,6 +648,27 @@ fn approximate_rounding_reads_at_most_a_neighbouring_entry() {
     eprintln!(
         "approximate: {} of {} lookups read a neighbouring entry; {differ} output integers differ from the clear run; params {}",
         run.neighbours, run.lookups, run.circuit.params
+    );
+}
+
+#[test]
+fn residual_cnn_decrypts_to_the_clear_integers() {
+    let run = residual_exact_run();
+    let adds = run.executed.get("Add").copied().unwrap_or(0);
+    let concats = run.executed.get("Concat").copied().unwrap_or(0);
+    assert!(
+        adds >= 1 && concats >= 1,
+        "the residual Add ({adds}) and the Concat ({concats}) must run on ciphertexts"
+    );
+    for (i, (fhe, clear)) in run.fhe.iter().zip(&run.clear).enumerate() {
+        assert_eq!(
+            fhe, clear,
+            "sample {i}: encrypted run differs from the clear one"
+        );
+    }
+    eprintln!(
+        "residual exact: {} bootstraps, params {}",
+        run.circuit.prediction.pbs_count, run.circuit.params
     );
 }
 

@@ -147,6 +147,28 @@ fn cnn_meets_accuracy_targets() {
 }
 
 #[test]
+fn residual_cnn_meets_accuracy_targets() {
+    // Two residual Adds and a Concat of a side branch (resnet_torch_28).
+    let d = data("digits_28.npz", false);
+    let float = compile_and_eval("resnet_torch_28", &d, None, None).accuracy;
+    println!("resnet_torch_28 float {float:.4}");
+    for bits in [4, 5, 6, 7, 8] {
+        let r = compile_and_eval("resnet_torch_28", &d, Some(bits), None);
+        let r7 = compile_and_eval("resnet_torch_28", &d, Some(bits), Some(7));
+        println!(
+            "  {bits} bits: {:.4} ({} TLUs, max acc {} bits) | rounding 7: {:.4}",
+            r.accuracy, r.tlus, r.max_bits, r7.accuracy
+        );
+        for (what, acc) in [("no rounding", r.accuracy), ("rounding 7", r7.accuracy)] {
+            assert!(
+                acc >= float - 0.02,
+                "{bits} bits, {what}: {acc} vs float {float}"
+            );
+        }
+    }
+}
+
+#[test]
 fn pruned_model_needs_about_half_the_table_lookups() {
     let d = data("breast_cancer.npz", false);
     let dense = compile_and_eval("mlp_torch", &d, Some(6), Some(6));

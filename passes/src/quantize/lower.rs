@@ -86,6 +86,28 @@ enum Repr {
     },
 }
 
+/// The integer grid a table writes its result on.
+#[derive(Clone, Copy, Debug)]
+enum OutGrid {
+    /// The node's calibrated range at this width (the activation width when `None`; QAT
+    /// chains ending in a `DequantizeLinear` keep the model's own grid).
+    Calibrated(Option<u32>),
+    /// A given scale and zero point, clamped to the node's calibrated range: brings a branch
+    /// onto another tensor's grid (residual Add/Sub, Concat) inside the lookup it needs
+    /// anyway.
+    Fixed { scale: f32, zp: i64 },
+}
+
+/// The parts of a pending [`Repr::Chain`].
+#[derive(Clone, Debug)]
+struct Chain {
+    base: NodeId,
+    scale: f32,
+    zp: i64,
+    ch: Option<Vec<f32>>,
+    ops: Vec<(NodeId, usize)>,
+}
+
 struct Lowering<'a> {
     src: &'a Graph,
     calibration: &'a Calibration,
@@ -294,34 +316,12 @@ impl<'a> Lowering<'a> {
                         mode: PadMode::Constant,
                         value: q as f32,
                     },
-                    &[x])?;
+                    &[x],
+                )?;
                 Ok(Repr::Int { id: nid, scale, zp })
             }
-            Op::Concat { axis } => {
-                let mut ids = vec![];
-                let mut params = None;
-                let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-                for &i in &ins {
-                    let (x, s, z) = self.int_input(id, i)?;
-                    if let Some((s0, z0)) = params {
-                        if s0 != s || z0 != z {
-                            return Err(self.node_err(id, "inputs with different quantisation cannot be concatenated yet"));
-                        }
-                    }
-                    params = Some((s, z));
-                    let r = self.range_of(x);
-                    lo = lo.min(r.0);
-                    hi = hi.max(r.1);
-                    ids.push(x);
-                }
-                let (s, z) = params.expect("Concat has inputs");
-                let nid = self.add(&node.name, Op::Concat { axis: *axis }, &ids)?;
-                Ok(Repr::Int { id: nid, scale: s, zp: z })
-            }
-            Op::Binary(BinaryOp::Add | BinaryOp::Sub) => Err(self.node_err(
-                id,
-                "adding two runtime tensors (residual connections) is not supported by quantisation yet",
-            )),
+            Op::Concat { axis } => self.lower_concat(id, *axis),
+            Op::Binary(op @ (BinaryOp::Add | BinaryOp::Sub)) => self.lower_residual(id, *op),
             other => Err(self.node_err(id, format!("{} cannot be quantised", other.name()))),
         }
     }
@@ -514,14 +514,7 @@ impl<'a> Lowering<'a> {
     fn int_input(&mut self, user: NodeId, src: NodeId) -> Result<(NodeId, f32, i64), QuantError> {
         match self.repr[&src].clone() {
             Repr::Int { id, scale, zp } => Ok((id, scale, zp)),
-            Repr::Chain { .. } => {
-                let r = self.materialize(src, None)?;
-                self.repr.insert(src, r.clone());
-                let Repr::Int { id, scale, zp } = r else {
-                    unreachable!()
-                };
-                Ok((id, scale, zp))
-            }
+            Repr::Chain { .. } => self.materialize(src, OutGrid::Calibrated(None)),
             Repr::Real(x) => {
                 let r = self.quantize_input(src, x)?;
                 self.repr.insert(src, r.clone());
@@ -536,9 +529,13 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    /// Turns the pending chain of `src` into one table lookup; `out_bits` overrides the
-    /// activation width (graph outputs).
-    fn materialize(&mut self, src: NodeId, out_bits: Option<u32>) -> Result<Repr, QuantError> {
+    /// Turns the pending chain of `src` into one table lookup writing on `grid`, and records
+    /// the result as `src`'s representation.
+    fn materialize(
+        &mut self,
+        src: NodeId,
+        grid: OutGrid,
+    ) -> Result<(NodeId, f32, i64), QuantError> {
         let Repr::Chain {
             base,
             scale,
@@ -549,6 +546,32 @@ impl<'a> Lowering<'a> {
         else {
             return Err(QuantError::Internal("materialize without a chain".into()));
         };
+        let chain = Chain {
+            base,
+            scale,
+            zp,
+            ch,
+            ops,
+        };
+        let (id, scale, zp) = self.lookup(src, chain, grid)?;
+        self.repr.insert(src, Repr::Int { id, scale, zp });
+        Ok((id, scale, zp))
+    }
+
+    /// One table lookup computing `chain` (the value of float node `src`) on `grid`.
+    fn lookup(
+        &mut self,
+        src: NodeId,
+        chain: Chain,
+        grid: OutGrid,
+    ) -> Result<(NodeId, f32, i64), QuantError> {
+        let Chain {
+            base,
+            scale,
+            zp,
+            ch,
+            ops,
+        } = chain;
         let (lo, hi) = self.range_of(base);
         // An empty chain is a requantisation of `src` itself.
         let last = ops.last().map_or(src, |o| o.0);
@@ -584,7 +607,9 @@ impl<'a> Lowering<'a> {
         // A final DequantizeLinear (QAT) fixes the output grid: the table returns the
         // integers before it.
         let qat_grid = match &self.src.node(last).op {
-            Op::DequantizeLinear(q) if q.axis.is_none() && ops.len() >= 2 => {
+            Op::DequantizeLinear(q)
+                if q.axis.is_none() && ops.len() >= 2 && matches!(grid, OutGrid::Calibrated(_)) =>
+            {
                 let ins = self.src.node_inputs(last);
                 match (&self.repr[&ins[1]], &self.repr[&ins[2]]) {
                     (Repr::Const(s), Repr::Const(z)) => Some((
@@ -604,13 +629,21 @@ impl<'a> Lowering<'a> {
         for &(op_id, slot) in eval_ops {
             x = self.eval_univariate(op_id, slot, x)?;
         }
-        let (tables, out_scale, out_zp) = if let Some((s, z)) = qat_grid {
-            (self.split_tables(&x, channels, |v| v.round() as i64), s, z)
-        } else {
-            let params =
-                self.activation_params(last, out_bits.unwrap_or(self.opts.activation_bits), 4)?;
-            let tables = self.split_tables(&x, channels, |v| params.quantize(v));
-            (tables, params.scale, params.zero_point)
+        let (tables, out_scale, out_zp) = match (qat_grid, grid) {
+            (Some((s, z)), _) => (self.split_tables(&x, channels, |v| v.round() as i64), s, z),
+            (None, OutGrid::Calibrated(bits)) => {
+                let params =
+                    self.activation_params(last, bits.unwrap_or(self.opts.activation_bits), 4)?;
+                let tables = self.split_tables(&x, channels, |v| params.quantize(v));
+                (tables, params.scale, params.zero_point)
+            }
+            (None, OutGrid::Fixed { scale, zp }) => {
+                let clamp = self.fixed_grid_range(last, scale, zp)?;
+                let tables = self.split_tables(&x, channels, |v| {
+                    fhec_kernels::quant::quantize(v, scale, zp, clamp)
+                });
+                (tables, scale, zp)
+            }
         };
         let tlu = Tlu {
             input_min: lo,
@@ -620,11 +653,14 @@ impl<'a> Lowering<'a> {
         };
         let name = self.src.node(last).name.clone();
         let nid = self.add(&name, Op::Tlu(tlu), &[base])?;
-        Ok(Repr::Int {
-            id: nid,
-            scale: out_scale,
-            zp: out_zp,
-        })
+        Ok((nid, out_scale, out_zp))
+    }
+
+    /// The integers of node `id`'s calibrated range (and real 0) on the grid `scale`, `zp`.
+    fn fixed_grid_range(&self, id: NodeId, scale: f32, zp: i64) -> Result<(i64, i64), QuantError> {
+        let (lo, hi) = self.calib(id)?;
+        let q = |v: f32| (v / scale).round() as i64 + zp;
+        Ok((q(lo).min(zp), q(hi).max(zp)))
     }
 
     fn split_tables(
@@ -739,12 +775,7 @@ impl<'a> Lowering<'a> {
                     ops: vec![],
                 },
             );
-            let r = self.materialize(ins[0], None)?;
-            self.repr.insert(ins[0], r.clone());
-            let Repr::Int { id: nid, scale, zp } = r else {
-                unreachable!()
-            };
-            (x, s_x, z_x) = (nid, scale, zp);
+            (x, s_x, z_x) = self.materialize(ins[0], OutGrid::Calibrated(None))?;
         }
         // Weights with output channels first ([out, in] or [out, in/group, k...]) and their
         // per-output-channel scales: the model's own integers (QAT) or symmetric PTQ, per
@@ -877,6 +908,180 @@ impl<'a> Lowering<'a> {
         })
     }
 
+    /// Add/Sub of two runtime tensors (residual connections). Both operands must stand on
+    /// one scale; their zero points simply add (subtract). The common scale is chosen so
+    /// that as few lookups as possible are added:
+    ///
+    /// - an operand that is a pending chain gets its lookup anyway: it writes its result
+    ///   directly at the common scale (no extra bootstrap, possibly a wider sum);
+    /// - an operand that is already an integer tensor keeps its own scale when it can (the
+    ///   common scale is then that scale) and otherwise needs a requantising lookup.
+    ///
+    /// With one integer operand of scale `s` and one chain, the chain writes at `s` unless
+    /// that makes the sum more than 2 bits wider than writing both at the Add's own
+    /// calibrated scale (activation width), which costs one lookup on the integer operand;
+    /// with two integer operands of different scales, the finer one is requantised onto the
+    /// coarser one; with two chains, both write at the Add's calibrated scale.
+    fn lower_residual(&mut self, id: NodeId, op: BinaryOp) -> Result<Repr, QuantError> {
+        let ins = self.src.node_inputs(id);
+        let (sa, sb) = (
+            &self.src.node(ins[0]).fact.shape,
+            &self.src.node(ins[1]).fact.shape,
+        );
+        if sa != sb {
+            return Err(self.node_err(
+                id,
+                format!("runtime tensors of different shapes {sa:?} and {sb:?} (broadcasting) cannot be combined in FHE"),
+            ));
+        }
+        self.quantize_real_inputs(&ins)?;
+        let scale = self.residual_scale(id, ins[0], ins[1])?;
+        let (a, za) = self.onto_grid(ins[0], scale, None)?;
+        let (b, zb) = self.onto_grid(ins[1], scale, None)?;
+        let nid = self.add(&self.src.node(id).name.clone(), Op::Binary(op), &[a, b])?;
+        let zp = if op == BinaryOp::Add {
+            za + zb
+        } else {
+            za - zb
+        };
+        Ok(Repr::Int { id: nid, scale, zp })
+    }
+
+    /// The scale both operands of residual node `id` are brought to (rule on
+    /// [`Self::lower_residual`]).
+    fn residual_scale(&self, id: NodeId, a: NodeId, b: NodeId) -> Result<f32, QuantError> {
+        let own = |this: &Self| -> Result<f32, QuantError> {
+            Ok(this
+                .activation_params(id, this.opts.activation_bits, 4)?
+                .scale)
+        };
+        match (&self.repr[&a], &self.repr[&b]) {
+            (Repr::Int { scale: s1, .. }, Repr::Int { scale: s2, .. }) => Ok(s1.max(*s2)),
+            (Repr::Int { id: x, scale, .. }, Repr::Chain { .. }) => {
+                self.int_or_own_scale(id, *x, *scale, b, own(self)?)
+            }
+            (Repr::Chain { .. }, Repr::Int { id: x, scale, .. }) => {
+                self.int_or_own_scale(id, *x, *scale, a, own(self)?)
+            }
+            _ => own(self),
+        }
+    }
+
+    /// Integer operand `x` (scale `s_int`) plus chain `chain`: `s_int` unless the sum gets
+    /// more than 2 bits wider than at the Add's own scale `s_own`.
+    fn int_or_own_scale(
+        &self,
+        id: NodeId,
+        x: NodeId,
+        s_int: f32,
+        chain: NodeId,
+        s_own: f32,
+    ) -> Result<f32, QuantError> {
+        let (clo, chi) = self.calib(chain)?;
+        let (xlo, xhi) = self.range_of(x);
+        let at_int = int_bits(
+            (clo / s_int).round() as i64 + xlo.min(0),
+            (chi / s_int).round() as i64 + xhi.max(0),
+        );
+        let (lo, hi) = self.calib(id)?;
+        let at_own = int_bits(
+            (lo / s_own).round() as i64 - 1,
+            (hi / s_own).round() as i64 + 1,
+        );
+        Ok(if at_int <= at_own + 2 { s_int } else { s_own })
+    }
+
+    /// Concatenation: every input on one grid (scale and zero point). The grid is that of the
+    /// integer input with the most elements, so only inputs on other grids pay a requantising
+    /// lookup (pending chains write on it for free); with no integer input, the Concat's own
+    /// calibrated grid at activation width.
+    fn lower_concat(&mut self, id: NodeId, axis: usize) -> Result<Repr, QuantError> {
+        let ins = self.src.node_inputs(id);
+        self.quantize_real_inputs(&ins)?;
+        let mut grid: Option<(usize, f32, i64)> = None;
+        for &i in &ins {
+            if let Repr::Int { scale, zp, .. } = self.repr[&i] {
+                let n = self.src.node(i).fact.len();
+                if grid.is_none_or(|(m, _, _)| n > m) {
+                    grid = Some((n, scale, zp));
+                }
+            }
+        }
+        let (scale, zp) = match grid {
+            Some((_, s, z)) => (s, z),
+            None => {
+                let p = self.activation_params(id, self.opts.activation_bits, 4)?;
+                (p.scale, p.zero_point)
+            }
+        };
+        let mut ids = vec![];
+        for &i in &ins {
+            ids.push(self.onto_grid(i, scale, Some(zp))?.0);
+        }
+        let nid = self.add(&self.src.node(id).name.clone(), Op::Concat { axis }, &ids)?;
+        Ok(Repr::Int { id: nid, scale, zp })
+    }
+
+    /// Client-side quantisation of the graph inputs among `ins` that are still real.
+    fn quantize_real_inputs(&mut self, ins: &[NodeId]) -> Result<(), QuantError> {
+        for &i in ins {
+            if let Repr::Real(x) = self.repr[&i] {
+                let q = self.quantize_input(i, x)?;
+                self.repr.insert(i, q);
+            }
+        }
+        Ok(())
+    }
+
+    /// Float node `src` as integers at `scale` (and zero point `zp` when given; else any):
+    /// a pending chain writes there in its own lookup, an integer tensor on another grid is
+    /// requantised by an identity lookup (kept local: other consumers keep the original).
+    fn onto_grid(
+        &mut self,
+        src: NodeId,
+        scale: f32,
+        zp: Option<i64>,
+    ) -> Result<(NodeId, i64), QuantError> {
+        let same = |s: f32| (s - scale).abs() <= 1e-6 * s.abs().max(scale.abs());
+        match self.repr[&src].clone() {
+            Repr::Int {
+                id,
+                scale: s,
+                zp: z,
+            } if same(s) && zp.is_none_or(|zp| zp == z) => Ok((id, z)),
+            Repr::Int {
+                id,
+                scale: s,
+                zp: z,
+            } => {
+                let chain = Chain {
+                    base: id,
+                    scale: s,
+                    zp: z,
+                    ch: None,
+                    ops: vec![],
+                };
+                let grid = OutGrid::Fixed {
+                    scale,
+                    zp: zp.unwrap_or(0),
+                };
+                let (nid, _, z) = self.lookup(src, chain, grid)?;
+                Ok((nid, z))
+            }
+            Repr::Chain { .. } => {
+                let grid = OutGrid::Fixed {
+                    scale,
+                    zp: zp.unwrap_or(0),
+                };
+                let (nid, _, z) = self.materialize(src, grid)?;
+                Ok((nid, z))
+            }
+            Repr::Real(_) | Repr::Const(_) | Repr::QConst { .. } => Err(QuantError::Internal(
+                "onto_grid on a constant or unquantised input".into(),
+            )),
+        }
+    }
+
     fn lower_sum_pool(
         &mut self,
         id: NodeId,
@@ -934,14 +1139,7 @@ impl<'a> Lowering<'a> {
     /// The dequantised form of a graph output.
     fn lower_output(&mut self, o: NodeId) -> Result<NodeId, QuantError> {
         let (x, scale, zp) = match (self.repr[&o].clone(), self.opts.output_bits) {
-            (Repr::Chain { .. }, bits) => {
-                let r = self.materialize(o, bits)?;
-                self.repr.insert(o, r.clone());
-                let Repr::Int { id, scale, zp } = r else {
-                    unreachable!()
-                };
-                (id, scale, zp)
-            }
+            (Repr::Chain { .. }, bits) => self.materialize(o, OutGrid::Calibrated(bits))?,
             (Repr::Int { id, scale, zp }, Some(bits)) => {
                 // Requantise the accumulator through an identity table.
                 self.repr.insert(
@@ -954,12 +1152,7 @@ impl<'a> Lowering<'a> {
                         ops: vec![],
                     },
                 );
-                let r = self.materialize(o, Some(bits))?;
-                self.repr.insert(o, r.clone());
-                let Repr::Int { id, scale, zp } = r else {
-                    unreachable!()
-                };
-                (id, scale, zp)
+                self.materialize(o, OutGrid::Calibrated(Some(bits)))?
             }
             _ => self.int_input(o, o)?,
         };
