@@ -112,13 +112,9 @@ pub fn scan_unsupported(
     Ok(graph
         .node
         .iter()
-        .filter(|n| !is_default_domain(&n.domain) || ops::importer(&n.op_type).is_none())
+        .filter(|n| ops::importer_in(&n.domain, &n.op_type).is_none())
         .map(|n| (display_name(n), n.op_type.clone(), n.domain.clone()))
         .collect())
-}
-
-fn is_default_domain(d: &str) -> bool {
-    d.is_empty() || d == "ai.onnx"
 }
 
 fn display_name(n: &NodeProto) -> String {
@@ -196,10 +192,7 @@ pub fn import_bytes(
             graph: &mut graph,
             env: &env,
         };
-        if !is_default_domain(&node.domain) {
-            return Err(ctx.unsupported_op());
-        }
-        let Some(importer) = ops::importer(&node.op_type) else {
+        let Some(importer) = ops::importer_in(&node.domain, &node.op_type) else {
             return Err(ctx.unsupported_op());
         };
         let outputs = importer(&mut ctx)?;

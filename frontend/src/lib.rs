@@ -13,6 +13,7 @@ pub mod export;
 mod import;
 mod ops;
 pub use ops::supported_ops;
+mod qonnx;
 pub mod tensor;
 
 pub use error::FrontendError;

@@ -76,7 +76,7 @@ pub(crate) const IMPORTERS: &[(&str, Importer)] = &[
     ("DequantizeLinear", dequantize),
 ];
 
-/// The importer of an op type, if supported.
+/// The importer of an op type of the default domain, if supported.
 pub(crate) fn importer(op_type: &str) -> Option<Importer> {
     IMPORTERS
         .iter()
@@ -84,12 +84,39 @@ pub(crate) fn importer(op_type: &str) -> Option<Importer> {
         .map(|(_, f)| *f)
 }
 
-/// Supported op type names, sorted.
+/// The importer of an op type in `domain`: the default domain's table, or the QONNX
+/// quantisers in their custom domains.
+pub(crate) fn importer_in(domain: &str, op_type: &str) -> Option<Importer> {
+    if domain.is_empty() || domain == "ai.onnx" {
+        return importer(op_type);
+    }
+    if !crate::qonnx::DOMAINS.contains(&domain) {
+        return None;
+    }
+    crate::qonnx::IMPORTERS
+        .iter()
+        .find(|(n, _)| *n == op_type)
+        .map(|(_, f)| *f)
+}
+
+/// Supported op type names, sorted (the QONNX ops as `domain::op`).
 pub fn supported_ops() -> Vec<&'static str> {
     let mut v: Vec<&str> = IMPORTERS.iter().map(|(n, _)| *n).collect();
     v.sort_unstable();
+    v.extend(QONNX_OPS);
     v
 }
+
+/// The QONNX quantisers, as `inspect --supported-ops` lists them.
+const QONNX_OPS: &[&str] = &[
+    "onnx.brevitas::BipolarQuant",
+    "onnx.brevitas::Quant",
+    "onnx.brevitas::Trunc",
+    "qonnx.custom_op.general::BipolarQuant",
+    "qonnx.custom_op.general::IntQuant",
+    "qonnx.custom_op.general::Quant",
+    "qonnx.custom_op.general::Trunc",
+];
 
 // ---------------------------------------------------------------------------------------------
 // helpers
