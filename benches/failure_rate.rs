@@ -214,6 +214,7 @@ fn program(precision: u32, table: Vec<i64>, elements: usize) -> (Program, Lut) {
             value: 1,
             scale: 1.0,
             zero_point: 0,
+            channel_scales: vec![],
         }],
         values: vec![info.clone(), info],
         instructions: vec![

@@ -590,10 +590,11 @@ fn truncated_artifacts() {
 
 #[test]
 fn format_version_mismatch() {
+    // A file of the previous format (version 1: outputs without per-channel scales).
     refuse_damaged(
-        "v2",
-        |b| b[5..9].copy_from_slice(&2u32.to_le_bytes()),
-        &["format version 2", "reads version 1", "recreate the file"],
+        "v1",
+        |b| b[5..9].copy_from_slice(&1u32.to_le_bytes()),
+        &["format version 1", "reads version 2", "recreate the file"],
     );
 }
 

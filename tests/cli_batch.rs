@@ -311,6 +311,7 @@ fn two_input_circuit(path: &Path) {
         value,
         scale: 0.5,
         zero_point: 0,
+        channel_scales: vec![],
     };
     let value = ValueInfo {
         shape: vec![1, 4],

@@ -438,6 +438,7 @@ fn regenerate_seeds() {
             value: 1,
             scale: 0.5,
             zero_point: 0,
+            channel_scales: vec![],
         }],
         values: vec![value(60, -4, 3), value(60, 0, 3)],
         instructions: vec![

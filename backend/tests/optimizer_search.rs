@@ -69,6 +69,7 @@ fn program(lookups: &[(u32, Option<Rounding>, f64)], elements: usize) -> Program
             value: 1,
             scale: 1.0,
             zero_point: 0,
+            channel_scales: vec![],
         }],
         values,
         instructions,
@@ -276,6 +277,7 @@ fn maxpool_program() -> Program {
             value: 1,
             scale: 1.0,
             zero_point: 0,
+            channel_scales: vec![],
         }],
         values: vec![
             info(&[1, 2, 6, 6], 7, d, 3.0),

@@ -51,6 +51,7 @@ fn lookup_program(
             value: 1,
             scale: 1.0,
             zero_point: 0,
+            channel_scales: vec![],
         }],
         values: vec![
             info(noise_factor, (1i64 << precision) - 1, d),

@@ -160,6 +160,7 @@ fn lookup_program(precision: u32, rounding: Option<Rounding>, noise_factor: f64)
             value: 1,
             scale: 1.0,
             zero_point: 0,
+            channel_scales: vec![],
         }],
         values: vec![info(noise_factor, d), info(1.0, 40)],
         instructions: vec![

@@ -150,6 +150,15 @@ fn eval_with(op: &Op, ins: &[&Value], out_shape: &[usize], k: Kernels) -> Result
             Value::Int(_) => return Err("Quantize takes a real tensor".into()),
         },
         Op::Dequantize(q) => Value::Real(ints(ins[0], "the input")?.mapv(|v| q.dequantize(v))),
+        Op::DequantizeChannels { params, scales } => {
+            let q = ints(ins[0], "the input")?;
+            let mut out = q.mapv(|v| params.dequantize(v));
+            for (c, &s) in scales.iter().enumerate() {
+                out.index_axis_mut(ndarray::Axis(1), c)
+                    .mapv_inplace(|v| v * s);
+            }
+            Value::Real(out)
+        }
         Op::Tlu(t) => Value::Int(tlu(t, ints(ins[0], "the input")?)?),
         Op::Identity => ins[0].clone(),
         Op::Gemm(g) => {

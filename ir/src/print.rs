@@ -190,6 +190,12 @@ pub fn attrs(op: &Op) -> String {
         }
         Op::Cast { to } => vec![format!("to={to}")],
         Op::Quantize(q) | Op::Dequantize(q) => qparams(q),
+        Op::DequantizeChannels { params, scales } => {
+            let mut v = qparams(params);
+            let s: Vec<String> = scales.iter().map(|&x| f(x)).collect();
+            v.push(format!("channel_scales=[{}]", s.join(",")));
+            v
+        }
         Op::Tlu(t) => {
             let mut v = vec![
                 format!("in_min={}", t.input_min),

@@ -124,7 +124,9 @@ pub fn node_range(
     let get = |i: usize| r.get(&ins[i]).copied();
     let first = || get(0).ok_or_else(|| unsupported("input has no integer range".into()));
     let range = match &g.node(id).op {
-        Op::Input | Op::Const(_) | Op::Dequantize(_) => return Ok(None),
+        Op::Input | Op::Const(_) | Op::Dequantize(_) | Op::DequantizeChannels { .. } => {
+            return Ok(None)
+        }
         Op::IntConst(a) => a
             .iter()
             .fold((i64::MAX, i64::MIN), |(l, h), &v| (l.min(v), h.max(v))),

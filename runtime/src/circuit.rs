@@ -114,9 +114,23 @@ impl Quantization {
 pub struct OutputSpec {
     pub name: String,
     pub value: ValueId,
-    /// Real output = `scale * (q - zero_point)`.
+    /// Real output = `scale * (q - zero_point)`, times `channel_scales[c]` along axis 1
+    /// when not empty (a last layer with per-channel weight scales).
     pub scale: f32,
     pub zero_point: i64,
+    pub channel_scales: Vec<f32>,
+}
+
+impl OutputSpec {
+    /// The real values of output integers `q`.
+    pub fn dequantize(&self, q: &ndarray::ArrayD<i64>) -> ndarray::ArrayD<f32> {
+        let mut out = q.mapv(|v| self.scale * v.wrapping_sub(self.zero_point) as f32);
+        for (c, &s) in self.channel_scales.iter().enumerate() {
+            out.index_axis_mut(ndarray::Axis(1), c)
+                .mapv_inplace(|v| v * s);
+        }
+        out
+    }
 }
 
 /// Facts about one value, fixed at compile time.

@@ -878,11 +878,25 @@ impl Program {
                     ),
                 ));
             }
-            if !o.scale.is_finite() {
+            if !o.scale.is_finite() || o.channel_scales.iter().any(|s| !s.is_finite()) {
                 return Err(err(
                     k,
                     "OutputSpec",
-                    format!("output '{}' has scale {}", o.name, o.scale),
+                    format!("output '{}' has a scale that is not finite", o.name),
+                ));
+            }
+            let shape = &self.values[o.value].shape;
+            if !o.channel_scales.is_empty()
+                && (shape.len() < 2 || shape[1] != o.channel_scales.len())
+            {
+                return Err(err(
+                    k,
+                    "OutputSpec",
+                    format!(
+                        "output '{}' has {} channel scales for shape {shape:?}",
+                        o.name,
+                        o.channel_scales.len()
+                    ),
                 ));
             }
         }
@@ -1361,13 +1375,13 @@ pub fn quantize_inputs(
         .collect()
 }
 
-/// Dequantises integer outputs: `scale * (q - zero_point)` per output spec.
+/// Dequantises integer outputs per output spec ([`crate::circuit::OutputSpec::dequantize`]).
 pub fn dequantize_outputs(program: &Program, outputs: &[ArrayD<i64>]) -> Vec<ArrayD<f32>> {
     program
         .outputs
         .iter()
         .zip(outputs)
-        .map(|(spec, q)| q.mapv(|v| spec.scale * v.wrapping_sub(spec.zero_point) as f32))
+        .map(|(spec, q)| spec.dequantize(q))
         .collect()
 }
 
@@ -1425,6 +1439,7 @@ mod tests {
                 value: 0,
                 scale: 1.0,
                 zero_point: 0,
+                channel_scales: vec![],
             }],
             values: vec![],
             instructions: vec![

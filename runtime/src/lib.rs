@@ -31,4 +31,5 @@ pub use params::CryptoParams;
 pub use simulate::SimulationEngine;
 
 /// Version of the serialised artifacts (circuit, keys, ciphertexts).
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: output specs carry per-channel scales.
+pub const FORMAT_VERSION: u32 = 2;

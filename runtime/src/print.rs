@@ -51,11 +51,16 @@ impl Display for Program {
             }
         }
         for o in &self.outputs {
-            writeln!(
+            write!(
                 f,
                 "  output '{}' = %{} scale={:e} zp={}",
                 o.name, o.value, o.scale, o.zero_point
             )?;
+            if !o.channel_scales.is_empty() {
+                let s: Vec<String> = o.channel_scales.iter().map(|x| format!("{x:e}")).collect();
+                write!(f, " channel_scales=[{}]", s.join(","))?;
+            }
+            writeln!(f)?;
         }
         write!(f, "}}")
     }

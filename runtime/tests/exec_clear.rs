@@ -63,6 +63,7 @@ impl Builder {
             value,
             scale: 1.0,
             zero_point: 0,
+            channel_scales: vec![],
         });
     }
 

@@ -79,12 +79,14 @@ fn program() -> Program {
                 value: 6,
                 scale: 1.0,
                 zero_point: 0,
+                channel_scales: vec![],
             },
             OutputSpec {
                 name: "hidden".into(),
                 value: 2,
                 scale: 1.0,
                 zero_point: 0,
+                channel_scales: vec![],
             },
         ],
         values: vec![
@@ -236,6 +238,7 @@ fn lookups_outside_a_narrowed_domain_wrap_identically_in_every_engine() {
                 value: 1,
                 scale: 1.0,
                 zero_point: 0,
+                channel_scales: vec![],
             }],
             values: vec![
                 info(&[1, 16], 0, 15, d_in, 1.0),

@@ -90,12 +90,14 @@ fn program() -> Program {
                 value: 6,
                 scale: 1.0,
                 zero_point: 0,
+                channel_scales: vec![],
             },
             OutputSpec {
                 name: "hidden".into(),
                 value: 2,
                 scale: 1.0,
                 zero_point: 0,
+                channel_scales: vec![],
             },
         ],
         values: vec![

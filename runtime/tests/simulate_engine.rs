@@ -105,12 +105,14 @@ fn program() -> Program {
                 value: 2,
                 scale: 1.0,
                 zero_point: 0,
+                channel_scales: vec![],
             },
             OutputSpec {
                 name: "wide".into(),
                 value: 4,
                 scale: 1.0,
                 zero_point: 0,
+                channel_scales: vec![],
             },
         ],
         values: vec![

@@ -49,6 +49,7 @@ pub(super) struct PreOutput {
     pub value: usize,
     pub scale: f32,
     pub zero_point: i64,
+    pub channel_scales: Vec<f32>,
 }
 
 /// What a graph node stands for while building.
@@ -116,10 +117,14 @@ pub(super) fn build(
             op: node.op.name(),
             message: message.into(),
         };
-        let Op::Dequantize(q) = &node.op else {
-            return Err(fail(
-                "must be the Dequantize of an encrypted integer tensor",
-            ));
+        let (q, channel_scales) = match &node.op {
+            Op::Dequantize(q) => (q, vec![]),
+            Op::DequantizeChannels { params, scales } => (params, scales.clone()),
+            _ => {
+                return Err(fail(
+                    "must be the Dequantize of an encrypted integer tensor",
+                ))
+            }
         };
         let src = graph.node_inputs(o)[0];
         match vals.get(&src) {
@@ -128,6 +133,7 @@ pub(super) fn build(
                 value: *v,
                 scale: q.scale,
                 zero_point: q.zero_point,
+                channel_scales,
             }),
             Some(Val::Const(_)) => return Err(fail("dequantises a constant")),
             _ => return Err(fail("dequantises a real tensor")),
@@ -267,7 +273,7 @@ impl Builder {
                 let v = self.emit(Instruction::Input { index }, out_shape, Some(q.range()))?;
                 return Ok(Val::Enc(v));
             }
-            Op::Dequantize(_) => {
+            Op::Dequantize(_) | Op::DequantizeChannels { .. } => {
                 self.enc(&ins[0], "the dequantised tensor")?;
                 return Ok(Val::Real);
             }

@@ -172,6 +172,7 @@ pub(super) fn encode(pre: &Pre) -> Result<Encoded, LowerError> {
             value,
             scale: o.scale,
             zero_point: o.zero_point,
+            channel_scales: o.channel_scales.clone(),
         });
     }
     Ok(Encoded::Done(Program {

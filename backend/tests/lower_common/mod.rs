@@ -149,6 +149,7 @@ pub fn check_ranges(program: &Program, inputs: &[Tensor], what: &str) {
             value,
             scale: 1.0,
             zero_point: 0,
+            channel_scales: vec![],
         })
         .collect();
     let values = fhec_runtime::clear::run_clear_integers(&all, inputs)

@@ -70,8 +70,8 @@ enum Repr {
     Real(NodeId),
     /// A float constant.
     Const(Tensor),
-    /// An integer constant meaning `scale * (q - zp)` (dequantised QAT weights).
-    QConst { q: ArrayD<i64>, scale: f32, zp: i64 },
+    /// Dequantised QAT weights: integers with their scale and zero point.
+    QConst(QConst),
     /// Integer tensor `id` meaning `scale * (q - zp)`.
     Int { id: NodeId, scale: f32, zp: i64 },
     /// Univariate float ops (nodes of the float graph, with the slot of their data input)
@@ -84,6 +84,55 @@ enum Repr {
         ch: Option<Vec<f32>>,
         ops: Vec<(NodeId, usize)>,
     },
+}
+
+/// An integer constant meaning `scales[c] * (q - zps[c])`, `c` the index along `axis`
+/// (one entry each for per-tensor quantisation).
+#[derive(Clone, Debug)]
+struct QConst {
+    q: ArrayD<i64>,
+    scales: Vec<f32>,
+    zps: Vec<i64>,
+    axis: usize,
+}
+
+impl QConst {
+    fn per_channel(&self, c: usize) -> (f32, i64) {
+        if self.scales.len() == 1 {
+            (self.scales[0], self.zps[0])
+        } else {
+            (self.scales[c], self.zps[c])
+        }
+    }
+
+    /// `q - zp` per element.
+    fn centred(&self) -> ArrayD<i64> {
+        let mut out = self.q.clone();
+        for (idx, v) in out.indexed_iter_mut() {
+            let c = if self.axis < self.q.ndim() {
+                idx[self.axis]
+            } else {
+                0
+            };
+            *v -= self.per_channel(c).1;
+        }
+        out
+    }
+
+    /// The real values.
+    fn dequantized(&self) -> Tensor {
+        let mut out = self.q.mapv(|_| 0f32);
+        for ((idx, v), &q) in out.indexed_iter_mut().zip(self.q.iter()) {
+            let c = if self.axis < self.q.ndim() {
+                idx[self.axis]
+            } else {
+                0
+            };
+            let (s, z) = self.per_channel(c);
+            *v = s * (q - z) as f32;
+        }
+        out
+    }
 }
 
 /// The integer grid a table writes its result on.
@@ -271,7 +320,7 @@ impl<'a> Lowering<'a> {
             let data_slots: Vec<usize> = ins
                 .iter()
                 .enumerate()
-                .filter(|(_, i)| !matches!(self.repr[i], Repr::Const(_) | Repr::QConst { .. }))
+                .filter(|(_, i)| !matches!(self.repr[i], Repr::Const(_) | Repr::QConst(_)))
                 .map(|(s, _)| s)
                 .collect();
             match data_slots.as_slice() {
@@ -339,22 +388,38 @@ impl<'a> Lowering<'a> {
             ) else {
                 return Err(self.node_err(id, "unexpected dequantize inputs"));
             };
-            if q.axis.is_none() {
-                let scale = *s.iter().next().unwrap_or(&1.0);
-                let zp = *z.iter().next().unwrap_or(&0.0) as i64;
-                return Ok(Repr::QConst {
-                    q: x.mapv(|v| v as i64),
-                    scale,
-                    zp,
-                });
+            let scales: Vec<f32> = s.iter().copied().collect();
+            let zps: Vec<i64> = z.iter().map(|&v| v as i64).collect();
+            let axis = match q.axis {
+                Some(a) if scales.len() > 1 => a,
+                _ => 0,
+            };
+            if scales.is_empty()
+                || zps.len() != scales.len()
+                || (scales.len() > 1 && x.shape().get(axis) != Some(&scales.len()))
+            {
+                return Err(self.node_err(
+                    id,
+                    format!(
+                        "{} scales and {} zero points for integers of shape {:?} along axis {axis}",
+                        scales.len(),
+                        zps.len(),
+                        x.shape()
+                    ),
+                ));
             }
-            return Err(self.node_err(id, "per-channel weight quantisation (axis) is not supported yet; export per-tensor weight scales"));
+            return Ok(Repr::QConst(QConst {
+                q: x.mapv(|v| v as i64),
+                scales,
+                zps,
+                axis,
+            }));
         }
         let vals: Vec<Tensor> = ins
             .iter()
             .map(|i| match &self.repr[i] {
                 Repr::Const(t) => Ok(t.clone()),
-                Repr::QConst { q, scale, zp } => Ok(q.mapv(|v| *scale * (v - zp) as f32)),
+                Repr::QConst(c) => Ok(c.dequantized()),
                 _ => Err(QuantError::Internal("not a constant".into())),
             })
             .collect::<Result<_, _>>()?;
@@ -436,7 +501,7 @@ impl<'a> Lowering<'a> {
                     self.extend_chain(id, slot)
                 }
             },
-            Repr::Const(_) | Repr::QConst { .. } => {
+            Repr::Const(_) | Repr::QConst(_) => {
                 Err(QuantError::Internal("constant data input".into()))
             }
         }
@@ -523,7 +588,7 @@ impl<'a> Lowering<'a> {
                 };
                 Ok((id, scale, zp))
             }
-            Repr::Const(_) | Repr::QConst { .. } => {
+            Repr::Const(_) | Repr::QConst(_) => {
                 Err(self.node_err(user, "a constant where a runtime tensor is expected"))
             }
         }
@@ -739,9 +804,7 @@ impl<'a> Lowering<'a> {
             } else {
                 match &self.repr[i] {
                     Repr::Const(t) => vals.push(t.clone()),
-                    Repr::QConst { q, scale, zp } => {
-                        vals.push(q.mapv(|v| *scale * (v - zp) as f32))
-                    }
+                    Repr::QConst(c) => vals.push(c.dequantized()),
                     _ => return Err(self.node_err(op_id, "side input is not constant")),
                 }
             }
@@ -802,10 +865,22 @@ impl<'a> Lowering<'a> {
                 .iter()
                 .all(|&c| float_op_is_univariate(&self.src.node(c).op));
         let (w_q, s_w): (ArrayD<i64>, Vec<f32>) = match &self.repr[&ins[1]] {
-            Repr::QConst { q, scale, zp } => {
-                let w = out_first(&q.mapv(|v| v - zp));
+            Repr::QConst(c) => {
+                let w = out_first(&c.centred());
                 let n = w.shape()[0];
-                (w, vec![*scale; n])
+                // The output-channel axis of the weights as the model stores them.
+                let out_axis = if matches!(node.op, Op::Conv(_)) || trans_b {
+                    0
+                } else {
+                    c.q.ndim() - 1
+                };
+                if c.scales.len() == 1 {
+                    (w, vec![c.scales[0]; n])
+                } else if c.axis == out_axis {
+                    (w, c.scales.clone())
+                } else {
+                    return Err(self.node_err(id, format!("weight scales vary along axis {} (input channels); only per-output-channel scales (axis {out_axis}) can be quantised", c.axis)));
+                }
             }
             Repr::Const(w) => {
                 let wf = if matches!(node.op, Op::Conv(_)) || trans_b {
@@ -840,7 +915,7 @@ impl<'a> Lowering<'a> {
         let bias: Option<Tensor> = match ins.get(2).map(|b| &self.repr[b]) {
             None => None,
             Some(Repr::Const(b)) => Some(b.clone()),
-            Some(Repr::QConst { q, scale, zp }) => Some(q.mapv(|v| *scale * (v - zp) as f32)),
+            Some(Repr::QConst(c)) => Some(c.dequantized()),
             Some(_) => return Err(self.node_err(id, "the bias must be constant")),
         };
         let (alpha, beta) = match &node.op {
@@ -1076,7 +1151,7 @@ impl<'a> Lowering<'a> {
                 let (nid, _, z) = self.materialize(src, grid)?;
                 Ok((nid, z))
             }
-            Repr::Real(_) | Repr::Const(_) | Repr::QConst { .. } => Err(QuantError::Internal(
+            Repr::Real(_) | Repr::Const(_) | Repr::QConst(_) => Err(QuantError::Internal(
                 "onto_grid on a constant or unquantised input".into(),
             )),
         }
@@ -1139,6 +1214,31 @@ impl<'a> Lowering<'a> {
     /// The dequantised form of a graph output.
     fn lower_output(&mut self, o: NodeId) -> Result<NodeId, QuantError> {
         let (x, scale, zp) = match (self.repr[&o].clone(), self.opts.output_bits) {
+            // Per-channel weight scales on the last layer: the client applies them.
+            (
+                Repr::Chain {
+                    base,
+                    scale,
+                    zp,
+                    ch: Some(ch),
+                    ops,
+                },
+                None,
+            ) if ops.is_empty() => {
+                let (lo, hi) = self.range_of(base);
+                let params = QParams {
+                    scale,
+                    zero_point: zp,
+                    bits: int_bits(lo, hi),
+                    signed: lo < 0,
+                };
+                let name = format!("{}.dequantize", self.src.node(o).name);
+                return self.add(
+                    &name,
+                    Op::DequantizeChannels { params, scales: ch },
+                    &[base],
+                );
+            }
             (Repr::Chain { .. }, bits) => self.materialize(o, OutGrid::Calibrated(bits))?,
             (Repr::Int { id, scale, zp }, Some(bits)) => {
                 // Requantise the accumulator through an identity table.

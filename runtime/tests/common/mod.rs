@@ -29,6 +29,7 @@ pub fn identity_program(delta_log2: u32) -> Program {
             value: 0,
             scale: 1.0,
             zero_point: 0,
+            channel_scales: vec![],
         }],
         values: vec![ValueInfo {
             shape: vec![2, 5],
