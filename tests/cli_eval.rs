@@ -699,15 +699,16 @@ fn weights(name: &str, rows: usize, cols: usize, seed: usize) -> pb::TensorProto
 }
 
 /// `x[1,4] -> relu(x W1) + relu(x W2)`: a residual-style sum of two runtime tensors.
-fn residual_model(dir: &Path) -> PathBuf {
+/// `relu(x @ w1) <op> relu(x @ w2)`, both operands runtime tensors.
+fn two_branch_model(dir: &Path, op: &str) -> PathBuf {
     let graph = pb::GraphProto {
-        name: "residual".into(),
+        name: "two_branches".into(),
         node: vec![
             node("mm1", "MatMul", &["x", "w1"], &["a"]),
             node("relu1", "Relu", &["a"], &["ra"]),
             node("mm2", "MatMul", &["x", "w2"], &["b"]),
             node("relu2", "Relu", &["b"], &["rb"]),
-            node("sum", "Add", &["ra", "rb"], &["y"]),
+            node("combine", op, &["ra", "rb"], &["y"]),
         ],
         initializer: vec![weights("w1", 4, 2, 1), weights("w2", 4, 2, 2)],
         input: vec![value_info("x", &[1, 4])],
@@ -724,7 +725,7 @@ fn residual_model(dir: &Path) -> PathBuf {
         graph: Some(graph),
         ..Default::default()
     };
-    let p = dir.join("residual.onnx");
+    let p = dir.join(format!("{op}.onnx"));
     std::fs::write(&p, model.encode_to_vec()).unwrap();
     p
 }
@@ -732,15 +733,25 @@ fn residual_model(dir: &Path) -> PathBuf {
 #[test]
 fn quantisation_failure_names_pass_node_and_op() {
     let dir = tempfile::tempdir().unwrap();
-    let m = residual_model(dir.path()).display().to_string();
     let calib = test_only_npz(dir.path(), 12, 4).display().to_string();
-    // Float evaluation works; quantisation does not, and says where and why.
+    // The sum of two branches (a residual connection) quantises; their product does not,
+    // and says where and why.
+    let sum = two_branch_model(dir.path(), "Add").display().to_string();
+    ok(&fhec([
+        "eval", &sum, "--data", &calib, "--bits", "6", "--calib", &calib,
+    ]));
+    let m = two_branch_model(dir.path(), "Mul").display().to_string();
     ok(&fhec(["eval", &m, "--data", &calib, "--mode", "float"]));
     let err = fails(
         &fhec([
             "eval", &m, "--data", &calib, "--bits", "6", "--calib", &calib,
         ]),
-        &["cannot compile", "pass 'quantize'", "node 'sum'", "(Add)"],
+        &[
+            "cannot compile",
+            "pass 'quantize'",
+            "node 'combine'",
+            "(Mul)",
+        ],
     );
-    assert!(err.contains("runtime tensors"), "{err}");
+    assert!(err.contains("two runtime tensors"), "{err}");
 }

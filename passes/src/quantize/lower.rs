@@ -371,6 +371,10 @@ impl<'a> Lowering<'a> {
             }
             Op::Concat { axis } => self.lower_concat(id, *axis),
             Op::Binary(op @ (BinaryOp::Add | BinaryOp::Sub)) => self.lower_residual(id, *op),
+            Op::Binary(_) => Err(self.node_err(
+                id,
+                "the product or quotient of two runtime tensors needs a ciphertext multiplication, which fhec does not do",
+            )),
             other => Err(self.node_err(id, format!("{} cannot be quantised", other.name()))),
         }
     }
