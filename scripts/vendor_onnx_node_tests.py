@@ -41,7 +41,8 @@ from onnx import TensorProto, numpy_helper
 
 EXPECTED_ONNX_VERSION = "1.22.0"
 
-# Operators fhec lowers to FHE circuits (float semantics, f32).
+# Operators fhec lowers to FHE circuits (float semantics, f32; integer semantics on the
+# integer runtime tensors below).
 SUPPORTED_OPS = {
     "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg",
     "Conv", "AveragePool", "MaxPool", "GlobalAveragePool",
@@ -84,6 +85,17 @@ PARAM_INPUTS = {
 FLOAT = TensorProto.FLOAT
 INT64 = TensorProto.INT64
 QUANT_TYPES = {TensorProto.INT8, TensorProto.UINT8}
+# Integer types runtime tensors may have (held exactly in f32 up to 2^24 - 1; see the
+# integer rule in ir/src/interp.rs), and the ops fhec evaluates on them (with ONNX's
+# wrap-around and truncating division). Other ops take float32 runtime tensors only.
+INT_RUNTIME_TYPES = QUANT_TYPES | {TensorProto.INT32, INT64}
+INT_OPS = {
+    "Add", "Sub", "Mul", "Div", "Neg", "Relu", "Clip", "PRelu", "MaxPool",
+    "Pad", "Reshape", "Transpose", "Concat", "Flatten", "Squeeze", "Unsqueeze", "Identity",
+    "Cast", "QuantizeLinear", "DequantizeLinear",
+}
+# Cast targets for runtime tensors.
+CAST_TARGETS = {FLOAT} | INT_RUNTIME_TYPES
 # dtypes allowed for constant / parameter values
 STATIC_TYPES = {FLOAT, INT64, TensorProto.INT32, TensorProto.BOOL} | QUANT_TYPES
 
@@ -278,7 +290,7 @@ def analyse(suite, name, src):
             if attr(n, "block_size", 0):
                 return fail("blocked quantization")
         if op == "Cast" and n.output[0] not in static:
-            if attr(n, "to") != FLOAT:
+            if attr(n, "to") not in CAST_TARGETS:
                 return fail(f"Cast to {dtype_name(attr(n, 'to'))}")
 
     # --- dtypes -----------------------------------------------------------
@@ -288,6 +300,16 @@ def analyse(suite, name, src):
             qdq_values.update(o for o in n.output if o)
         if n.op_type == "DequantizeLinear":
             qdq_values.add(n.input[0])
+    # ops reading or writing each runtime value
+    touching = collections.defaultdict(set)
+    for n in g.node:
+        params = PARAM_INPUTS.get(n.op_type, set())
+        for idx, inp in enumerate(n.input):
+            if inp and idx not in params:
+                touching[inp].add(n.op_type)
+        for o in n.output:
+            if o:
+                touching[o].add(n.op_type)
     # every tensor that appears in the test data or graph interface
     for name_, (et, _) in vtype.items():
         if et == TensorProto.UNDEFINED:
@@ -296,13 +318,19 @@ def analyse(suite, name, src):
             ok = et in STATIC_TYPES
         elif name_ in qdq_values:
             ok = et in QUANT_TYPES or et == FLOAT
+        elif et in INT_RUNTIME_TYPES:
+            float_only = sorted(touching[name_] - INT_OPS)
+            if float_only:
+                return fail(f"{dtype_name(et).lower()} tensor {name_} through {', '.join(float_only)}"
+                            " (float32 only)")
+            ok = True
         else:
             ok = et == FLOAT
         if not ok:
-            return fail(f"non-float32 dtype: {dtype_name(et).lower()} ({name_})")
+            return fail(f"unsupported dtype: {dtype_name(et).lower()} ({name_})")
     for t in load_tensors(src, "input") + load_tensors(src, "output"):
         if t.data_type not in STATIC_TYPES:
-            return fail(f"non-float32 dtype: {dtype_name(t.data_type).lower()} test data ({t.name})")
+            return fail(f"unsupported dtype: {dtype_name(t.data_type).lower()} test data ({t.name})")
         if any(d == 0 for d in t.dims):
             return fail("zero-sized tensor")
 

@@ -269,9 +269,13 @@ fn input_fact(
         onnx_type::FLOAT | onnx_type::DOUBLE | onnx_type::FLOAT16 => fhec_ir::DType::F32,
         onnx_type::UINT8 => fhec_ir::DType::U8,
         onnx_type::INT8 => fhec_ir::DType::I8,
+        // Held in f32: exact up to 2^24 - 1 in magnitude, larger values are refused.
+        onnx_type::INT32 => fhec_ir::DType::I32,
+        onnx_type::INT64 => fhec_ir::DType::I64,
         other => {
             return Err(bad(format!(
-                "element type {} is not supported; fhec models take float (or int8/uint8 quantized) inputs",
+                "element type {} is not supported; fhec models take float, int8, uint8, int32 or \
+                 int64 inputs (not 16-bit, unsigned 32/64-bit, bool or other types)",
                 onnx_type::name(other)
             )))
         }

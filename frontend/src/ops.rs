@@ -865,27 +865,65 @@ fn cast(c: &mut NodeCtx) -> Res {
         to,
         onnx_type::FLOAT | onnx_type::DOUBLE | onnx_type::FLOAT16
     );
-    let target = if to_float {
-        DType::F32
-    } else {
-        int_dtype(to).ok_or_else(|| {
-            c.attr_err(
-                "to",
-                format!("target type {} is not supported", onnx_type::name(to)),
-            )
-        })?
+    let unsupported = |c: &NodeCtx, what: &str| {
+        c.attr_err(
+            "to",
+            format!("target type {} is not supported{what}", onnx_type::name(to)),
+        )
     };
     if let Value::Const(v) = &x {
+        // Folded exactly in i64; to an integer type: truncation, then the ONNX wrap-around.
+        let target = if to_float {
+            DType::F32
+        } else {
+            int_dtype(to).ok_or_else(|| unsupported(c, ""))?
+        };
+        let wrap = |v: i64| match to {
+            onnx_type::INT8 => v as i8 as i64,
+            onnx_type::UINT8 => v as u8 as i64,
+            onnx_type::INT16 => v as i16 as i64,
+            onnx_type::UINT16 => v as u16 as i64,
+            onnx_type::INT32 => v as i32 as i64,
+            onnx_type::UINT32 => v as u32 as i64,
+            onnx_type::BOOL => (v != 0) as i64,
+            _ => v,
+        };
         let out = match (v, to_float) {
             (_, true) => ConstValue::Float(v.to_f32()),
-            (ConstValue::Int(a, _), false) => ConstValue::Int(a.clone(), target),
-            (ConstValue::Float(a), false) => ConstValue::Int(a.mapv(|f| f as i64), target),
+            (ConstValue::Int(a, _), false) => ConstValue::Int(a.mapv(wrap), target),
+            (ConstValue::Float(a), false) if to == onnx_type::BOOL => {
+                ConstValue::Int(a.mapv(|f| (f != 0.0) as i64), target)
+            }
+            (ConstValue::Float(a), false) => ConstValue::Int(a.mapv(|f| wrap(f as i64)), target),
         };
         return Ok(vec![Value::Const(out)]);
     }
+    let from = match &x {
+        Value::Node(id) => c.graph.node(*id).fact.dtype,
+        _ => DType::F32,
+    };
     if to_float {
-        return Ok(vec![c.emit(Op::Identity, &[x])?]);
+        // An integer tensor becomes f32 by a Cast (its values are held in f32 already).
+        let op = if from.is_int() {
+            Op::Cast { to: DType::F32 }
+        } else {
+            Op::Identity
+        };
+        return Ok(vec![c.emit(op, &[x])?]);
     }
+    // Runtime tensors: only the integer types the IR holds with their own wrap-around.
+    let target = match to {
+        onnx_type::INT8 => DType::I8,
+        onnx_type::UINT8 => DType::U8,
+        onnx_type::INT32 => DType::I32,
+        onnx_type::INT64 => DType::I64,
+        _ => {
+            return Err(unsupported(
+                c,
+                " for a runtime tensor (int8, uint8, int32, int64 and float are)",
+            ))
+        }
+    };
     Ok(vec![c.emit(Op::Cast { to: target }, &[x])?])
 }
 

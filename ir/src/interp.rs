@@ -2,8 +2,37 @@
 //!
 //! Every kernel computes in `f32` the way the ONNX reference implementation does (element-wise
 //! arithmetic in `f32`; transcendental functions and reductions are evaluated in `f64` and
-//! rounded once, which is at least as accurate). Integer-typed values (casts, quantized
-//! tensors) are held exactly in `f32`.
+//! rounded once, which is at least as accurate).
+//!
+//! # Integer tensors
+//!
+//! A value whose fact has an integer type (`i8`, `u8`, `i32`, `i64`: integer graph inputs,
+//! casts, quantized tensors and what is computed from them) is held in `f32` too. The rule:
+//!
+//! - **Every integer value lies within ±(2^24 - 1)** ([`crate::fact::F32_EXACT_INT`]), where
+//!   `f32` represents each integer exactly. Integer graph inputs outside it (or not integers)
+//!   are refused ([`InterpError::NotInteger`]); all of int8 and uint8 is inside.
+//! - **A node with an integer-typed output runs its `f32` kernel, then the result is truncated
+//!   toward zero and wrapped modulo 2^bits into its type** (two's complement), which is what
+//!   ONNX defines: Div of integers truncates toward zero (`-7 / 2 = -3`), Add/Sub/Mul/Neg
+//!   wrap on overflow like numpy (`int8 100 + 100 = -56`), Cast between integer types
+//!   discards the high bits (`int32 200 -> int8 -56`), and Cast from float truncates toward
+//!   zero (ONNX leaves float sources beyond the target's range undefined; fhec wraps them
+//!   like numpy's `astype`, so `200.7 -> int8 -56`).
+//! - This is exact: for integer operands within ±(2^24 - 1) the `f32` sum, difference and
+//!   product are correctly rounded, hence exact whenever the true result is below 2^24 in
+//!   magnitude, and at least 2^24 in magnitude otherwise (so refused, next point). The `f32`
+//!   quotient truncates to the true integer quotient: a non-integer `a / b > 0` lies at least
+//!   `1 / b` below the next integer `n`, while half the `f32` spacing below `n` is at most
+//!   `2^-24 max(n - 1, 1/2) < 1 / b` (as `n - 1 < a / b` and `a, b < 2^24`), so rounding
+//!   cannot reach `n`.
+//! - **Where exactness cannot be guaranteed the node is refused**, with an error naming it: a
+//!   result (before wrapping) of magnitude 2^24 or more, a non-finite one (integer division by
+//!   zero, casting NaN or infinity: undefined in ONNX). So int8/uint8 arithmetic always
+//!   computes (`|255 * 255| < 2^24`) and int32/int64 arithmetic is exact or refused, never
+//!   silently rounded.
+//! - Ops defined only on floats (Sigmoid, Softmax, Conv, Gemm, MatMul, average pooling,
+//!   BatchNorm, ...) refuse integer inputs ([`eval_node`]): Cast to float first.
 //!
 //! Kernels live in submodules: [`elementwise`] (unary, binary, cast, quantization, batch norm,
 //! softmax), [`linalg`] (MatMul, Gemm, Conv), [`pool`] (average, max and global pooling) and
@@ -12,9 +41,9 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::fact::TensorFact;
+use crate::fact::{DType, TensorFact, F32_EXACT_INT};
 use crate::graph::{Graph, NodeId};
-use crate::op::Op;
+use crate::op::{BinaryOp, Op, UnaryOp};
 use crate::Tensor;
 
 mod elementwise;
@@ -36,6 +65,23 @@ pub enum InterpError {
     #[error("input '{input}' contains a non-finite value ({value}) at flat index {index}")]
     NonFinite {
         input: String,
+        value: f32,
+        index: usize,
+    },
+    #[error(
+        "input '{input}' is {dtype} but holds {value} at flat index {index}: it takes integers \
+         in [{}, {}]{}",
+        dtype.exact_range().map_or(0, |r| r.0),
+        dtype.exact_range().map_or(0, |r| r.1),
+        if matches!(dtype, DType::I32 | DType::I64) {
+            " (fhec holds integers in f32, exact up to 2^24 - 1 in magnitude)"
+        } else {
+            ""
+        }
+    )]
+    NotInteger {
+        input: String,
+        dtype: DType,
         value: f32,
         index: usize,
     },
@@ -130,10 +176,13 @@ fn execute<'a>(
                         None => return Err(not_evaluated(graph, *i)),
                     }
                 }
-                let out = eval_op(op, &args, &node.fact).map_err(|message| InterpError::Op {
-                    node: node.name.clone(),
-                    op: op.name(),
-                    message,
+                let in_facts: Vec<&TensorFact> = ins.iter().map(|&i| &graph.node(i).fact).collect();
+                let out = eval_node(op, &args, &in_facts, &node.fact).map_err(|message| {
+                    InterpError::Op {
+                        node: node.name.clone(),
+                        op: op.name(),
+                        message,
+                    }
                 })?;
                 Cow::Owned(out)
             }
@@ -177,14 +226,75 @@ pub fn check_inputs(graph: &Graph, inputs: &[Tensor]) -> Result<(), InterpError>
                 index,
             });
         }
+        if let Some((lo, hi)) = node.fact.dtype.exact_range() {
+            let (lo, hi) = (lo as f32, hi as f32);
+            let bad = x
+                .iter()
+                .enumerate()
+                .find(|(_, &v)| v.fract() != 0.0 || v < lo || v > hi);
+            if let Some((index, &value)) = bad {
+                return Err(InterpError::NotInteger {
+                    input: node.name.clone(),
+                    dtype: node.fact.dtype,
+                    value,
+                    index,
+                });
+            }
+        }
     }
     Ok(())
+}
+
+/// Whether the float interpreter evaluates `op` on integer tensors (see the module doc): ops
+/// that only move or compare values, integer arithmetic, casts and quantization.
+fn takes_integers(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Identity
+            | Op::Reshape { .. }
+            | Op::Transpose { .. }
+            | Op::Concat { .. }
+            | Op::Pad { .. }
+            | Op::MaxPool(_)
+            | Op::Unary(UnaryOp::Neg | UnaryOp::Relu | UnaryOp::Clip { .. })
+            | Op::Binary(_)
+            | Op::Cast { .. }
+            | Op::QuantizeLinear(_)
+            | Op::DequantizeLinear(_)
+    )
+}
+
+/// [`eval_op`] for a node whose input facts are known: refuses integer inputs or outputs of
+/// ops that [`takes_integers`] does not list (the error names the type), then evaluates.
+pub fn eval_node(
+    op: &Op,
+    inputs: &[&Tensor],
+    in_facts: &[&TensorFact],
+    out: &TensorFact,
+) -> Result<Tensor, String> {
+    let int = in_facts
+        .iter()
+        .map(|f| f.dtype)
+        .chain([out.dtype])
+        .find(|d| d.is_int());
+    if let Some(dtype) = int {
+        if !takes_integers(op) {
+            return Err(format!(
+                "{} is evaluated on floats only, and this node has an {dtype} tensor; cast it \
+                 to float first",
+                op.name()
+            ));
+        }
+    }
+    eval_op(op, inputs, out)
 }
 
 /// Evaluates one op. `out` is the node's inferred fact (already checked by the verifier).
 ///
 /// The shapes of `inputs` are checked against the op's shape inference first and the result
-/// must have `out.shape`, so a mismatched call yields `Err`, never a panic.
+/// must have `out.shape`, so a mismatched call yields `Err`, never a panic. When `out.dtype`
+/// is an integer type the kernel's result is truncated toward zero and wrapped into the type,
+/// or refused where that could not be exact (the module doc states the rule).
 pub fn eval_op(op: &Op, inputs: &[&Tensor], out: &TensorFact) -> Result<Tensor, String> {
     let facts: Vec<TensorFact> = inputs.iter().map(|t| TensorFact::f32(t.shape())).collect();
     let fact_refs: Vec<&TensorFact> = facts.iter().collect();
@@ -216,7 +326,7 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor], out: &TensorFact) -> Result<Tensor, 
         Op::Concat { axis } => layout::concat(inputs, *axis)?,
         Op::Pad { pads, mode, value } => layout::pad(inputs[0], pads, *mode, *value)?,
         Op::Identity => inputs[0].clone(),
-        Op::Cast { to } => elementwise::cast(inputs[0], *to),
+        Op::Cast { .. } => elementwise::cast(inputs[0]),
         Op::QuantizeLinear(q) => elementwise::quantize(q, inputs[0], inputs[1], inputs[2])?,
         Op::DequantizeLinear(q) => elementwise::dequantize(q, inputs[0], inputs[1], inputs[2])?,
         Op::IntConst(_) | Op::Quantize(_) | Op::Dequantize(_) | Op::Tlu(_) | Op::SumPool(_) => {
@@ -233,7 +343,36 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor], out: &TensorFact) -> Result<Tensor, 
             shape
         ));
     }
+    if out.dtype.is_int() {
+        return to_integer(result, out.dtype, op);
+    }
     Ok(result)
+}
+
+/// The integer-typed result of `op`: each value truncated toward zero and wrapped into
+/// `dtype`; a non-finite value or one of magnitude 2^24 or more (not exact in `f32`) is an
+/// error.
+fn to_integer(mut t: Tensor, dtype: DType, op: &Op) -> Result<Tensor, String> {
+    for (index, v) in t.iter_mut().enumerate() {
+        let r = v.trunc();
+        // NaN fails the range test too.
+        if r.is_nan() || r.abs() > F32_EXACT_INT as f32 {
+            return Err(match op {
+                Op::Binary(BinaryOp::Div) if !v.is_finite() => {
+                    format!("integer division by zero at flat index {index} (undefined in ONNX)")
+                }
+                Op::Cast { .. } if !v.is_finite() => format!(
+                    "cannot cast {v} (flat index {index}) to {dtype}: ONNX leaves it undefined"
+                ),
+                _ => format!(
+                    "the {dtype} result at flat index {index} is {v}, beyond 2^24 - 1 in \
+                     magnitude, where f32 (which fhec holds integers in) stops being exact"
+                ),
+            });
+        }
+        *v = dtype.wrap(r as i64) as f32;
+    }
+    Ok(t)
 }
 
 /// Row-major (C order) strides of a shape, in elements.

@@ -142,7 +142,8 @@ pub enum Op {
     },
     /// Also the inference form of Dropout.
     Identity,
-    /// Element type conversion (float to integer truncates toward zero and saturates).
+    /// Element type conversion; to an integer type it truncates toward zero and wraps (see
+    /// [`crate::interp`] for the integer semantics).
     Cast {
         to: DType,
     },
@@ -263,7 +264,10 @@ impl Op {
                         inputs[0].shape
                     );
                 }
-                Ok(TensorFact::new(inputs[0].dtype, shape))
+                Ok(TensorFact::new(
+                    binary_dtype(inputs[0].dtype, inputs[1].dtype)?,
+                    shape,
+                ))
             }
             Op::MatMul => matmul_shape(&inputs[0].shape, &inputs[1].shape)
                 .map(|s| TensorFact::new(linear_dtype(inputs), s)),
@@ -318,7 +322,12 @@ impl Op {
                         p.ceil_mode,
                     )?);
                 }
-                Ok(TensorFact::new(linear_dtype(inputs), out))
+                // Max pooling only compares: it keeps any integer type (ONNX allows int8/uint8).
+                let dtype = match self {
+                    Op::MaxPool(_) => inputs[0].dtype,
+                    _ => linear_dtype(inputs),
+                };
+                Ok(TensorFact::new(dtype, out))
             }
             Op::GlobalAveragePool => {
                 let x = &inputs[0].shape;
@@ -572,6 +581,17 @@ fn conv_shape(a: &ConvAttrs, inputs: &[&TensorFact]) -> Result<TensorFact, Shape
         )?);
     }
     Ok(TensorFact::new(linear_dtype(inputs), out))
+}
+
+/// Element type of a binary op: that of its operands. The IR holds every constant as an f32
+/// `Const`, so an f32 operand next to an integer one stands for a constant of the integer
+/// type (ONNX requires both operands to have one type) and the result is integer.
+fn binary_dtype(a: DType, b: DType) -> Result<DType, ShapeError> {
+    match (a, b) {
+        (a, b) if a == b => Ok(a),
+        (DType::F32, t) | (t, DType::F32) => Ok(t),
+        (a, b) => shape_err!("operands have different element types {a} and {b}"),
+    }
 }
 
 /// Linear ops on integer tensors give integers; otherwise reals.

@@ -32,6 +32,7 @@
 pub mod bitwidth;
 pub mod canonicalize;
 mod context;
+pub mod int_values;
 pub mod prune;
 pub mod quantize;
 pub mod rounding;

@@ -345,7 +345,8 @@ fn convert(
     let shape = array.data.shape();
     let at = |flat: usize| locate(flat, shape, batch);
     let file = path.display();
-    match dtype.int_range() {
+    // Integer inputs: within the type and within what f32 holds exactly (2^24 - 1).
+    match dtype.exact_range() {
         None => {
             if !array.kind.is_float() {
                 bail!(
@@ -498,6 +499,12 @@ mod tests {
         a.data[[0, 1]] = 0.5;
         let err = make_feed(a, p, "x", &u8fact).unwrap_err();
         assert!(err.to_string().contains("sample") || err.to_string().contains("element"));
+        // int32 inputs beyond f32's exact integers are refused, not rounded.
+        let i32fact = TensorFact::new(DType::I32, vec![1, 3]);
+        let mut a = arr(&[1, 3], NpyKind::Int("int32"));
+        a.data[[0, 2]] = 16_777_217.0;
+        let err = make_feed(a, p, "x", &i32fact).unwrap_err().to_string();
+        assert!(err.contains("[-16777215, 16777215]"), "{err}");
         let mut a = arr(&[2, 3], NpyKind::Float32);
         a.data[[1, 2]] = f64::NAN;
         let err = make_feed(a, p, "x", &float).unwrap_err().to_string();

@@ -529,7 +529,7 @@ pub fn model_samples(
             shape_text(if gs.first() == Some(&1) { &gs[1..] } else { gs }),
         );
     };
-    if let Some((lo, hi)) = fact.dtype.int_range() {
+    if let Some((lo, hi)) = fact.dtype.exact_range() {
         if let Some((i, v)) =
             ds.x.iter().enumerate().find(|(_, &v)| {
                 v.fract() != 0.0 || (v as f64) < lo as f64 || (v as f64) > hi as f64

@@ -4,7 +4,6 @@
 use ndarray::{Axis, IxDyn, Zip};
 
 use super::{from_vec, row_major};
-use crate::fact::DType;
 use crate::op::{BinaryOp, QuantAttrs, UnaryOp};
 use crate::Tensor;
 
@@ -113,22 +112,11 @@ pub(super) fn binary(
     Ok(Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y)))
 }
 
-/// Float to integer type: truncation toward zero, then saturation (NaN gives 0).
-pub(super) fn cast(x: &Tensor, to: DType) -> Tensor {
-    match to.int_range() {
-        None => x.clone(),
-        Some((lo, hi)) => {
-            let (lo, hi) = (lo as f64, hi as f64);
-            x.mapv(|v| {
-                if v.is_nan() {
-                    0.0
-                } else {
-                    // `+ 0.0` turns -0 (from truncating -0.x) into 0.
-                    f64::from(v.trunc()).clamp(lo, hi) as f32 + 0.0
-                }
-            })
-        }
-    }
+/// Cast: to f32 a copy (integers are already held in f32); to an integer type also a copy,
+/// which `eval_op` then truncates toward zero and wraps into the type like every
+/// integer-typed result (see the module doc of `interp`).
+pub(super) fn cast(x: &Tensor) -> Tensor {
+    x.clone()
 }
 
 /// A scale or zero point reshaped so that it broadcasts against `x`: a scalar, or a vector

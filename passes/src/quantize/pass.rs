@@ -40,6 +40,7 @@ fn run_quantize(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
     let Some(opts) = ctx.options.quantization.clone() else {
         return Ok(());
     };
+    crate::int_values::check_quantisable(g)?;
     let cal = ctx.calibration.take().unwrap_or_default();
     let q = quantize(g, &cal, &opts).map_err(|e| match e {
         QuantError::Unsupported { node, op, message } => IrError::Unsupported { node, op, message },
