@@ -273,6 +273,63 @@ fn predict_fhe_writes_the_clear_result_with_timings() {
     assert_eq!(read_npy(&fhe_out), read_npy(&clear_out));
 }
 
+#[test]
+fn per_channel_weight_scales_on_the_last_layer_survive_encryption() {
+    // Brevitas QAT with one weight scale per output neuron, the last layer included: its
+    // outputs are dequantised on the client with a scale per channel (no table lookup).
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixtures()
+        .join("mlp_brevitas_perchannel.onnx")
+        .display()
+        .to_string();
+    let (fhe_out, clear_out) = (dir.path().join("f.npy"), dir.path().join("c.npy"));
+    let circuit = dir.path().join("m.fhec");
+    let mut args = vec![
+        "compile".to_string(),
+        model.clone(),
+        "--calib".into(),
+        data(),
+    ];
+    args.extend(SMALL_EXACT.map(String::from));
+    args.extend(["-o".to_string(), s(&circuit)]);
+    ok(&fhec(&args));
+    let loaded = Circuit::load(&circuit).unwrap();
+    let scales = &loaded.program.outputs[0].channel_scales;
+    assert_eq!(scales.len(), 2, "{:?}", loaded.program.outputs[0]);
+    assert_ne!(scales[0], scales[1]);
+    for (mode, out) in [("fhe", &fhe_out), ("clear", &clear_out)] {
+        let mut args = vec![
+            "predict".to_string(),
+            model.clone(),
+            "--calib".into(),
+            data(),
+        ];
+        args.extend(["--input".to_string(), sample()]);
+        args.extend(SMALL_EXACT.map(String::from));
+        args.extend(["--mode", mode, "-o"].map(String::from));
+        args.push(s(out));
+        ok(&fhec(&args));
+    }
+    assert_eq!(read_npy(&fhe_out), read_npy(&clear_out));
+    // The float model's logits, within the quantisation error of 3-bit rounding.
+    let float_out = dir.path().join("float.npy");
+    ok(&fhec([
+        "predict",
+        &model,
+        "--input",
+        &sample(),
+        "--mode",
+        "float",
+        "-o",
+        &s(&float_out),
+    ]));
+    let (want, got) = (read_npy(&float_out), read_npy(&clear_out));
+    let span = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (a, b) in want.iter().zip(got.iter()) {
+        assert!((a - b).abs() <= 0.5 * span, "float {want} vs clear {got}");
+    }
+}
+
 // --- the default (approximate) rounding, the noise trace, simulation, --global-p-error ------
 
 /// The embedding example (`runtime/examples/embed.rs`), compiled into this test so that its

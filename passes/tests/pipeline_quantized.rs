@@ -169,6 +169,26 @@ fn residual_cnn_meets_accuracy_targets() {
 }
 
 #[test]
+fn per_channel_qat_fixtures_keep_their_float_accuracy() {
+    // Brevitas per-output-channel weight scales, the last layer included: the model's own
+    // integers and scales, so without rounding the integer graph is the QAT model.
+    for (stem, file) in [
+        ("mlp_brevitas_perchannel", "breast_cancer.npz"),
+        ("cnn_brevitas_perchannel_28", "digits_28.npz"),
+    ] {
+        let d = data(file, false);
+        let float = compile_and_eval(stem, &d, None, None).accuracy;
+        let r = compile_and_eval(stem, &d, Some(4), None);
+        println!("{stem}: float {float:.4}, integer {:.4}", r.accuracy);
+        assert!(
+            (r.accuracy - float).abs() <= 0.005,
+            "{stem}: {} vs float {float}",
+            r.accuracy
+        );
+    }
+}
+
+#[test]
 fn pruned_model_needs_about_half_the_table_lookups() {
     let d = data("breast_cancer.npz", false);
     let dense = compile_and_eval("mlp_torch", &d, Some(6), Some(6));
