@@ -214,7 +214,12 @@ fn lower(
                 "the IR keeps zero points as floats; export QAT models from their framework",
             )
         }
-        Op::IntConst(_) | Op::Quantize(_) | Op::Dequantize(_) | Op::Tlu(_) | Op::SumPool(_) => {
+        Op::IntConst(_)
+        | Op::Quantize(_)
+        | Op::Dequantize(_)
+        | Op::DequantizeChannels { .. }
+        | Op::Tlu(_)
+        | Op::SumPool(_) => {
             return Err("it is an integer op of a quantised graph: export before quantisation")
         }
         Op::Input | Op::Const(_) => unreachable!("inputs and constants are not nodes"),

@@ -329,7 +329,12 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor], out: &TensorFact) -> Result<Tensor, 
         Op::Cast { .. } => elementwise::cast(inputs[0]),
         Op::QuantizeLinear(q) => elementwise::quantize(q, inputs[0], inputs[1], inputs[2])?,
         Op::DequantizeLinear(q) => elementwise::dequantize(q, inputs[0], inputs[1], inputs[2])?,
-        Op::IntConst(_) | Op::Quantize(_) | Op::Dequantize(_) | Op::Tlu(_) | Op::SumPool(_) => {
+        Op::IntConst(_)
+        | Op::Quantize(_)
+        | Op::Dequantize(_)
+        | Op::DequantizeChannels { .. }
+        | Op::Tlu(_)
+        | Op::SumPool(_) => {
             return Err(format!(
                 "{} is an integer op: run quantised graphs with int_interp",
                 op.name()

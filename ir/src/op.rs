@@ -159,6 +159,14 @@ pub enum Op {
     Quantize(QParams),
     /// Integer to real (client side): `scale * (q - zero_point)`.
     Dequantize(QParams),
+    /// Integer to real with one more factor per channel (axis 1):
+    /// `params.scale * scales[c] * (q - params.zero_point)`. The output of a layer whose
+    /// weights have one scale per output channel (QAT per-channel weights), dequantised
+    /// without a table lookup.
+    DequantizeChannels {
+        params: QParams,
+        scales: Vec<f32>,
+    },
     /// Element-wise table lookup: one programmable bootstrap per element in FHE.
     Tlu(Tlu),
     /// Window sum (average pooling with the division folded into the next table).
@@ -221,6 +229,7 @@ impl Op {
             Op::IntConst(_) => "IntConst",
             Op::Quantize(_) => "Quantize",
             Op::Dequantize(_) => "Dequantize",
+            Op::DequantizeChannels { .. } => "DequantizeChannels",
             Op::Tlu(_) => "Tlu",
             Op::SumPool(_) => "SumPool",
         }
@@ -464,6 +473,20 @@ impl Op {
                     return shape_err!("Dequantize takes an integer tensor, got {}", inputs[0]);
                 }
                 Ok(TensorFact::f32(inputs[0].shape.clone()))
+            }
+            Op::DequantizeChannels { scales, .. } => {
+                let x = inputs[0];
+                if x.dtype != DType::I64 {
+                    return shape_err!("DequantizeChannels takes an integer tensor, got {x}");
+                }
+                if x.rank() < 2 || x.shape[1] != scales.len() {
+                    return shape_err!(
+                        "{} channel scales for a tensor of shape {:?}",
+                        scales.len(),
+                        x.shape
+                    );
+                }
+                Ok(TensorFact::f32(x.shape.clone()))
             }
             Op::Tlu(t) => {
                 let x = inputs[0];
