@@ -27,7 +27,7 @@ use anyhow::{bail, Result};
 use clap::Parser;
 use fhec_backend::optimizer::{choose_params, PErrorTarget};
 use fhec_runtime::circuit::ValueInfo;
-use fhec_runtime::circuit::{InputSpec, Instruction, Lut, OutputSpec, Program, Quantization};
+use fhec_runtime::circuit::{InputSpec, Instruction, Lut, OutputSpec, Program, QParams};
 use fhec_runtime::fhe::{ClientKey, FheEngine};
 use fhec_runtime::noise::{p_fail, NoiseModel};
 use fhec_runtime::{CryptoParams, Engine, SimulationEngine};
@@ -202,7 +202,7 @@ fn program(precision: u32, table: Vec<i64>, elements: usize) -> (Program, Lut) {
         inputs: vec![InputSpec {
             name: "x".into(),
             shape: vec![elements],
-            quantization: Quantization {
+            quantization: QParams {
                 scale: 1.0,
                 zero_point: 0,
                 bits: precision,

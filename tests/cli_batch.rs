@@ -299,7 +299,7 @@ fn two_input_circuit(path: &Path) {
     let input = |name: &str| InputSpec {
         name: name.into(),
         shape: vec![1, 4],
-        quantization: Quantization {
+        quantization: QParams {
             scale: 0.5,
             zero_point: 0,
             bits: 3,

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{fails, fhec, fixtures, node, ok, stderr};
+use common::{data_arg, fails, fhec, model_arg, node, ok, stderr};
 use ndarray::{s, Array1, ArrayD};
 use ndarray_npy::{NpzReader, NpzWriter};
 use prost::Message;
@@ -19,21 +19,10 @@ use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-fn model(stem: &str) -> String {
-    fixtures()
-        .join(format!("{stem}.onnx"))
-        .display()
-        .to_string()
-}
-
-fn data(name: &str) -> String {
-    fixtures().join("data").join(name).display().to_string()
-}
-
 /// `fhec eval MODEL --data DATA --json ARGS...`, parsed; stdout must be exactly one object.
 fn eval_json(stem: &str, data_file: &str, args: &[&str]) -> (Value, String) {
-    let m = model(stem);
-    let d = data(data_file);
+    let m = model_arg(stem);
+    let d = data_arg(data_file);
     let mut all = vec!["eval", m.as_str(), "--data", d.as_str(), "--json"];
     all.extend_from_slice(args);
     let o = fhec(&all);
@@ -330,7 +319,7 @@ fn eval_key_overrides_and_separate_calibration_file() {
             "--bits",
             "5",
             "--calib",
-            &data("breast_cancer.npz"),
+            &data_arg("breast_cancer.npz"),
             "--calib-limit",
             "50",
         ],
@@ -342,8 +331,8 @@ fn eval_key_overrides_and_separate_calibration_file() {
 
 #[test]
 fn eval_text_report() {
-    let m = model("mlp_torch");
-    let d = data("breast_cancer.npz");
+    let m = model_arg("mlp_torch");
+    let d = data_arg("breast_cancer.npz");
     let o = fhec(["eval", &m, "--data", &d, "--bits", "6"]);
     let out = ok(&o);
     for needle in [
@@ -395,15 +384,16 @@ fn predict_clear_reproduces_eval_predictions() {
     );
     let eval_preds = usizes(&v["predictions"]);
     let dir = tempfile::tempdir().unwrap();
-    let mut npz = NpzReader::new(std::fs::File::open(data("breast_cancer.npz")).unwrap()).unwrap();
+    let mut npz =
+        NpzReader::new(std::fs::File::open(data_arg("breast_cancer.npz")).unwrap()).unwrap();
     let x: ArrayD<f32> = npz.by_name("x_test").unwrap();
     let x = x.slice(s![..n, ..]).to_owned().into_dyn();
     let xin = dir.path().join("x.npy");
     ndarray_npy::write_npy(&xin, &x).unwrap();
     let out = dir.path().join("y.npy");
     let (xs, outs) = (xin.display().to_string(), out.display().to_string());
-    let m = model("mlp_torch");
-    let calib = data("breast_cancer.npz");
+    let m = model_arg("mlp_torch");
+    let calib = data_arg("breast_cancer.npz");
     let text = ok(&fhec([
         "predict", &m, "--input", &xs, "--mode", "clear", "--bits", "6", "--calib", &calib,
         "--output", &outs,
@@ -428,8 +418,8 @@ fn predict_clear_on_qat_model_needs_no_calibration() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("y.npy");
     let outs = out.display().to_string();
-    let m = model("mlp_brevitas");
-    let x = data("breast_cancer_sample.npy");
+    let m = model_arg("mlp_brevitas");
+    let x = data_arg("breast_cancer_sample.npy");
     ok(&fhec([
         "predict", &m, "-i", &x, "--mode", "clear", "--bits", "4", "-o", &outs,
     ]));
@@ -441,8 +431,8 @@ fn predict_clear_on_qat_model_needs_no_calibration() {
 fn predict_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("y.npy");
-    let m = model("mlp_torch");
-    let x = data("breast_cancer_sample.npy");
+    let m = model_arg("mlp_torch");
+    let x = data_arg("breast_cancer_sample.npy");
     let run = |extra: &[&str]| {
         let mut a: Vec<String> = vec![
             "predict".into(),
@@ -473,8 +463,8 @@ fn predict_clear_errors() {
 
 #[test]
 fn inspect_with_bits_shows_the_pipeline() {
-    let m = model("mlp_torch_pruned");
-    let calib = data("breast_cancer.npz");
+    let m = model_arg("mlp_torch_pruned");
+    let calib = data_arg("breast_cancer.npz");
     let out = ok(&fhec([
         "inspect",
         &m,
@@ -534,7 +524,7 @@ fn inspect_with_bits_shows_the_pipeline() {
     // QAT needs none.
     let q = ok(&fhec([
         "inspect",
-        &model("mlp_brevitas"),
+        &model_arg("mlp_brevitas"),
         "--bits",
         "4",
         "--json",
@@ -548,8 +538,8 @@ fn inspect_with_bits_shows_the_pipeline() {
 
 #[test]
 fn eval_errors_exit_2() {
-    let m = model("mlp_torch");
-    let bc = data("breast_cancer.npz");
+    let m = model_arg("mlp_torch");
+    let bc = data_arg("breast_cancer.npz");
     let run = |args: &[&str]| {
         let mut a = vec!["eval"];
         a.extend_from_slice(args);
@@ -560,7 +550,7 @@ fn eval_errors_exit_2() {
         &run(&[
             &m,
             "--data",
-            &data("breast_cancer_sample.npy"),
+            &data_arg("breast_cancer_sample.npy"),
             "--bits",
             "6",
         ]),
@@ -568,14 +558,14 @@ fn eval_errors_exit_2() {
     );
     // Data that does not fit the model input: both shapes.
     fails(
-        &run(&[&m, "--data", &data("digits_28.npz"), "--bits", "6"]),
+        &run(&[&m, "--data", &data_arg("digits_28.npz"), "--bits", "6"]),
         &["[1,28,28]", "[1,30]", "digits_28.npz"],
     );
     fails(
         &run(&[
-            &model("cnn_torch_rgb_28"),
+            &model_arg("cnn_torch_rgb_28"),
             "--data",
-            &data("digits_28.npz"),
+            &data_arg("digits_28.npz"),
             "--mode",
             "float",
         ]),
@@ -640,13 +630,13 @@ fn eval_without_calibration_data_says_to_pass_calib() {
     let dir = tempfile::tempdir().unwrap();
     let d = test_only_npz(dir.path(), 10, 30);
     let d = d.display().to_string();
-    let m = model("mlp_torch");
+    let m = model_arg("mlp_torch");
     fails(
         &fhec(["eval", &m, "--data", &d, "--bits", "6"]),
         &["--calib", "pass 'quantize'", "node 'input'", "(Quantize)"],
     );
     // With --calib it works.
-    let bc = data("breast_cancer.npz");
+    let bc = data_arg("breast_cancer.npz");
     let out = ok(&fhec([
         "eval", &m, "--data", &d, "--bits", "6", "--calib", &bc, "--json",
     ]));
@@ -655,7 +645,7 @@ fn eval_without_calibration_data_says_to_pass_calib() {
     // A QAT model needs no calibration data.
     ok(&fhec([
         "eval",
-        &model("mlp_brevitas"),
+        &model_arg("mlp_brevitas"),
         "--data",
         &d,
         "--bits",

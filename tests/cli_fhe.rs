@@ -428,7 +428,7 @@ fn lookups(circuit: &Circuit) -> Vec<(usize, u32, u32, bool, usize)> {
                 i,
                 lut.precision,
                 lut.shift(),
-                lut.rounding.is_some_and(|r| r.exact),
+                lut.rounding.is_some_and(|r| r.is_exact()),
                 p.values[*input].len(),
             )),
             Instruction::MaxPool { .. } => panic!("the MLP has no max pooling"),

@@ -338,7 +338,7 @@ impl Engine for NeighbourCheck<'_> {
         let outs = self
             .fhe
             .lookup(lut, input, output_delta_log2, &cts, tables)?;
-        let approximate = lut.rounding.is_some_and(|r| !r.exact && r.shift > 0);
+        let approximate = lut.rounding.is_some_and(|r| !r.is_exact() && r.shift > 0);
         // An accumulator one rounding step up or down: the neighbouring box.
         let step = 1i64 << lut.shift();
         let mut state = self.state.lock().unwrap();
@@ -577,7 +577,7 @@ fn exact_rounding_decrypts_to_the_clear_integers() {
     assert!(
         ops.instructions.iter().any(|i| matches!(
             i,
-            Instruction::Tlu { lut, .. } if lut.rounding.is_some_and(|r| r.exact && r.shift > 0)
+            Instruction::Tlu { lut, .. } if lut.rounding.is_some_and(|r| r.is_exact() && r.shift > 0)
         )),
         "no table rounds exactly: the test would not exercise the bit extractions"
     );

@@ -259,7 +259,7 @@ fn a_huge_max_pool_validates_without_walking_its_windows() {
         inputs: vec![InputSpec {
             name: "x".into(),
             shape: vec![1, 1, n],
-            quantization: Quantization {
+            quantization: QParams {
                 scale: 1.0,
                 zero_point: 0,
                 bits: 3,
@@ -426,7 +426,7 @@ fn regenerate_seeds() {
         inputs: vec![InputSpec {
             name: "x".into(),
             shape: vec![1, 4],
-            quantization: Quantization {
+            quantization: QParams {
                 scale: 0.5,
                 zero_point: 0,
                 bits: 3,

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fhec, fixtures, import_fixture, ok, reference, sample};
+use common::{data_arg, fhec, fixtures, import_fixture, model_arg, ok, reference, sample};
 use ndarray::ArrayD;
 use ndarray_npy::NpzReader;
 use serde_json::Value;
@@ -22,19 +22,8 @@ const TRUNC: [&str; 2] = [
     "cnn_brevitas010_trunc_qonnx_8",
 ];
 
-fn path(stem: &str) -> String {
-    fixtures()
-        .join(format!("{stem}.onnx"))
-        .display()
-        .to_string()
-}
-
-fn data(name: &str) -> String {
-    fixtures().join("data").join(name).display().to_string()
-}
-
 fn eval_json(stem: &str, data_file: &str, args: &[&str]) -> Value {
-    let (m, d) = (path(stem), data(data_file));
+    let (m, d) = (model_arg(stem), data_arg(data_file));
     let mut all = vec!["eval", m.as_str(), "--data", d.as_str(), "--json"];
     all.extend_from_slice(args);
     let out = ok(&fhec(&all));
@@ -116,7 +105,7 @@ fn qonnx_clear_outputs_equal_the_qcdq_twin() {
     // the same integer graph gives the same logits, bit for bit.
     let dir = tempfile::tempdir().unwrap();
     for (qonnx, qcdq, data_file) in TWINS {
-        let mut npz = NpzReader::new(std::fs::File::open(data(data_file)).unwrap()).unwrap();
+        let mut npz = NpzReader::new(std::fs::File::open(data_arg(data_file)).unwrap()).unwrap();
         let x: ArrayD<f32> = npz.by_name("x_test").unwrap();
         let xp = dir.path().join(format!("{qonnx}_x.npy"));
         ndarray_npy::write_npy(&xp, &x).unwrap();
@@ -124,7 +113,7 @@ fn qonnx_clear_outputs_equal_the_qcdq_twin() {
             let out = dir.path().join(format!("{stem}_y.npy"));
             ok(&fhec([
                 "predict",
-                &path(stem),
+                &model_arg(stem),
                 "--input",
                 &xp.display().to_string(),
                 "--mode",
@@ -181,7 +170,10 @@ fn trunc_versions_agree_and_match_brevitas() {
 
 #[test]
 fn inspect_names_the_qonnx_ops() {
-    let out = ok(&fhec(["inspect", &path("cnn_brevitas010_trunc_qonnx_8")]));
+    let out = ok(&fhec([
+        "inspect",
+        &model_arg("cnn_brevitas010_trunc_qonnx_8"),
+    ]));
     assert!(out.contains("onnx.brevitas:Quant×6"), "{out}");
     assert!(out.contains("onnx.brevitas:Trunc×2"), "{out}");
     assert!(out.contains("supported:  yes"), "{out}");

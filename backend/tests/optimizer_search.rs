@@ -7,7 +7,8 @@ use fhec_backend::optimizer::{
     choose_params, pbs_latency_s, predict, OptimizerError, PErrorTarget,
 };
 use fhec_runtime::circuit::{
-    InputSpec, Instruction, Lut, OutputSpec, Program, Quantization, Rounding, ValueInfo, Window,
+    InputSpec, Instruction, Lut, OutputSpec, Program, QParams, Rounding, RoundingMode, ValueInfo,
+    Window,
 };
 use fhec_runtime::noise::{lookup_classes, NoiseModel};
 use fhec_runtime::CryptoParams;
@@ -42,7 +43,7 @@ fn program(lookups: &[(u32, Option<Rounding>, f64)], elements: usize) -> Program
         inputs.push(InputSpec {
             name: format!("x{i}"),
             shape: vec![1, elements],
-            quantization: Quantization {
+            quantization: QParams {
                 scale: 1.0,
                 zero_point: 0,
                 bits: precision,
@@ -79,12 +80,15 @@ fn program(lookups: &[(u32, Option<Rounding>, f64)], elements: usize) -> Program
 fn approx(shift: u32) -> Option<Rounding> {
     Some(Rounding {
         shift,
-        exact: false,
+        mode: RoundingMode::Approximate,
     })
 }
 
 fn exact(shift: u32) -> Option<Rounding> {
-    Some(Rounding { shift, exact: true })
+    Some(Rounding {
+        shift,
+        mode: RoundingMode::Exact,
+    })
 }
 
 #[test]
@@ -265,7 +269,7 @@ fn maxpool_program() -> Program {
         inputs: vec![InputSpec {
             name: "x".into(),
             shape: vec![1, 2, 6, 6],
-            quantization: Quantization {
+            quantization: QParams {
                 scale: 1.0,
                 zero_point: 0,
                 bits: 3,

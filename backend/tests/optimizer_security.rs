@@ -4,7 +4,7 @@
 
 use fhec_backend::optimizer::{choose_params, OptimizerError, PErrorTarget};
 use fhec_runtime::circuit::{
-    InputSpec, Instruction, Lut, OutputSpec, Program, Quantization, Rounding, ValueInfo,
+    InputSpec, Instruction, Lut, OutputSpec, Program, QParams, Rounding, RoundingMode, ValueInfo,
 };
 use fhec_runtime::noise::{
     minimal_secure_std_glwe, minimal_secure_std_lwe, p_fail, params_are_secure, NoiseModel,
@@ -39,7 +39,7 @@ fn lookup_program(
         inputs: vec![InputSpec {
             name: "x".into(),
             shape: vec![1, elements],
-            quantization: Quantization {
+            quantization: QParams {
                 scale: 1.0,
                 zero_point: 0,
                 bits: precision + shift,
@@ -74,11 +74,11 @@ fn every_emitted_parameter_set_is_secure_and_meets_its_target() {
                 None,
                 Some(Rounding {
                     shift: 3,
-                    exact: false,
+                    mode: RoundingMode::Approximate,
                 }),
                 Some(Rounding {
                     shift: 2,
-                    exact: true,
+                    mode: RoundingMode::Exact,
                 }),
             ] {
                 let program = lookup_program(precision, rounding, noise_factor, 100);
@@ -248,7 +248,7 @@ fn harder_targets_never_get_cheaper() {
             5,
             Some(Rounding {
                 shift: 3,
-                exact: true,
+                mode: RoundingMode::Exact,
             }),
             50.0,
         ),

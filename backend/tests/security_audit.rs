@@ -11,8 +11,8 @@
 
 use fhec_backend::optimizer::{candidate_params, choose_params, OptimizerError, PErrorTarget};
 use fhec_runtime::circuit::{
-    Circuit, InputSpec, Instruction, Lut, OutputSpec, Prediction, Program, Quantization, Rounding,
-    ValueInfo,
+    Circuit, InputSpec, Instruction, Lut, OutputSpec, Prediction, Program, QParams, Rounding,
+    RoundingMode, ValueInfo,
 };
 use fhec_runtime::fhe::insecure_test_params;
 use fhec_runtime::noise::params_are_secure;
@@ -148,7 +148,7 @@ fn lookup_program(precision: u32, rounding: Option<Rounding>, noise_factor: f64)
         inputs: vec![InputSpec {
             name: "x".into(),
             shape: vec![1, 10],
-            quantization: Quantization {
+            quantization: QParams {
                 scale: 1.0,
                 zero_point: 0,
                 bits: precision + shift,
@@ -179,7 +179,7 @@ fn chosen_parameters_come_from_the_audited_candidates() {
             None,
             Some(Rounding {
                 shift: 2,
-                exact: true,
+                mode: RoundingMode::Exact,
             }),
         ] {
             for p in [0.05, 2f64.powi(-40), 2f64.powi(-80)] {

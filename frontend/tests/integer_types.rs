@@ -8,6 +8,9 @@ use ndarray::{ArrayD, IxDyn};
 use prost::Message;
 use tract_onnx::pb;
 
+mod common;
+use common::value_info;
+
 const FLOAT: i32 = 1;
 const UINT8: i32 = 2;
 const INT8: i32 = 3;
@@ -16,29 +19,6 @@ const INT16: i32 = 5;
 const INT32: i32 = 6;
 const INT64: i32 = 7;
 const UINT64: i32 = 13;
-
-fn value_info(name: &str, elem_type: i32, shape: &[i64]) -> pb::ValueInfoProto {
-    use pb::tensor_shape_proto::{dimension, Dimension};
-    pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type,
-                shape: Some(pb::TensorShapeProto {
-                    dim: shape
-                        .iter()
-                        .map(|&d| Dimension {
-                            value: Some(dimension::Value::DimValue(d)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
 
 fn node(op: &str, inputs: &[&str], output: &str, to: Option<i32>) -> pb::NodeProto {
     pb::NodeProto {

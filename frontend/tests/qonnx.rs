@@ -8,6 +8,9 @@ use ndarray::{ArrayD, IxDyn};
 use prost::Message;
 use tract_onnx::pb;
 
+mod common;
+use common::value_info;
+
 const FLOAT: i32 = 1;
 const BREVITAS: &str = "onnx.brevitas";
 const QONNX: &str = "qonnx.custom_op.general";
@@ -24,29 +27,6 @@ fn tensor(name: &str, dims: &[i64], data: Vec<f32>) -> pb::TensorProto {
 
 fn scalar(name: &str, v: f32) -> pb::TensorProto {
     tensor(name, &[], vec![v])
-}
-
-fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
-    use pb::tensor_shape_proto::{dimension, Dimension};
-    pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: FLOAT,
-                shape: Some(pb::TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|&d| Dimension {
-                            value: Some(dimension::Value::DimValue(d)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 fn int_attr(name: &str, v: i64) -> pb::AttributeProto {
@@ -108,8 +88,8 @@ fn model(dims: &[i64], nodes: Vec<pb::NodeProto>, inits: Vec<pb::TensorProto>) -
         graph: Some(pb::GraphProto {
             name: "g".into(),
             node: nodes,
-            input: vec![value_info("x", dims)],
-            output: vec![value_info(&out, dims)],
+            input: vec![value_info("x", FLOAT, dims)],
+            output: vec![value_info(&out, FLOAT, dims)],
             initializer: inits,
             ..Default::default()
         }),

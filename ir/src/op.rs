@@ -626,8 +626,8 @@ fn linear_dtype(inputs: &[&TensorFact]) -> DType {
     }
 }
 
-/// Output length of a sliding window along one axis (ONNX/PyTorch rule for `ceil_mode`: a
-/// window that would start inside the end padding is dropped).
+/// Output length of a sliding window along one axis ([`fhec_kernels::conv::window_out_len`]),
+/// or why the window does not fit.
 pub fn pool_out_len(
     input: usize,
     kernel: usize,
@@ -636,19 +636,10 @@ pub fn pool_out_len(
     pads: (usize, usize),
     ceil_mode: bool,
 ) -> Result<usize, ShapeError> {
-    let padded = input + pads.0 + pads.1;
-    let span = dilation * (kernel.max(1) - 1) + 1;
-    if kernel == 0 || padded < span {
-        return shape_err!("window of {span} does not fit padded length {padded}");
-    }
-    let steps = padded - span;
-    let mut out = if ceil_mode {
-        steps.div_ceil(stride)
-    } else {
-        steps / stride
-    } + 1;
-    if ceil_mode && (out - 1) * stride >= input + pads.0 {
-        out -= 1;
-    }
-    Ok(out)
+    fhec_kernels::conv::window_out_len(input, kernel, stride, dilation, pads, ceil_mode)
+        .ok_or_else(|| {
+            ShapeError(format!(
+                "a window of {kernel} (stride {stride}, dilation {dilation}) does not fit length {input} padded by {pads:?}"
+            ))
+        })
 }

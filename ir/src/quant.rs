@@ -7,76 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Affine quantisation of a real tensor to `bits`-bit integers.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct QParams {
-    pub scale: f32,
-    pub zero_point: i64,
-    pub bits: u32,
-    pub signed: bool,
-}
-
-impl QParams {
-    /// Inclusive integer range of the quantised values.
-    pub fn range(&self) -> (i64, i64) {
-        if self.signed {
-            (-(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1)
-        } else {
-            (0, (1 << self.bits) - 1)
-        }
-    }
-
-    /// Unsigned asymmetric parameters covering `[lo, hi]` (0 is always representable).
-    pub fn unsigned_for_range(lo: f32, hi: f32, bits: u32) -> QParams {
-        let (lo, hi) = (lo.min(0.0), hi.max(0.0));
-        let levels = ((1u64 << bits) - 1) as f32;
-        let scale = if hi > lo { (hi - lo) / levels } else { 1.0 };
-        let zero_point = (-lo / scale).round() as i64;
-        QParams {
-            scale,
-            zero_point: zero_point.clamp(0, levels as i64),
-            bits,
-            signed: false,
-        }
-    }
-
-    /// Quantises one real value (round half to even, saturating).
-    pub fn quantize(&self, x: f32) -> i64 {
-        fhec_kernels::quant::quantize(x, self.scale, self.zero_point, self.range())
-    }
-
-    pub fn dequantize(&self, q: i64) -> f32 {
-        self.scale * (q - self.zero_point) as f32
-    }
-}
-
-/// How an accumulator wider than the table's input is reduced before the lookup.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum RoundingMode {
-    /// `(acc + 2^(shift-1)) >> shift` computed exactly (extra bootstraps in FHE).
-    Exact,
-    /// Same nominal value as `Exact`; FHE reads the top bits directly, so an accumulator
-    /// within the noise margin of a rounding boundary may land on the neighbouring value
-    /// (off by one). The clear interpreter computes the nominal value.
-    Approximate,
-}
-
-/// Keep the top bits of an accumulator: `round(acc / 2^shift)`, ties upward.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Rounding {
-    pub shift: u32,
-    pub mode: RoundingMode,
-}
-
-impl Rounding {
-    pub fn apply(&self, acc: i64) -> i64 {
-        if self.shift == 0 {
-            acc
-        } else {
-            (acc + (1 << (self.shift - 1))) >> self.shift
-        }
-    }
-}
+pub use fhec_kernels::quant::{QParams, Rounding, RoundingMode};
 
 /// Element-wise table lookup: `out = table[index(acc)]` with
 /// `index(acc) = floor((acc - input_min + 2^(shift-1)) / 2^shift)` (round half up; just
@@ -106,12 +37,8 @@ impl Tlu {
     /// With rounding, the circuit bootstraps `acc - input_min + 2^(shift-1)`, so offsets
     /// down to `-2^(shift-1)` still land on index 0.
     pub fn index(&self, acc: i64) -> Option<usize> {
-        let off = acc.checked_sub(self.input_min)?;
-        let r = match self.rounding {
-            Some(r) => r.apply(off),
-            None => off,
-        };
-        usize::try_from(r).ok()
+        let shift = self.rounding.map_or(0, |r| r.shift);
+        fhec_kernels::quant::table_index(acc, self.input_min, shift)
     }
 
     /// Looks one accumulator value up in table `t`; `None` when outside the domain.

@@ -277,3 +277,55 @@ fn unravel(mut flat: usize, dims: &[usize], idx: &mut [usize]) {
         flat /= d;
     }
 }
+
+/// Output length of a sliding window (convolution, pooling) along one axis, the ONNX/PyTorch
+/// rule: `ceil_mode` keeps a last partial window unless it would start inside the end
+/// padding. `None` when the window does not fit, the kernel or stride is 0, or a length
+/// overflows. One definition for shape inference, lowering and the program validator.
+pub fn window_out_len(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pads: (usize, usize),
+    ceil_mode: bool,
+) -> Option<usize> {
+    let padded = input.checked_add(pads.0)?.checked_add(pads.1)?;
+    let span = dilation
+        .checked_mul(kernel.checked_sub(1)?)?
+        .checked_add(1)?;
+    if stride == 0 || padded < span {
+        return None;
+    }
+    let steps = padded - span;
+    let mut out = if ceil_mode {
+        steps.div_ceil(stride)
+    } else {
+        steps / stride
+    } + 1;
+    if ceil_mode && (out - 1).checked_mul(stride)? >= input.checked_add(pads.0)? {
+        out -= 1;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_lengths_follow_floor_and_ceil_rules() {
+        // 5 + 1 + 1 padded, kernel 3, stride 2: floor (7-3)/2+1 = 3.
+        assert_eq!(window_out_len(5, 3, 2, 1, (1, 1), false), Some(3));
+        // 4, kernel 2, stride 3: floor 1, ceil 2.
+        assert_eq!(window_out_len(4, 2, 3, 1, (0, 0), false), Some(1));
+        assert_eq!(window_out_len(4, 2, 3, 1, (0, 0), true), Some(2));
+        // ceil mode drops a window that would start in the end padding.
+        assert_eq!(window_out_len(3, 2, 2, 1, (0, 1), true), Some(2));
+        assert_eq!(window_out_len(2, 3, 1, 1, (0, 0), false), None);
+        assert_eq!(window_out_len(usize::MAX, 3, 1, 1, (1, 0), false), None);
+        // A zero kernel or stride fits nowhere.
+        assert_eq!(window_out_len(4, 0, 1, 1, (0, 0), false), None);
+        assert_eq!(window_out_len(4, 2, 0, 1, (0, 0), true), None);
+    }
+}

@@ -1,6 +1,87 @@
 //! The element-level quantisation semantics, defined once for the integer interpreter
 //! (`fhec_ir::quant`) and the runtime (`fhec_runtime::circuit`), so that the clear reference,
-//! the simulator and the FHE client cannot drift apart.
+//! the simulator and the FHE client cannot drift apart: the quantisation parameters
+//! ([`QParams`], the IR's `Quantize`/`Dequantize` and the circuit's input specs), the
+//! client's rounding and the bootstrap's table read.
+
+/// Affine quantisation of a real tensor to `bits`-bit integers.
+/// Serialised in circuits (the client's input quantisation): changing the fields changes the
+/// circuit format.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QParams {
+    pub scale: f32,
+    pub zero_point: i64,
+    pub bits: u32,
+    pub signed: bool,
+}
+
+impl QParams {
+    /// Inclusive integer range of the quantised values.
+    pub fn range(&self) -> (i64, i64) {
+        if self.signed {
+            (-(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1)
+        } else {
+            (0, (1 << self.bits) - 1)
+        }
+    }
+
+    /// Unsigned asymmetric parameters covering `[lo, hi]` (0 is always representable).
+    pub fn unsigned_for_range(lo: f32, hi: f32, bits: u32) -> QParams {
+        let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+        let levels = ((1u64 << bits) - 1) as f32;
+        let scale = if hi > lo { (hi - lo) / levels } else { 1.0 };
+        let zero_point = (-lo / scale).round() as i64;
+        QParams {
+            scale,
+            zero_point: zero_point.clamp(0, levels as i64),
+            bits,
+            signed: false,
+        }
+    }
+
+    /// Quantises one real value (round half to even, saturating).
+    pub fn quantize(&self, x: f32) -> i64 {
+        quantize(x, self.scale, self.zero_point, self.range())
+    }
+
+    pub fn dequantize(&self, q: i64) -> f32 {
+        self.scale * (q - self.zero_point) as f32
+    }
+}
+
+/// How an accumulator wider than the table's input is reduced before the lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum RoundingMode {
+    /// `(acc + 2^(shift-1)) >> shift` computed exactly (extra bootstraps in FHE).
+    Exact,
+    /// Same nominal value as `Exact`; FHE reads the top bits directly, so an accumulator
+    /// within the noise margin of a rounding boundary may land on the neighbouring value
+    /// (off by one). The clear interpreter computes the nominal value.
+    Approximate,
+}
+
+/// Keep the top bits of an accumulator: `round(acc / 2^shift)`, ties upward. Serialised in
+/// circuits (table lookups): changing the fields changes the circuit format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Rounding {
+    pub shift: u32,
+    pub mode: RoundingMode,
+}
+
+impl Rounding {
+    /// Whether the low bits are removed exactly (extra one-bit bootstraps in FHE).
+    pub fn is_exact(&self) -> bool {
+        self.mode == RoundingMode::Exact
+    }
+
+    pub fn apply(&self, acc: i64) -> i64 {
+        if self.shift == 0 {
+            acc
+        } else {
+            (acc + (1 << (self.shift - 1))) >> self.shift
+        }
+    }
+}
 
 /// Client-side quantisation of one real: `clamp(round_ties_even(x / scale) + zero_point,
 /// lo, hi)`.
@@ -21,6 +102,19 @@ pub fn round_ties_even(v: f32) -> f32 {
     } else {
         v
     }
+}
+
+/// Index of accumulator `acc` in a table whose domain starts at `input_min`, its offset
+/// rounded by `shift` bits (half up): `floor((acc - input_min + 2^(shift-1)) / 2^shift)`.
+/// `None` below the domain or on overflow; the caller bounds it by the table's length.
+pub fn table_index(acc: i64, input_min: i64, shift: u32) -> Option<usize> {
+    let offset = acc.checked_sub(input_min)?;
+    let rounded = if shift == 0 {
+        offset
+    } else {
+        offset.checked_add(1 << (shift - 1))? >> shift
+    };
+    usize::try_from(rounded).ok()
 }
 
 /// The value a `precision`-bit programmable bootstrap returns for the accumulator offset

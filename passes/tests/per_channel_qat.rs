@@ -4,10 +4,8 @@
 
 mod common;
 
-use common::Lcg;
-use fhec_ir::{
-    int_interp, interp, DType, GemmAttrs, Graph, NodeId, Op, QuantAttrs, Tensor, TensorFact,
-};
+use common::{gemm_trans_b, Lcg};
+use fhec_ir::{int_interp, interp, DType, Graph, NodeId, Op, QuantAttrs, Tensor, TensorFact};
 use fhec_passes::quantize::{calibrate, quantize, QuantError, QuantOptions};
 use ndarray::{ArrayD, IxDyn};
 
@@ -49,13 +47,7 @@ fn gemm(g: &mut Graph, name: &str, x: NodeId, w: NodeId, out: usize, seed: u64) 
     let mut rng = Lcg::new(seed);
     let b = rng.tensor(&[out], -0.1, 0.1);
     let b = g.add_node(format!("{name}.b"), Op::Const(b), &[]).unwrap();
-    let attrs = GemmAttrs {
-        alpha: 1.0,
-        beta: 1.0,
-        trans_a: false,
-        trans_b: true,
-    };
-    g.add_node(name, Op::Gemm(attrs), &[x, w, b]).unwrap()
+    gemm_trans_b(g, name, x, w, b)
 }
 
 /// x -> Gemm(per-channel) -> Relu -> Gemm(per-channel, the output).

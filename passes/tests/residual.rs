@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::Lcg;
-use fhec_ir::{int_interp, interp, BinaryOp, GemmAttrs, Graph, NodeId, Op, Tensor, TensorFact};
+use common::{gemm_trans_b, Lcg};
+use fhec_ir::{int_interp, interp, BinaryOp, Graph, NodeId, Op, Tensor, TensorFact};
 use fhec_passes::quantize::{calibrate, quantize, QuantError, QuantOptions};
 use ndarray::{ArrayD, IxDyn};
 
@@ -19,13 +19,7 @@ fn gemm(g: &mut Graph, name: &str, x: NodeId, seed: u64, scale: f32) -> NodeId {
     let b = rng.tensor(&[WIDTH], -scale, scale);
     let w = g.add_node(format!("{name}.w"), Op::Const(w), &[]).unwrap();
     let b = g.add_node(format!("{name}.b"), Op::Const(b), &[]).unwrap();
-    let attrs = GemmAttrs {
-        alpha: 1.0,
-        beta: 1.0,
-        trans_a: false,
-        trans_b: true,
-    };
-    g.add_node(name, Op::Gemm(attrs), &[x, w, b]).unwrap()
+    gemm_trans_b(g, name, x, w, b)
 }
 
 fn relu(g: &mut Graph, name: &str, x: NodeId) -> NodeId {

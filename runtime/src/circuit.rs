@@ -12,6 +12,7 @@
 //! at any delta, chosen by its consumers.
 
 use fhec_kernels::quant::negacyclic_read;
+pub use fhec_kernels::quant::{QParams, Rounding, RoundingMode};
 use serde::{Deserialize, Serialize};
 
 use crate::params::CryptoParams;
@@ -77,38 +78,10 @@ pub struct Program {
 pub struct InputSpec {
     pub name: String,
     pub shape: Vec<usize>,
-    pub quantization: Quantization,
+    pub quantization: QParams,
 }
 
 /// `q = clamp(round_half_even(x / scale) + zero_point)` on the client; `x ≈ scale * (q - zero_point)`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Quantization {
-    pub scale: f32,
-    pub zero_point: i64,
-    pub bits: u32,
-    pub signed: bool,
-}
-
-impl Quantization {
-    /// Inclusive integer range of the quantised values.
-    pub fn range(&self) -> (i64, i64) {
-        if self.signed {
-            (-(1i64 << (self.bits - 1)), (1i64 << (self.bits - 1)) - 1)
-        } else {
-            (0, (1i64 << self.bits) - 1)
-        }
-    }
-
-    /// Quantises one real value (round half to even, saturating). Same rule as the compiler.
-    pub fn quantize(&self, x: f32) -> i64 {
-        fhec_kernels::quant::quantize(x, self.scale, self.zero_point, self.range())
-    }
-
-    pub fn dequantize(&self, q: i64) -> f32 {
-        self.scale * (q - self.zero_point) as f32
-    }
-}
-
 /// A circuit output: an integer tensor the client decrypts and dequantises.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OutputSpec {
@@ -338,17 +311,6 @@ pub struct Window {
     pub pads: Vec<(usize, usize)>,
 }
 
-/// How an accumulator wider than a table's input is reduced before the lookup.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Rounding {
-    /// Low bits dropped.
-    pub shift: u32,
-    /// Exact: the low bits are removed by `shift` one-bit bootstraps before the lookup, so the
-    /// result always equals the clear value. Approximate: the lookup reads the top bits
-    /// directly, and a value next to a rounding boundary may land on the neighbouring entry.
-    pub exact: bool,
-}
-
 /// An element-wise table lookup on an integer accumulator.
 ///
 /// `index(acc) = floor((acc - input_min + 2^(shift-1)) / 2^shift)` (just `acc - input_min`
@@ -378,15 +340,7 @@ impl Lut {
 
     /// Table index of an accumulator value; `None` outside the domain.
     pub fn index(&self, acc: i64) -> Option<usize> {
-        let offset = acc.checked_sub(self.input_min)?;
-        let shift = self.shift();
-        let rounded = if shift == 0 {
-            offset
-        } else {
-            offset.checked_add(1 << (shift - 1))? >> shift
-        };
-        usize::try_from(rounded)
-            .ok()
+        fhec_kernels::quant::table_index(acc, self.input_min, self.shift())
             .filter(|&i| i < (1usize << self.precision))
     }
 
@@ -411,7 +365,7 @@ impl Lut {
     /// Bootstraps one lookup costs per element: one, plus one per dropped bit when exact.
     pub fn pbs_per_element(&self) -> u64 {
         match self.rounding {
-            Some(Rounding { shift, exact: true }) => 1 + shift as u64,
+            Some(r) if r.is_exact() => 1 + r.shift as u64,
             _ => 1,
         }
     }

@@ -12,6 +12,7 @@
 
 use std::ops::Range;
 
+use fhec_kernels::conv::window_out_len;
 use ndarray::{ArrayD, ArrayView2, ArrayViewD, Dimension, IxDyn};
 use rayon::prelude::*;
 
@@ -798,35 +799,6 @@ fn tap_range(
     }
 }
 
-/// Output length of a window along one axis, ONNX rule; `ceil_mode` keeps a last partial
-/// window unless it would start inside the end padding. `None` when the window does not fit.
-fn window_out_len(
-    input: usize,
-    kernel: usize,
-    stride: usize,
-    dilation: usize,
-    pads: (usize, usize),
-    ceil_mode: bool,
-) -> Option<usize> {
-    let padded = input.checked_add(pads.0)?.checked_add(pads.1)?;
-    let span = dilation
-        .checked_mul(kernel.checked_sub(1)?)?
-        .checked_add(1)?;
-    if stride == 0 || padded < span {
-        return None;
-    }
-    let steps = padded - span;
-    let mut out = if ceil_mode {
-        steps.div_ceil(stride)
-    } else {
-        steps / stride
-    } + 1;
-    if ceil_mode && (out - 1).checked_mul(stride)? >= input.checked_add(pads.0)? {
-        out -= 1;
-    }
-    Some(out)
-}
-
 impl Program {
     /// Structural checks: every operand refers to an earlier value, every shape is the one
     /// the instruction produces, weights, windows, axes and tables are consistent, deltas fit
@@ -1337,7 +1309,7 @@ fn check_lut(lut: &Lut, needed: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Quantises real client inputs with each input's [`crate::circuit::Quantization`].
+/// Quantises real client inputs with each input's [`crate::circuit::QParams`].
 ///
 /// Each tensor must have exactly the shape of its input spec; NaN and infinite values are
 /// refused (the message names the input and the first bad index).
@@ -1415,19 +1387,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn window_lengths_follow_floor_and_ceil_rules() {
-        // 5 + 1 + 1 padded, kernel 3, stride 2: floor (7-3)/2+1 = 3.
-        assert_eq!(window_out_len(5, 3, 2, 1, (1, 1), false), Some(3));
-        // 4, kernel 2, stride 3: floor 1, ceil 2.
-        assert_eq!(window_out_len(4, 2, 3, 1, (0, 0), false), Some(1));
-        assert_eq!(window_out_len(4, 2, 3, 1, (0, 0), true), Some(2));
-        // ceil mode drops a window that would start in the end padding.
-        assert_eq!(window_out_len(3, 2, 2, 1, (0, 1), true), Some(2));
-        assert_eq!(window_out_len(2, 3, 1, 1, (0, 0), false), None);
-        assert_eq!(window_out_len(usize::MAX, 3, 1, 1, (1, 0), false), None);
     }
 
     #[test]

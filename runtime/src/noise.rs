@@ -27,7 +27,7 @@ use tfhe::core_crypto::commons::parameters::{
     DecompositionBaseLog, DecompositionLevelCount, GlweDimension, LweDimension, PolynomialSize,
 };
 
-use crate::circuit::{Instruction, Lut, Program, Rounding, Window};
+use crate::circuit::{Instruction, Lut, Program, Window};
 use crate::error::RuntimeError;
 use crate::params::CryptoParams;
 
@@ -197,7 +197,7 @@ pub struct LookupKind {
 impl LookupKind {
     pub fn of(lut: &Lut) -> Self {
         let (shift, exact) = match lut.rounding {
-            Some(Rounding { shift, exact }) => (shift, exact && shift > 0),
+            Some(r) => (r.shift, r.is_exact() && r.shift > 0),
             None => (0, false),
         };
         LookupKind {

@@ -7,7 +7,7 @@
 
 use std::fmt::{self, Display, Formatter};
 
-use crate::circuit::{Instruction, IntTensor, Lut, Program, Rounding, Window};
+use crate::circuit::{Instruction, IntTensor, Lut, Program, Window};
 
 impl Display for Program {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
@@ -135,9 +135,11 @@ fn tensor_text(t: &IntTensor) -> String {
 fn lut_text(lut: &Lut) -> String {
     let rounding = match lut.rounding {
         None => "none".to_string(),
-        Some(Rounding { shift, exact }) => {
-            format!("{shift}{}", if exact { "exact" } else { "approx" })
-        }
+        Some(r) => format!(
+            "{}{}",
+            r.shift,
+            if r.is_exact() { "exact" } else { "approx" }
+        ),
     };
     let axis = lut.axis.map_or("-".to_string(), |a| a.to_string());
     let all: Vec<i64> = lut.tables.iter().flatten().copied().collect();

@@ -5,7 +5,8 @@
 use std::sync::Mutex;
 
 use fhec_runtime::circuit::{
-    InputSpec, Instruction, IntTensor, Lut, OutputSpec, Quantization, Rounding, ValueInfo, Window,
+    InputSpec, Instruction, IntTensor, Lut, OutputSpec, QParams, Rounding, RoundingMode, ValueInfo,
+    Window,
 };
 use fhec_runtime::clear::{run_clear, run_clear_integers, PlainEngine, PlainLookups};
 use fhec_runtime::exec::{dequantize_outputs, quantize_inputs};
@@ -35,7 +36,7 @@ impl Builder {
         self.p.inputs.push(InputSpec {
             name: format!("x{index}"),
             shape: shape.to_vec(),
-            quantization: Quantization {
+            quantization: QParams {
                 scale: 1.0,
                 zero_point: 0,
                 bits: 16,
@@ -364,7 +365,14 @@ fn rounding_program(exact: bool, input_min: i64) -> Program {
     let lut = Lut {
         input_min,
         precision: 2,
-        rounding: Some(Rounding { shift: 2, exact }),
+        rounding: Some(Rounding {
+            shift: 2,
+            mode: if exact {
+                RoundingMode::Exact
+            } else {
+                RoundingMode::Approximate
+            },
+        }),
         tables: vec![vec![10, 20, 30, 40]],
         axis: None,
     };
@@ -567,7 +575,7 @@ fn quantize_inputs_rounds_clamps_and_rejects_bad_values() {
     let x = b.input(&[4], 0);
     b.output(x);
     let mut p = b.build();
-    p.inputs[0].quantization = Quantization {
+    p.inputs[0].quantization = QParams {
         scale: 0.5,
         zero_point: 3,
         bits: 4,
@@ -779,7 +787,7 @@ fn validate_accepts_a_good_program_and_rejects_broken_ones() {
         if let Instruction::Tlu { lut, .. } = &mut p.instructions[5] {
             lut.rounding = Some(Rounding {
                 shift: 1,
-                exact: true,
+                mode: RoundingMode::Exact,
             });
         }
     });
@@ -787,7 +795,7 @@ fn validate_accepts_a_good_program_and_rejects_broken_ones() {
         if let Instruction::Tlu { lut, .. } = &mut p.instructions[5] {
             lut.rounding = Some(Rounding {
                 shift: u32::MAX - 2,
-                exact: false,
+                mode: RoundingMode::Approximate,
             });
         }
     });

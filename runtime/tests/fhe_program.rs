@@ -4,7 +4,8 @@
 mod common;
 
 use fhec_runtime::circuit::{
-    InputSpec, Instruction, Lut, OutputSpec, Program, Quantization, Rounding, ValueInfo, Window,
+    InputSpec, Instruction, Lut, OutputSpec, Program, QParams, Rounding, RoundingMode, ValueInfo,
+    Window,
 };
 use fhec_runtime::fhe::{self, insecure_test_params, ClientKey};
 use fhec_runtime::{execute, ClearEngine};
@@ -32,7 +33,7 @@ fn lut2() -> Lut {
         precision: 4,
         rounding: Some(Rounding {
             shift: 2,
-            exact: true,
+            mode: RoundingMode::Exact,
         }),
         tables: (0..4)
             .map(|c| (0..16).map(|i| (i * (c + 1) + c) % 8).collect())
@@ -66,7 +67,7 @@ fn program() -> Program {
         inputs: vec![InputSpec {
             name: "x".into(),
             shape: vec![1, 3],
-            quantization: Quantization {
+            quantization: QParams {
                 scale: 1.0,
                 zero_point: 0,
                 bits: 2,
@@ -208,7 +209,7 @@ fn lookups_outside_a_narrowed_domain_wrap_identically_in_every_engine() {
         (
             Some(Rounding {
                 shift: 1,
-                exact: true,
+                mode: RoundingMode::Exact,
             }),
             vec![0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 0, 0, 0, 0, 0],
         ),
@@ -226,7 +227,7 @@ fn lookups_outside_a_narrowed_domain_wrap_identically_in_every_engine() {
             inputs: vec![InputSpec {
                 name: "x".into(),
                 shape: vec![1, 16],
-                quantization: Quantization {
+                quantization: QParams {
                     scale: 1.0,
                     zero_point: 0,
                     bits: 4,

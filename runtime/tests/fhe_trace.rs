@@ -7,7 +7,8 @@ mod common;
 
 use common::circuit;
 use fhec_runtime::circuit::{
-    InputSpec, Instruction, Lut, OutputSpec, Program, Quantization, Rounding, ValueInfo, Window,
+    InputSpec, Instruction, Lut, OutputSpec, Program, QParams, Rounding, RoundingMode, ValueInfo,
+    Window,
 };
 use fhec_runtime::fhe::{insecure_test_params, run_traced, ClientKey};
 use fhec_runtime::noise::NoiseModel;
@@ -61,7 +62,7 @@ fn program() -> Program {
         precision: 4,
         rounding: Some(Rounding {
             shift: 1,
-            exact: false,
+            mode: RoundingMode::Approximate,
         }),
         tables: vec![(0..16).map(|i| (i * 5 + 2) % 8).collect()],
         axis: None,
@@ -77,7 +78,7 @@ fn program() -> Program {
         inputs: vec![InputSpec {
             name: "x".into(),
             shape: shape.to_vec(),
-            quantization: Quantization {
+            quantization: QParams {
                 scale: 1.0,
                 zero_point: 0,
                 bits: 2,

@@ -6,7 +6,7 @@ mod common;
 
 use common::circuit;
 use fhec_runtime::circuit::{
-    InputSpec, Instruction, Lut, OutputSpec, Program, Quantization, Rounding, ValueInfo,
+    InputSpec, Instruction, Lut, OutputSpec, Program, QParams, Rounding, RoundingMode, ValueInfo,
 };
 use fhec_runtime::clear::run_clear;
 use fhec_runtime::noise::{minimal_secure_std_glwe, minimal_secure_std_lwe, NoiseModel};
@@ -71,7 +71,7 @@ fn program() -> Program {
         precision: 4,
         rounding: Some(Rounding {
             shift: 6,
-            exact: true,
+            mode: RoundingMode::Exact,
         }),
         tables: vec![(0..16).map(|i| i * i - 20).collect()],
         axis: None,
@@ -81,7 +81,7 @@ fn program() -> Program {
         precision: 6,
         rounding: Some(Rounding {
             shift: 2,
-            exact: true,
+            mode: RoundingMode::Exact,
         }),
         tables: vec![(0..64).map(|i| (i * 37 % 101) - 50).collect()],
         axis: None,
@@ -92,7 +92,7 @@ fn program() -> Program {
         inputs: vec![InputSpec {
             name: "x".into(),
             shape: vec![1, inf],
-            quantization: Quantization {
+            quantization: QParams {
                 scale: 1.0,
                 zero_point: 0,
                 bits: 4,
@@ -172,7 +172,7 @@ fn tfhe_shaped_params_match_clear_engine_at_box_centres() {
         precision: 5,
         rounding: Some(Rounding {
             shift: 5,
-            exact: false,
+            mode: RoundingMode::Approximate,
         }),
         tables: vec![(0..32).map(|i| (i * 7 % 23) - 11).collect()],
         axis: None,
@@ -258,7 +258,7 @@ fn empirical_flip_rate_matches_prediction_with_approximate_rounding() {
         precision: 3,
         rounding: Some(Rounding {
             shift: 3,
-            exact: false,
+            mode: RoundingMode::Approximate,
         }),
         tables: vec![(0..8).map(|i| 10 - i).collect()],
         axis: None,
@@ -293,7 +293,7 @@ fn exact_rounding_final_lookup_flips_at_predicted_rate() {
         precision: 3,
         rounding: Some(Rounding {
             shift: 4,
-            exact: true,
+            mode: RoundingMode::Exact,
         }),
         tables: vec![(0..8).map(|i| 2 * i - 7).collect()],
         axis: None,
@@ -319,7 +319,7 @@ fn exact_rounding_extraction_noise_breaks_results_no_more_than_predicted() {
         precision: 2,
         rounding: Some(Rounding {
             shift: 3,
-            exact: true,
+            mode: RoundingMode::Exact,
         }),
         tables: vec![vec![5, -3, 8, 1]],
         axis: None,
@@ -403,7 +403,7 @@ fn a_million_simulated_lookups_take_well_under_seconds() {
         precision: 6,
         rounding: Some(Rounding {
             shift: 2,
-            exact: false,
+            mode: RoundingMode::Approximate,
         }),
         tables: vec![(0..64).collect()],
         axis: None,

@@ -97,7 +97,7 @@ impl Engine for IntervalEngine {
         tables: &[usize],
     ) -> Result<Vec<Iv>, RuntimeError> {
         let s = lut.shift();
-        let approximate = lut.rounding.is_some_and(|r| !r.exact) && s > 0;
+        let approximate = lut.rounding.is_some_and(|r| !r.is_exact()) && s > 0;
         let half = if s == 0 { 0 } else { 1i64 << (s - 1) };
         // The index rule of `Lut::index`, without the domain check.
         let index = |acc: i64| (acc - lut.input_min + half) >> s;

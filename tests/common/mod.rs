@@ -15,6 +15,19 @@ pub fn fixtures() -> PathBuf {
 }
 
 /// Every fixture model's stem, sorted.
+/// The path of fixture model `stem` (`tests/fixtures/<stem>.onnx`), as a CLI argument.
+pub fn model_arg(stem: &str) -> String {
+    fixtures()
+        .join(format!("{stem}.onnx"))
+        .display()
+        .to_string()
+}
+
+/// The path of fixture data file `name` (`tests/fixtures/data/<name>`), as a CLI argument.
+pub fn data_arg(name: &str) -> String {
+    fixtures().join("data").join(name).display().to_string()
+}
+
 pub fn fixture_models() -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(fixtures())
         .expect("tests/fixtures")

@@ -11,11 +11,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use fhec_ir::int_interp::{self, Value};
 use fhec_ir::op::pool_out_len;
-use fhec_ir::quant::{RoundingMode, Tlu};
+use fhec_ir::quant::Tlu;
 use fhec_ir::{BinaryOp, Graph, NodeId, Op, PadMode, PoolAttrs};
-use fhec_runtime::circuit::{
-    InputSpec, Instruction, IntTensor, Lut, Quantization, Rounding, Window,
-};
+use fhec_runtime::circuit::{InputSpec, Instruction, IntTensor, Lut, Window};
 use ndarray::{ArrayD, Axis, Ix2, IxDyn};
 
 use super::{LowerError, MaxPoolConflicts};
@@ -263,12 +261,7 @@ impl Builder {
                 self.inputs[index] = Some(InputSpec {
                     name: graph.node(src).name.clone(),
                     shape: out_shape.clone(),
-                    quantization: Quantization {
-                        scale: q.scale,
-                        zero_point: q.zero_point,
-                        bits: q.bits,
-                        signed: q.signed,
-                    },
+                    quantization: q.clone(),
                 });
                 let v = self.emit(Instruction::Input { index }, out_shape, Some(q.range()))?;
                 return Ok(Val::Enc(v));
@@ -632,10 +625,7 @@ impl Builder {
         Ok(Lut {
             input_min: t.input_min,
             precision,
-            rounding: t.rounding.map(|r| Rounding {
-                shift: r.shift,
-                exact: r.mode == RoundingMode::Exact,
-            }),
+            rounding: t.rounding,
             tables: t.tables.clone(),
             axis: t.axis,
         })

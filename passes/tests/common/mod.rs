@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use fhec_ir::{interp, Graph, Op, Tensor};
+use fhec_ir::{interp, GemmAttrs, Graph, NodeId, Op, Tensor};
 use fhec_passes::{run_pass, PassContext, PassOptions, PipelineReport, PIPELINE};
 use ndarray::{ArrayD, Axis, IxDyn};
 use ndarray_npy::NpzReader;
@@ -217,4 +217,15 @@ pub fn train_samples(data: &str, nhwc: bool, n: usize) -> Vec<Tensor> {
         x
     };
     samples(&x).into_iter().take(n).collect()
+}
+
+/// `x @ w.T + b` (ONNX Gemm with transB, as PyTorch exports Linear).
+pub fn gemm_trans_b(g: &mut Graph, name: &str, x: NodeId, w: NodeId, b: NodeId) -> NodeId {
+    let attrs = GemmAttrs {
+        alpha: 1.0,
+        beta: 1.0,
+        trans_a: false,
+        trans_b: true,
+    };
+    g.add_node(name, Op::Gemm(attrs), &[x, w, b]).unwrap()
 }

@@ -227,7 +227,7 @@ impl Engine for FheEngine<'_> {
 pub fn expected_bootstrap_input(lut: &Lut, acc: i64) -> Option<u64> {
     let d_in = lut.input_delta_log2();
     match lut.rounding {
-        Some(r) if r.exact && r.shift > 0 => {
+        Some(r) if r.is_exact() && r.shift > 0 => {
             let index = lut.index(acc)? as i64;
             Some(encode(index, 63 - lut.precision))
         }
@@ -323,7 +323,7 @@ impl FheEngine<'_> {
         }
         let d_in = lut.input_delta_log2();
         let exact_shift = match lut.rounding {
-            Some(r) if r.exact => r.shift,
+            Some(r) if r.is_exact() => r.shift,
             _ => 0,
         };
         // Constant tables of the sign bootstraps: +c for bit 0, -c for bit 1.

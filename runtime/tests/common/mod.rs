@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use fhec_runtime::circuit::{
-    Circuit, InputSpec, Instruction, OutputSpec, Prediction, Program, Quantization, ValueInfo,
+    Circuit, InputSpec, Instruction, OutputSpec, Prediction, Program, QParams, ValueInfo,
 };
 use fhec_runtime::CryptoParams;
 use ndarray::{ArrayD, IxDyn};
@@ -17,7 +17,7 @@ pub fn identity_program(delta_log2: u32) -> Program {
         inputs: vec![InputSpec {
             name: "x".into(),
             shape: vec![2, 5],
-            quantization: Quantization {
+            quantization: QParams {
                 scale: 1.0,
                 zero_point: 0,
                 bits: 4,
