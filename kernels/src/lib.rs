@@ -8,10 +8,13 @@
 //!   summation order); `None` when it cannot be proven, and the caller keeps its checked path.
 //! - [`quant`]: the element-level quantisation semantics (client quantisation, the bootstrap's
 //!   negacyclic table read), one definition for the interpreter and the runtime.
+//! - [`softmax`]: softmax along an axis (the interpreter's op and the client's
+//!   post-processing).
 
 pub mod conv;
 pub mod exact;
 pub mod quant;
+pub mod softmax;
 
 pub use conv::{conv, ConvShape};
 

@@ -29,7 +29,9 @@ pub fn apply_postprocessing(
                         x.ndim()
                     )));
                 }
-                softmax(x, Axis(*axis))
+                let mut y = x.clone();
+                fhec_kernels::softmax::softmax_in_place(&mut y, Axis(*axis));
+                y
             }
             ClientStep::Reshape { shape } => {
                 if shape.iter().product::<usize>() != x.len() {
@@ -57,17 +59,6 @@ pub fn apply_postprocessing(
         };
     }
     Ok(outputs)
-}
-
-fn softmax(x: &ArrayD<f32>, axis: Axis) -> ArrayD<f32> {
-    let mut out = x.clone();
-    for mut lane in out.lanes_mut(axis) {
-        let max = lane.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        lane.mapv_inplace(|v| (v - max).exp());
-        let sum: f32 = lane.sum();
-        lane.mapv_inplace(|v| v / sum);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -227,24 +227,6 @@ pub(super) fn softmax(x: &Tensor, axis: usize) -> Result<Tensor, String> {
         ));
     }
     let mut out = x.clone();
-    let mut exps: Vec<f64> = Vec::with_capacity(x.shape()[axis]);
-    for mut lane in out.lanes_mut(Axis(axis)) {
-        let max = lane.iter().fold(
-            f32::NEG_INFINITY,
-            |m, &v| {
-                if v.is_nan() || v > m {
-                    v
-                } else {
-                    m
-                }
-            },
-        );
-        exps.clear();
-        exps.extend(lane.iter().map(|&v| f64::from(v - max).exp()));
-        let sum: f64 = exps.iter().sum();
-        for (o, e) in lane.iter_mut().zip(&exps) {
-            *o = (e / sum) as f32;
-        }
-    }
+    fhec_kernels::softmax::softmax_in_place(&mut out, Axis(axis));
     Ok(out)
 }
