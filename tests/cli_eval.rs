@@ -445,10 +445,15 @@ fn predict_clear_errors() {
         a.extend(extra.iter().map(|s| s.to_string()));
         fhec(&a)
     };
-    // No calibration data for a PTQ model: say to pass --calib, name pass, node and op.
+    // No calibration data for a PTQ model: say to pass --calib, name the pass and the node.
     fails(
         &run(&["--mode", "clear", "--bits", "6"]),
-        &["--calib", "pass 'quantize'", "node 'input'", "(Quantize)"],
+        &[
+            "--calib",
+            "pass 'quantize'",
+            "node 'input'",
+            "no calibration range",
+        ],
     );
     fails(&run(&["--mode", "clear"]), &["--bits"]);
     fails(
@@ -633,7 +638,12 @@ fn eval_without_calibration_data_says_to_pass_calib() {
     let m = model_arg("mlp_torch");
     fails(
         &fhec(["eval", &m, "--data", &d, "--bits", "6"]),
-        &["--calib", "pass 'quantize'", "node 'input'", "(Quantize)"],
+        &[
+            "--calib",
+            "pass 'quantize'",
+            "node 'input'",
+            "no calibration range",
+        ],
     );
     // With --calib it works.
     let bc = data_arg("breast_cancer.npz");

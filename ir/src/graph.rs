@@ -41,6 +41,10 @@ pub enum IrError {
         op: &'static str,
         message: String,
     },
+    /// Quantising node `node` needs the range its values take on calibration data, and none
+    /// was measured (no calibration samples were given).
+    #[error("node '{node}': no calibration range; calibrate on data before quantising")]
+    NeedsCalibration { node: String },
 }
 
 /// A DAG of nodes; edges run producer → consumer and carry the consumer's input slot.

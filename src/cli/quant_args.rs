@@ -821,7 +821,9 @@ fn pipeline_error(
         Some(_) => format!("cannot compile '{}' ({})", model.display(), args.describe()),
         None => format!("cannot compile '{}'", model.display()),
     };
-    if ctx.calibration_inputs.is_empty() && text.contains("no calibration range") {
+    if ctx.calibration_inputs.is_empty()
+        && matches!(e.source, fhec_ir::IrError::NeedsCalibration { .. })
+    {
         return anyhow!(
             "{what}: the model is not fully quantisation-aware, so quantising it needs \
              calibration data: {calib_hint}\n  caused by: {text}"

@@ -44,13 +44,7 @@ fn run_quantize(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
     let cal = ctx.calibration.take().unwrap_or_default();
     let q = quantize(g, &cal, &opts).map_err(|e| match e {
         QuantError::Unsupported { node, op, message } => IrError::Unsupported { node, op, message },
-        QuantError::NoRange { node } => IrError::Unsupported {
-            node,
-            op: "Quantize",
-            message:
-                "no calibration range: give calibration data (--calib or the train split of --data)"
-                    .into(),
-        },
+        QuantError::NoRange { node } => IrError::NeedsCalibration { node },
         other => IrError::Invalid(other.to_string()),
     })?;
     let tlus = q
