@@ -6,6 +6,8 @@
 //! Depthwise convolutions (one input channel per output channel) accumulate shifted input
 //! planes instead, and pointwise ones multiply the input planes directly.
 
+use std::ops::Range;
+
 use ndarray::linalg::general_mat_mul;
 use ndarray::{s, ArrayView2, ArrayViewMut2};
 
@@ -309,8 +311,66 @@ pub fn window_out_len(
     Some(out)
 }
 
+/// Kernel offsets `k` along one axis whose input position `o*stride + k*dilation - pad`
+/// lies inside `[0, input)`.
+pub fn tap_range(
+    o: usize,
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pad: usize,
+) -> Range<usize> {
+    let start = o as i128 * stride as i128 - pad as i128;
+    let dil = dilation as i128;
+    // k >= ceil(-start / dil) and k <= floor((input - 1 - start) / dil).
+    let lo = if start >= 0 {
+        0
+    } else {
+        (-start + dil - 1) / dil
+    };
+    let top = input as i128 - 1 - start;
+    if top < 0 {
+        return 0..0;
+    }
+    let hi = (top / dil + 1).min(kernel as i128);
+    if lo >= hi {
+        0..0
+    } else {
+        lo as usize..hi as usize
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tap_range_matches_brute_force() {
+        for input in 1..7 {
+            for kernel in 1..5 {
+                for stride in 1..4 {
+                    for dilation in 1..4 {
+                        for pad in 0..4 {
+                            for o in 0..8 {
+                                let brute: Vec<usize> = (0..kernel)
+                                    .filter(|&k| {
+                                        let p = (o * stride + k * dilation) as i64 - pad as i64;
+                                        p >= 0 && p < input as i64
+                                    })
+                                    .collect();
+                                let r: Vec<usize> =
+                                    tap_range(o, input, kernel, stride, dilation, pad).collect();
+                                assert_eq!(
+                                    r, brute,
+                                    "o={o} in={input} k={kernel} s={stride} d={dilation} p={pad}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

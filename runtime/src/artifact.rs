@@ -330,7 +330,7 @@ impl crate::Circuit {
             ));
         }
         // Sizes first: the security estimate multiplies the dimensions.
-        crate::fhe::keys::check_params(&circuit.params)
+        crate::params::check_params(&circuit.params)
             .map_err(|e| format_error(format!("{e}; recompile the model")))?;
         crate::noise::params_are_secure(&circuit.params).map_err(|e| {
             format_error(format!(

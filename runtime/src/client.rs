@@ -1,9 +1,10 @@
-//! Client-side steps after decryption: the post-processing a circuit carries (e.g. the
-//! softmax split off the model).
+//! The client's side of a circuit around encryption: quantising real inputs, dequantising
+//! decrypted outputs, and the post-processing a circuit carries (e.g. the softmax split off
+//! the model).
 
-use ndarray::{ArrayD, Axis, IxDyn};
+use ndarray::{ArrayD, Axis, Dimension, IxDyn};
 
-use crate::circuit::{ClientOp, ClientStep};
+use crate::circuit::{ClientOp, ClientStep, Program};
 use crate::error::RuntimeError;
 
 /// Applies `ops` in order to the dequantised outputs.
@@ -59,6 +60,88 @@ pub fn apply_postprocessing(
         };
     }
     Ok(outputs)
+}
+
+pub(crate) fn check_input_shapes<'a>(
+    program: &Program,
+    shapes: impl ExactSizeIterator<Item = &'a [usize]>,
+) -> Result<(), RuntimeError> {
+    let expected = program.inputs.len();
+    let got = shapes.len();
+    if got != expected {
+        let names: Vec<&str> = program.inputs.iter().map(|s| s.name.as_str()).collect();
+        let name = program
+            .inputs
+            .get(got)
+            .map_or_else(|| format!("#{expected}"), |s| s.name.clone());
+        return Err(RuntimeError::Input {
+            name,
+            message: format!(
+                "the circuit takes {expected} input(s) ({}), got {got}",
+                names.join(", ")
+            ),
+        });
+    }
+    for (spec, shape) in program.inputs.iter().zip(shapes) {
+        if shape != spec.shape.as_slice() {
+            return Err(RuntimeError::Input {
+                name: spec.name.clone(),
+                message: format!(
+                    "shape {shape:?} does not match the circuit's input shape {:?}",
+                    spec.shape
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Quantises real client inputs with each input's [`crate::circuit::QParams`].
+///
+/// Each tensor must have exactly the shape of its input spec; NaN and infinite values are
+/// refused (the message names the input and the first bad index).
+pub fn quantize_inputs(
+    program: &Program,
+    inputs: &[ArrayD<f32>],
+) -> Result<Vec<ArrayD<i64>>, RuntimeError> {
+    check_input_shapes(program, inputs.iter().map(|a| a.shape()))?;
+    program
+        .inputs
+        .iter()
+        .zip(inputs)
+        .map(|(spec, x)| {
+            // The fast scan first: `indexed_iter` over an IxDyn array is slow.
+            let bad = x
+                .iter()
+                .any(|v| !v.is_finite())
+                .then(|| x.indexed_iter().find(|(_, v)| !v.is_finite()))
+                .flatten();
+            if let Some((idx, v)) = bad {
+                return Err(RuntimeError::Input {
+                    name: spec.name.clone(),
+                    message: format!("element {:?} is {v}", idx.slice()),
+                });
+            }
+            let q = &spec.quantization;
+            if q.bits == 0 || q.bits > 62 {
+                return Err(RuntimeError::Input {
+                    name: spec.name.clone(),
+                    message: format!("unsupported quantisation to {} bits", q.bits),
+                });
+            }
+            Ok(x.mapv(|v| q.quantize(v)))
+        })
+        .collect()
+}
+
+/// Dequantises integer outputs per output spec ([`crate::circuit::OutputSpec::dequantize`]).
+pub fn dequantize_outputs(program: &Program, outputs: &[ArrayD<i64>]) -> Vec<ArrayD<f32>> {
+    program
+        .outputs
+        .iter()
+        .zip(outputs)
+        .map(|(spec, q)| spec.dequantize(q))
+        .collect()
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod noise;
 pub mod params;
 pub mod print;
 pub mod simulate;
+pub mod validate;
 
 pub use circuit::{Circuit, Program};
 pub use clear::ClearEngine;

@@ -24,7 +24,7 @@ use ndarray::ArrayD;
 use serde::Serialize;
 
 use super::compile::{check_not_an_input, check_writable};
-use super::predict::{assemble, common_batch, make_feed};
+use super::feed::{assemble, common_batch, make_feed};
 use super::{json_text, print_out, shape_text};
 use crate::npyio::{read_npy, PendingFile};
 

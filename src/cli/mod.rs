@@ -9,6 +9,7 @@ use fhec_frontend::{FrontendError, ImportOptions, ImportedModel, InputShape};
 
 pub mod compile;
 pub mod eval;
+pub mod feed;
 pub mod fhe;
 pub mod inspect;
 pub mod plot;

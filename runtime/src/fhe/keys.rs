@@ -23,56 +23,12 @@ use std::sync::Mutex;
 
 use crate::artifact::{decode_bytes, format_error, load_with, write_file, ArtifactKind, Header};
 use crate::error::RuntimeError;
-use crate::params::CryptoParams;
+use crate::params::{check_params, CryptoParams};
 use crate::FORMAT_VERSION;
 
 /// Short hexadecimal form of a key id for messages.
 pub fn key_id_hex(id: &[u8; 16]) -> String {
     id[..6].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Largest LWE dimension (and GLWE `k*N`) accepted: far above any secure, usable choice.
-pub const MAX_DIMENSION: usize = 1 << 20;
-
-/// Checks that `params` can be used to build keys (tfhe would panic otherwise).
-pub fn check_params(params: &CryptoParams) -> Result<(), RuntimeError> {
-    let bad = |what: String| {
-        Err(RuntimeError::Mismatch(format!(
-            "unusable TFHE parameters ({params}): {what}"
-        )))
-    };
-    if params.lwe_dimension == 0 || params.glwe_dimension == 0 {
-        return bad("the LWE and GLWE dimensions must be positive".into());
-    }
-    if !params.polynomial_size.is_power_of_two() || params.polynomial_size < 2 {
-        return bad("the polynomial size must be a power of two".into());
-    }
-    // Parameters come from files too: bound them so that key sizes cannot overflow.
-    let big = params.glwe_dimension.checked_mul(params.polynomial_size);
-    if params.lwe_dimension > MAX_DIMENSION || big.is_none_or(|d| d > MAX_DIMENSION) {
-        return bad(format!(
-            "the LWE dimension and k*N must be at most {MAX_DIMENSION}"
-        ));
-    }
-    for (name, base_log, level) in [
-        ("bootstrap", params.pbs_base_log, params.pbs_level),
-        ("keyswitch", params.ks_base_log, params.ks_level),
-    ] {
-        if base_log == 0 || level == 0 || base_log.checked_mul(level).is_none_or(|b| b > 64) {
-            return bad(format!(
-                "{name} decomposition 2^{base_log} x {level} must have base_log, level >= 1 and base_log * level <= 64"
-            ));
-        }
-    }
-    for (name, std) in [
-        ("lwe_noise_std", params.lwe_noise_std),
-        ("glwe_noise_std", params.glwe_noise_std),
-    ] {
-        if !(std.is_finite() && std > 0.0 && std < 0.5) {
-            return bad(format!("{name} = {std} must be in (0, 0.5)"));
-        }
-    }
-    Ok(())
 }
 
 /// Small, fast and NOT SECURE parameters for tests (n=640, k=1, N=1024, noise far below the
