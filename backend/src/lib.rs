@@ -7,7 +7,7 @@ pub mod optimizer;
 
 pub use fhec_runtime::{Circuit, FORMAT_VERSION};
 pub use lower::{lower, lower_variants, LowerError, MaxPoolConflicts};
-pub use optimizer::{choose_params, OptimizerError, PErrorTarget};
+pub use optimizer::{choose_params, OptimizerError, PErrorTarget, Remedy};
 
 /// What the backend needs besides the graph.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -68,11 +68,12 @@ pub enum OptimizerError {
     #[error("invalid failure probability {0}: it must be strictly between 0 and 1")]
     InvalidTarget(f64),
     /// No parameter set of the search space satisfies `constraint` for the lookups of the
-    /// given kind; `advice` says what to change.
+    /// given kind; `remedies` says what would help, in the compiler's terms (the CLI names
+    /// its flags for them).
     #[error(
         "no TFHE parameters found: {constraint} ({precision}-bit lookups{rounding}, input noise \
          factor {noise_factor:.0}: best failure probability found {best_p:.3e}, target \
-         {target:.3e} per bootstrap). {advice}"
+         {target:.3e} per bootstrap)."
     )]
     NoParameters {
         constraint: String,
@@ -82,8 +83,24 @@ pub enum OptimizerError {
         noise_factor: f64,
         best_p: f64,
         target: f64,
-        advice: String,
+        remedies: Vec<Remedy>,
     },
+}
+
+/// A change to the compilation that makes parameters easier to find.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Remedy {
+    /// Quantise to fewer bits (smaller tables, smaller accumulators).
+    FewerBits,
+    /// Round accumulators to fewer bits before each lookup.
+    RoundAccumulators,
+    /// Approximate instead of exact rounding: fewer bootstraps, each reading fewer bits.
+    ApproximateRounding,
+    /// Allow a larger failure probability (per bootstrap or per inference, as the target was
+    /// given).
+    LargerFailureProbability { per_inference: bool },
+    /// The noise factor grows with the squared weights: smaller weights help.
+    SmallerWeights,
 }
 
 /// Seconds per elementary operation of the latency model.
@@ -397,10 +414,7 @@ fn diagnose(
     per_pbs: f64,
     target: PErrorTarget,
 ) -> OptimizerError {
-    let target_flag = match target {
-        PErrorTarget::PerPbs(_) => "--p-error",
-        PErrorTarget::Global(_) => "--global-p-error",
-    };
+    let per_inference = matches!(target, PErrorTarget::Global(_));
     let worst_kind = constraints
         .iter()
         .copied()
@@ -427,9 +441,7 @@ fn diagnose(
             noise_factor: worst_kind.noise_factor,
             best_p: 1.0,
             target: per_pbs,
-            advice: "Quantise to fewer bits (--bits) or round accumulators to fewer bits before \
-                     each lookup (--rounding-bits)."
-                .into(),
+            remedies: vec![Remedy::FewerBits, Remedy::RoundAccumulators],
         };
     }
     // Smallest failure probability each constraint reaches anywhere in the search space.
@@ -476,23 +488,16 @@ fn diagnose(
             best_at[i].map_or_else(|| "none".into(), |p| p.to_string())
         )
     };
-    let mut advice = String::from("Use fewer bits (--bits)");
-    if c.kind.shift == 0 {
-        advice.push_str(", round accumulators before lookups (--rounding-bits)");
-    } else if c.kind.exact {
-        advice.push_str(
-            ", approximate instead of exact rounding (fewer bootstraps, each reading fewer bits)",
-        );
+    let mut remedies = vec![Remedy::FewerBits];
+    remedies.push(if c.kind.exact && c.kind.shift > 0 {
+        Remedy::ApproximateRounding
     } else {
-        advice.push_str(", fewer --rounding-bits");
-    }
-    advice.push_str(&format!(", or allow a larger {target_flag}"));
+        Remedy::RoundAccumulators
+    });
+    remedies.push(Remedy::LargerFailureProbability { per_inference });
     if c.noise_factor > 1.0 {
-        advice.push_str(
-            " (the noise factor grows with the squared weights: smaller weights also help)",
-        );
+        remedies.push(Remedy::SmallerWeights);
     }
-    advice.push('.');
     OptimizerError::NoParameters {
         constraint,
         precision: c.kind.precision,
@@ -500,6 +505,6 @@ fn diagnose(
         noise_factor: c.noise_factor,
         best_p: best_p[i],
         target: per_pbs,
-        advice,
+        remedies,
     }
 }

@@ -22,7 +22,7 @@ fn run(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
     };
     if opts.bits == 0 {
         return Err(IrError::Invalid(
-            "--rounding-bits must be at least 1".into(),
+            "the rounding width must be at least 1 bit".into(),
         ));
     }
     let ids: Vec<_> = g.node_ids().collect();

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use fhec_backend::{CompileOptions, PErrorTarget};
 use fhec_runtime::circuit::Instruction;
@@ -404,10 +404,50 @@ fn client_op(output: usize, op: &fhec_ir::Op) -> Result<fhec_runtime::circuit::C
 
 /// Keeps the backend's cause chain (lowering/optimizer details) in the report.
 pub fn backend_error(e: fhec_backend::BackendError) -> anyhow::Error {
+    use fhec_backend::{BackendError, OptimizerError};
     match e {
-        fhec_backend::BackendError::Lower(l) => anyhow::Error::new(l),
-        fhec_backend::BackendError::Optimize(o) => anyhow::Error::new(o),
+        BackendError::Lower(l) => anyhow::Error::new(l),
+        BackendError::Optimize(o) => match &o {
+            OptimizerError::NoParameters { remedies, .. } => {
+                anyhow!("{o} {}", remedy_advice(remedies))
+            }
+            _ => anyhow::Error::new(o),
+        },
     }
+}
+
+/// The optimizer's remedies as the flags that apply them.
+fn remedy_advice(remedies: &[fhec_backend::Remedy]) -> String {
+    use fhec_backend::Remedy;
+    let mut steps = vec![];
+    let mut note = "";
+    for r in remedies {
+        match r {
+            Remedy::FewerBits => steps.push("use fewer bits (--bits)".to_string()),
+            Remedy::RoundAccumulators => steps
+                .push("round accumulators to fewer bits before each lookup (--rounding-bits)".into()),
+            Remedy::ApproximateRounding => steps.push(
+                "approximate instead of exact rounding (--rounding-mode approximate: fewer bootstraps, each reading fewer bits)"
+                    .into(),
+            ),
+            Remedy::LargerFailureProbability { per_inference } => steps.push(format!(
+                "allow a larger {}",
+                if *per_inference { "--global-p-error" } else { "--p-error" }
+            )),
+            Remedy::SmallerWeights => {
+                note = " (the noise factor grows with the squared weights: smaller weights also help)"
+            }
+        }
+    }
+    let mut text = match steps.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{}, or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    if let Some(first) = text.get(..1) {
+        text = first.to_uppercase() + &text[1..];
+    }
+    format!("{text}{note}.")
 }
 
 pub fn run(args: &CompileArgs) -> Result<()> {

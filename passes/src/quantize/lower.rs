@@ -657,7 +657,7 @@ impl<'a> Lowering<'a> {
             return Err(self.node_err(
                 last,
                 format!(
-                    "its input accumulator spans {} bits ({domain} values): too wide for a table; use fewer bits or --rounding-bits",
+                    "its input accumulator spans {} bits ({domain} values): too wide for a table; quantise to fewer bits or round accumulators before their lookups",
                     int_bits(lo, hi)
                 ),
             ));
