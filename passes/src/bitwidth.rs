@@ -6,7 +6,6 @@
 //! input sets the cost of its bootstrap, unless rounding narrows it.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use fhec_ir::quant::int_bits;
 use fhec_ir::{int_interp, BinaryOp, Graph, IrError, NodeId, Op};
@@ -21,35 +20,7 @@ pub const PASS: Pass = Pass {
     run,
 };
 
-/// Widths of one accumulator (a linear op's output) of the integer graph.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LayerBits {
-    pub layer: String,
-    pub op: &'static str,
-    pub worst: (i64, i64),
-    pub worst_bits: u32,
-    pub observed: Option<(i64, i64)>,
-    pub observed_bits: Option<u32>,
-    /// Input precision of the table lookup this accumulator feeds (after rounding), if any.
-    pub tlu_input_bits: Option<u32>,
-}
-
-impl fmt::Display for LayerBits {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ({}): {} bits [{}, {}]",
-            self.layer, self.op, self.worst_bits, self.worst.0, self.worst.1
-        )?;
-        if let (Some((lo, hi)), Some(b)) = (self.observed, self.observed_bits) {
-            write!(f, " / {b} bits [{lo}, {hi}]")?;
-        }
-        if let Some(t) = self.tlu_input_bits {
-            write!(f, ", table input {t} bits")?;
-        }
-        Ok(())
-    }
-}
+pub use crate::context::LayerBits;
 
 fn run(g: &mut Graph, ctx: &mut PassContext) -> Result<(), IrError> {
     if !is_integer_graph(g) {

@@ -4,7 +4,6 @@ use std::fmt;
 
 use fhec_ir::{Op, RoundingMode, Tensor, TensorFact};
 
-use crate::bitwidth::LayerBits;
 use crate::quantize::{Calibration, QuantOptions};
 
 /// Options of the passes.
@@ -251,6 +250,36 @@ impl fmt::Display for PipelineReport {
                 }
                 writeln!(f, ")")?;
             }
+        }
+        Ok(())
+    }
+}
+
+/// Widths of one accumulator (a linear op's output) of the integer graph.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerBits {
+    pub layer: String,
+    pub op: &'static str,
+    pub worst: (i64, i64),
+    pub worst_bits: u32,
+    pub observed: Option<(i64, i64)>,
+    pub observed_bits: Option<u32>,
+    /// Input precision of the table lookup this accumulator feeds (after rounding), if any.
+    pub tlu_input_bits: Option<u32>,
+}
+
+impl fmt::Display for LayerBits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}): {} bits [{}, {}]",
+            self.layer, self.op, self.worst_bits, self.worst.0, self.worst.1
+        )?;
+        if let (Some((lo, hi)), Some(b)) = (self.observed, self.observed_bits) {
+            write!(f, " / {b} bits [{lo}, {hi}]")?;
+        }
+        if let Some(t) = self.tlu_input_bits {
+            write!(f, ", table input {t} bits")?;
         }
         Ok(())
     }
