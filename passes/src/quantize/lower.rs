@@ -74,16 +74,8 @@ enum Repr {
     QConst(QConst),
     /// Integer tensor `id` meaning `scale * (q - zp)`.
     Int { id: NodeId, scale: f32, zp: i64 },
-    /// Univariate float ops (nodes of the float graph, with the slot of their data input)
-    /// still to apply to `Int { base, scale, zp }`: they become one table lookup.
-    Chain {
-        base: NodeId,
-        scale: f32,
-        zp: i64,
-        /// Per-channel factors of `scale` along axis 1 (per-channel weight scales).
-        ch: Option<Vec<f32>>,
-        ops: Vec<(NodeId, usize)>,
-    },
+    /// Univariate float ops still to apply to an integer tensor: one table lookup.
+    Chain(Chain),
 }
 
 /// An integer constant meaning `scales[c] * (q - zps[c])`, `c` the index along `axis`
@@ -105,33 +97,24 @@ impl QConst {
         }
     }
 
+    /// `f(q, scale, zp)` per element, with the element's channel parameters.
+    fn map<T>(&self, f: impl Fn(i64, f32, i64) -> T) -> ArrayD<T> {
+        let per_tensor = self.scales.len() == 1 || self.axis >= self.q.ndim();
+        ArrayD::from_shape_fn(self.q.raw_dim(), |idx| {
+            let c = if per_tensor { 0 } else { idx[self.axis] };
+            let (s, z) = self.per_channel(c);
+            f(self.q[&idx], s, z)
+        })
+    }
+
     /// `q - zp` per element.
     fn centred(&self) -> ArrayD<i64> {
-        let mut out = self.q.clone();
-        for (idx, v) in out.indexed_iter_mut() {
-            let c = if self.axis < self.q.ndim() {
-                idx[self.axis]
-            } else {
-                0
-            };
-            *v -= self.per_channel(c).1;
-        }
-        out
+        self.map(|q, _, z| q - z)
     }
 
     /// The real values.
     fn dequantized(&self) -> Tensor {
-        let mut out = self.q.mapv(|_| 0f32);
-        for ((idx, v), &q) in out.indexed_iter_mut().zip(self.q.iter()) {
-            let c = if self.axis < self.q.ndim() {
-                idx[self.axis]
-            } else {
-                0
-            };
-            let (s, z) = self.per_channel(c);
-            *v = s * (q - z) as f32;
-        }
-        out
+        self.map(|q, s, z| s * (q - z) as f32)
     }
 }
 
@@ -147,14 +130,30 @@ enum OutGrid {
     Fixed { scale: f32, zp: i64 },
 }
 
-/// The parts of a pending [`Repr::Chain`].
+/// Univariate float ops (nodes of the float graph, with the slot of their data input) still
+/// to apply to the integer tensor `base` meaning `scale * (q - zp)`: they become one table
+/// lookup.
 #[derive(Clone, Debug)]
 struct Chain {
     base: NodeId,
     scale: f32,
     zp: i64,
+    /// Per-channel factors of `scale` along axis 1 (per-channel weight scales).
     ch: Option<Vec<f32>>,
     ops: Vec<(NodeId, usize)>,
+}
+
+impl Chain {
+    /// No op yet: as a lookup, a requantisation of `base`.
+    fn identity(base: NodeId, scale: f32, zp: i64) -> Chain {
+        Chain {
+            base,
+            scale,
+            zp,
+            ch: None,
+            ops: vec![],
+        }
+    }
 }
 
 struct Lowering<'a> {
@@ -447,29 +446,13 @@ impl<'a> Lowering<'a> {
                 if let Some(r) = self.fold_into_client_quantize(id, base, scale, zp)? {
                     return Ok(r);
                 }
-                Ok(Repr::Chain {
-                    base,
-                    scale,
-                    zp,
-                    ch: None,
-                    ops: vec![(id, slot)],
-                })
+                let mut chain = Chain::identity(base, scale, zp);
+                chain.ops.push((id, slot));
+                Ok(Repr::Chain(chain))
             }
-            Repr::Chain {
-                base,
-                scale,
-                zp,
-                ch,
-                mut ops,
-            } => {
-                ops.push((id, slot));
-                Ok(Repr::Chain {
-                    base,
-                    scale,
-                    zp,
-                    ch,
-                    ops,
-                })
+            Repr::Chain(mut chain) => {
+                chain.ops.push((id, slot));
+                Ok(Repr::Chain(chain))
             }
             Repr::Real(x) => match &node.op {
                 // A QAT model quantises its own input: that is the client's Quantize.
@@ -583,7 +566,7 @@ impl<'a> Lowering<'a> {
     fn int_input(&mut self, user: NodeId, src: NodeId) -> Result<(NodeId, f32, i64), QuantError> {
         match self.repr[&src].clone() {
             Repr::Int { id, scale, zp } => Ok((id, scale, zp)),
-            Repr::Chain { .. } => self.materialize(src, OutGrid::Calibrated(None)),
+            Repr::Chain(_) => self.materialize(src, OutGrid::Calibrated(None)),
             Repr::Real(x) => {
                 let r = self.quantize_input(src, x)?;
                 self.repr.insert(src, r.clone());
@@ -605,22 +588,8 @@ impl<'a> Lowering<'a> {
         src: NodeId,
         grid: OutGrid,
     ) -> Result<(NodeId, f32, i64), QuantError> {
-        let Repr::Chain {
-            base,
-            scale,
-            zp,
-            ch,
-            ops,
-        } = self.repr[&src].clone()
-        else {
+        let Repr::Chain(chain) = self.repr[&src].clone() else {
             return Err(QuantError::Internal("materialize without a chain".into()));
-        };
-        let chain = Chain {
-            base,
-            scale,
-            zp,
-            ch,
-            ops,
         };
         let (id, scale, zp) = self.lookup(src, chain, grid)?;
         self.repr.insert(src, Repr::Int { id, scale, zp });
@@ -832,16 +801,8 @@ impl<'a> Lowering<'a> {
         // first (an identity table), or accumulators would grow layer after layer.
         let (lo, hi) = self.range_of(x);
         if int_bits(lo, hi) > self.opts.activation_bits.max(self.opts.input_bits) + 1 {
-            self.repr.insert(
-                ins[0],
-                Repr::Chain {
-                    base: x,
-                    scale: s_x,
-                    zp: z_x,
-                    ch: None,
-                    ops: vec![],
-                },
-            );
+            self.repr
+                .insert(ins[0], Repr::Chain(Chain::identity(x, s_x, z_x)));
             (x, s_x, z_x) = self.materialize(ins[0], OutGrid::Calibrated(None))?;
         }
         // Weights with output channels first ([out, in] or [out, in/group, k...]) and their
@@ -978,13 +939,10 @@ impl<'a> Lowering<'a> {
                 zp: 0,
             });
         }
-        Ok(Repr::Chain {
-            base: nid,
-            scale: s_x * alpha,
-            zp: 0,
+        Ok(Repr::Chain(Chain {
             ch: Some(s_w),
-            ops: vec![],
-        })
+            ..Chain::identity(nid, s_x * alpha, 0)
+        }))
     }
 
     /// Add/Sub of two runtime tensors (residual connections). Both operands must stand on
@@ -1036,10 +994,10 @@ impl<'a> Lowering<'a> {
         };
         match (&self.repr[&a], &self.repr[&b]) {
             (Repr::Int { scale: s1, .. }, Repr::Int { scale: s2, .. }) => Ok(s1.max(*s2)),
-            (Repr::Int { id: x, scale, .. }, Repr::Chain { .. }) => {
+            (Repr::Int { id: x, scale, .. }, Repr::Chain(_)) => {
                 self.int_or_own_scale(id, *x, *scale, b, own(self)?)
             }
-            (Repr::Chain { .. }, Repr::Int { id: x, scale, .. }) => {
+            (Repr::Chain(_), Repr::Int { id: x, scale, .. }) => {
                 self.int_or_own_scale(id, *x, *scale, a, own(self)?)
             }
             _ => own(self),
@@ -1133,13 +1091,7 @@ impl<'a> Lowering<'a> {
                 scale: s,
                 zp: z,
             } => {
-                let chain = Chain {
-                    base: id,
-                    scale: s,
-                    zp: z,
-                    ch: None,
-                    ops: vec![],
-                };
+                let chain = Chain::identity(id, s, z);
                 let grid = OutGrid::Fixed {
                     scale,
                     zp: zp.unwrap_or(0),
@@ -1147,7 +1099,7 @@ impl<'a> Lowering<'a> {
                 let (nid, _, z) = self.lookup(src, chain, grid)?;
                 Ok((nid, z))
             }
-            Repr::Chain { .. } => {
+            Repr::Chain(_) => {
                 let grid = OutGrid::Fixed {
                     scale,
                     zp: zp.unwrap_or(0),
@@ -1220,13 +1172,13 @@ impl<'a> Lowering<'a> {
         let (x, scale, zp) = match (self.repr[&o].clone(), self.opts.output_bits) {
             // Per-channel weight scales on the last layer: the client applies them.
             (
-                Repr::Chain {
+                Repr::Chain(Chain {
                     base,
                     scale,
                     zp,
                     ch: Some(ch),
                     ops,
-                },
+                }),
                 None,
             ) if ops.is_empty() => {
                 let (lo, hi) = self.range_of(base);
@@ -1243,19 +1195,11 @@ impl<'a> Lowering<'a> {
                     &[base],
                 );
             }
-            (Repr::Chain { .. }, bits) => self.materialize(o, OutGrid::Calibrated(bits))?,
+            (Repr::Chain(_), bits) => self.materialize(o, OutGrid::Calibrated(bits))?,
             (Repr::Int { id, scale, zp }, Some(bits)) => {
                 // Requantise the accumulator through an identity table.
-                self.repr.insert(
-                    o,
-                    Repr::Chain {
-                        base: id,
-                        scale,
-                        zp,
-                        ch: None,
-                        ops: vec![],
-                    },
-                );
+                self.repr
+                    .insert(o, Repr::Chain(Chain::identity(id, scale, zp)));
                 self.materialize(o, OutGrid::Calibrated(Some(bits)))?
             }
             _ => self.int_input(o, o)?,
