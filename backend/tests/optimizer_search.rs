@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use fhec_backend::optimizer::{
-    choose_params, pbs_latency_s, predict, OptimizerError, PErrorTarget,
+    choose_params, pbs_latency_s, predict, OptimizerError, PErrorTarget, Remedy,
 };
 use fhec_runtime::circuit::{
     InputSpec, Instruction, Lut, OutputSpec, Program, QParams, Rounding, RoundingMode, ValueInfo,
@@ -161,21 +161,28 @@ fn impossible_targets_explain_what_failed() {
             noise_factor,
             best_p,
             target,
+            remedies,
             ..
         } => {
             assert_eq!(*precision, 12);
             assert_eq!(*noise_factor, 1e4);
             assert!(best_p > target);
+            // No rounding yet, a per-bootstrap target, a noisy accumulator.
+            assert_eq!(
+                remedies,
+                &[
+                    Remedy::FewerBits,
+                    Remedy::RoundAccumulators,
+                    Remedy::LargerFailureProbability {
+                        per_inference: false
+                    },
+                    Remedy::SmallerWeights,
+                ]
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
-    for needle in [
-        "12-bit",
-        "--bits",
-        "--rounding-bits",
-        "--p-error",
-        "noise factor 10000",
-    ] {
+    for needle in ["12-bit", "noise factor 10000"] {
         assert!(msg.contains(needle), "missing '{needle}' in: {msg}");
     }
 
@@ -186,12 +193,17 @@ fn impossible_targets_explain_what_failed() {
         .to_string();
     assert!(msg.contains("polynomial size"), "{msg}");
 
-    // A global target names its own flag.
+    // A global target: the remedy is a larger failure probability per inference.
     let global = program(&[(12, None, 1e4)], 100);
-    let msg = choose_params(&global, PErrorTarget::Global(2f64.powi(-50)), 1)
-        .unwrap_err()
-        .to_string();
-    assert!(msg.contains("--global-p-error"), "{msg}");
+    match choose_params(&global, PErrorTarget::Global(2f64.powi(-50)), 1).unwrap_err() {
+        OptimizerError::NoParameters { remedies, .. } => assert!(
+            remedies.contains(&Remedy::LargerFailureProbability {
+                per_inference: true
+            }),
+            "{remedies:?}"
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
 }
 
 #[test]

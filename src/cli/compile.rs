@@ -590,3 +590,33 @@ pub fn check_writable(path: &Path) -> Result<()> {
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }
+
+#[cfg(test)]
+mod remedy_tests {
+    use super::remedy_advice;
+    use fhec_backend::Remedy;
+
+    #[test]
+    fn remedies_name_the_flags_that_apply_them() {
+        let text = remedy_advice(&[
+            Remedy::FewerBits,
+            Remedy::ApproximateRounding,
+            Remedy::LargerFailureProbability {
+                per_inference: true,
+            },
+            Remedy::SmallerWeights,
+        ]);
+        assert!(text.starts_with("Use fewer bits (--bits), "), "{text}");
+        for flag in [
+            "--rounding-mode approximate",
+            ", or allow a larger --global-p-error",
+        ] {
+            assert!(text.contains(flag), "{text}");
+        }
+        assert!(text.ends_with("smaller weights also help)."), "{text}");
+        let per_pbs = remedy_advice(&[Remedy::LargerFailureProbability {
+            per_inference: false,
+        }]);
+        assert_eq!(per_pbs, "Allow a larger --p-error.");
+    }
+}
