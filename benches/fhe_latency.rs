@@ -1,6 +1,6 @@
 //! FHE latency benchmark: how close one encrypted inference comes to its bootstrap bound.
 //!
-//! Compiles a model with the built `fhec` binary, generates keys, then measures
+//! Compiles a model through the driver (as `fhec compile` does), generates keys, then measures
 //! - key generation, server key expansion and the compressed server key size;
 //! - the cost of one programmable bootstrap (KS+PBS) at the circuit's parameters: a batch of
 //!   the circuit's first table lookup on one thread (median over repetitions), and the same
@@ -24,12 +24,12 @@
 //! --all-targets` does not) the binary only prints a note, so test runs stay fast.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::Parser;
+use fhec_driver::{CryptoConfig, Hooks, QuantConfig};
 use fhec_runtime::circuit::{Instruction, Lut, Program, ValueInfo};
 use fhec_runtime::clear::{run_clear, run_clear_integers};
 use fhec_runtime::exec::dequantize_outputs;
@@ -38,8 +38,7 @@ use fhec_runtime::fhe::{
     ServerKey,
 };
 use fhec_runtime::{execute, Circuit, Engine, RuntimeError};
-use ndarray::{ArrayD, Axis, IxDyn};
-use ndarray_npy::NpzReader;
+use ndarray::{ArrayD, IxDyn};
 use rayon::ThreadPool;
 use serde::Serialize;
 
@@ -53,16 +52,17 @@ struct Args {
     /// calibration data unless --calib is given.
     #[arg(long, default_value = "tests/fixtures/data/breast_cancer.npz")]
     data: PathBuf,
-    /// Calibration data passed to `fhec compile --calib` [default: --data].
+    /// Calibration data (as `fhec compile --calib`) [default: --data].
     #[arg(long)]
     calib: Option<PathBuf>,
     /// Use an already compiled circuit instead of compiling --model.
     #[arg(long, value_name = "MODEL.fhec")]
     circuit: Option<PathBuf>,
-    /// Quantisation bits (`fhec compile --bits`).
+    /// Quantisation bits (as `fhec compile --bits`).
     #[arg(long, default_value_t = 6)]
     bits: u32,
-    /// Rounding bits before each lookup (0: no rounding).
+    /// Rounding bits before each lookup (0: no rounding; before 2026-12-07 0 left the
+    /// compiler's default of 7).
     #[arg(long, default_value_t = 6)]
     rounding_bits: u32,
     /// Rounding mode: exact or approximate [default: the compiler's].
@@ -137,127 +137,73 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Compiles `args.model` with the built `fhec` binary into `dir`.
+/// Compiles `args.model` through the driver (as `fhec compile` does) into `dir`.
 fn compile(args: &Args, threads: usize, dir: &Path) -> Result<(PathBuf, f64)> {
+    use fhec_driver::config::{RoundingBits, RoundingMode};
     let out = dir.join("model.fhec");
-    let model = resolve(&args.model);
-    let calib = resolve(args.calib.as_ref().unwrap_or(&args.data));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fhec"));
-    cmd.arg("compile")
-        .arg(&model)
-        .args(["--bits", &args.bits.to_string()])
-        .args(["--p-error", &args.p_error.to_string()])
-        .args(["--threads", &threads.to_string()])
-        .arg("--calib")
-        .arg(&calib)
-        .arg("-o")
-        .arg(&out);
-    if args.rounding_bits > 0 {
-        cmd.args(["--rounding-bits", &args.rounding_bits.to_string()]);
-        if let Some(mode) = &args.rounding_mode {
-            cmd.args(["--rounding-mode", mode]);
-        }
-    }
+    let model_path = resolve(&args.model);
+    let rounding_mode = match args.rounding_mode.as_deref() {
+        None => None,
+        Some("exact") => Some(RoundingMode::Exact),
+        Some("approximate") => Some(RoundingMode::Approximate),
+        Some(other) => bail!("--rounding-mode {other}: give exact or approximate"),
+    };
+    let quant = QuantConfig {
+        rounding_bits: Some(match args.rounding_bits {
+            0 => RoundingBits::None,
+            r => RoundingBits::Keep(r),
+        }),
+        rounding_mode,
+        calib: Some(resolve(args.calib.as_ref().unwrap_or(&args.data))),
+        ..QuantConfig::bits(args.bits)
+    };
+    let crypto = CryptoConfig {
+        p_error: Some(args.p_error),
+        threads: Some(u32::try_from(threads)?),
+        ..Default::default()
+    };
     let t = Instant::now();
-    let output = cmd.output().context("cannot run fhec")?;
-    let secs = t.elapsed().as_secs_f64();
-    if !output.status.success() {
-        bail!(
-            "fhec compile failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok((out, secs))
+    let hooks = Hooks::silent();
+    let model = fhec_driver::import_model(&model_path, &Default::default())?;
+    let calibration =
+        fhec_driver::samples::calibration_for(&model.graph, &quant, &model_path, &hooks)?;
+    let compiled = fhec_driver::quantise(&model.graph, &quant, calibration.samples, &model_path)?;
+    let (circuit, _) =
+        fhec_driver::build_circuit(&compiled, &crypto, &model_path, &model.output_names)?;
+    circuit.save(&out)?;
+    Ok((out, t.elapsed().as_secs_f64()))
 }
 
-/// Test samples of `path` shaped like the circuit's first input, plus their labels.
+/// The first `k` test samples of `path`, fitted to the circuit's (single) input by the
+/// driver's dataset loader, with their labels.
 fn load_samples(
     path: &Path,
     program: &Program,
     k: usize,
 ) -> Result<Vec<(ArrayD<f32>, Option<i64>)>> {
-    let spec = program
-        .inputs
-        .first()
-        .ok_or_else(|| anyhow!("the circuit has no input"))?;
-    if program.inputs.len() != 1 {
+    use fhec_driver::data::{load_dataset, DataKeys, Split};
+    let [spec] = program.inputs.as_slice() else {
         bail!(
             "the benchmark feeds one input; the circuit takes {}",
             program.inputs.len()
         );
-    }
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut npz =
-        NpzReader::new(file).with_context(|| format!("{} is not an .npz", path.display()))?;
-    let names = npz.names()?;
-    let has = |n: &str| names.iter().any(|m| m == n || m == &format!("{n}.npy"));
-    let (x, labels): (ArrayD<f32>, Option<Vec<i64>>) = if has("x_test") {
-        let x: ArrayD<f32> = match npz.by_name::<ndarray::OwnedRepr<f32>, IxDyn>("x_test") {
-            Ok(x) => x,
-            Err(_) => npz
-                .by_name::<ndarray::OwnedRepr<f64>, IxDyn>("x_test")?
-                .mapv(|v| v as f32),
-        };
-        let y = if has("y_test") {
-            npz.by_name::<ndarray::OwnedRepr<i64>, IxDyn>("y_test")
-                .ok()
-                .map(|y| y.iter().copied().collect())
-        } else {
-            None
-        };
-        (x, y)
-    } else if has("test_images") {
-        let x = npz.by_name::<ndarray::OwnedRepr<u8>, IxDyn>("test_images")?;
-        let y = if has("test_labels") {
-            npz.by_name::<ndarray::OwnedRepr<u8>, IxDyn>("test_labels")
-                .ok()
-                .map(|y| y.iter().map(|&v| v as i64).collect())
-        } else {
-            None
-        };
-        (x.mapv(|v| v as f32 / 255.0), y)
-    } else {
-        bail!(
-            "{} holds neither x_test nor test_images (has {names:?})",
-            path.display()
-        );
     };
-    let want = &spec.shape;
-    let want_len: usize = want.iter().product();
-    let n = x.shape().first().copied().unwrap_or(0);
-    if n < k {
-        bail!("{} holds {n} test samples, {k} requested", path.display());
+    let ds = load_dataset(path, Split::Test, &DataKeys::default())?;
+    if ds.len() < k {
+        bail!(
+            "{} holds {} test samples, {k} requested",
+            path.display(),
+            ds.len()
+        );
     }
-    (0..k)
-        .map(|i| {
-            let s = x.index_axis(Axis(0), i).to_owned();
-            if s.len() != want_len {
-                bail!(
-                    "a sample of shape {:?} does not fit the circuit input {:?}",
-                    s.shape(),
-                    want
-                );
-            }
-            // Channel-last images (MedMNIST RGB) for a channel-first model.
-            let s = if s.ndim() == 3
-                && want.len() == 4
-                && s.shape()[2] == want[1]
-                && s.shape()[0] != want[1]
-            {
-                s.permuted_axes(IxDyn(&[2, 0, 1]))
-                    .as_standard_layout()
-                    .to_owned()
-            } else {
-                s
-            };
-            let flat: Vec<f32> = s.iter().copied().collect();
-            let a = ArrayD::from_shape_vec(IxDyn(want), flat)?;
-            Ok((a, labels.as_ref().and_then(|l| l.get(i).copied())))
-        })
-        .collect()
+    let ds = ds.head(k);
+    let fact = fhec_ir::TensorFact::f32(spec.shape.clone());
+    let (samples, _) = fhec_driver::samples::model_samples(&ds, &spec.name, &fact, path, "data")?;
+    Ok(samples
+        .into_iter()
+        .enumerate()
+        .map(|(i, x)| (x, ds.y.as_ref().map(|y| y[i])))
+        .collect())
 }
 
 fn argmax(a: &ArrayD<f32>) -> usize {

@@ -7,19 +7,20 @@
 //! cargo bench --bench image_scale                      # 6 bits, rounding 6, every thread
 //! cargo bench --bench image_scale -- --threads 1 --runs 5
 //! ```
-//! Runs the built `fhec` (like the other benchmarks): `fhec compile --json` gives the compile
-//! phases, `fhec eval --mode simulate --json` the float, clear and simulate times over the test
-//! images (the fastest of `--runs` runs each). Results: a table, then one JSON line starting
+//! Calls the driver as `fhec` does: [`fhec_driver::compile::compile_model`] gives the compile
+//! phases, [`fhec_driver::evaluate`] in simulate mode the float, clear and simulate times over
+//! the test images (the fastest of `--runs` runs each). Results: a table, then one JSON line starting
 //! with `{"bench"`. The goals: clear and simulate within 3x of float per image, compile with
 //! 300 calibration images under 5 s.
 
 use std::path::PathBuf;
-use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Parser;
+use fhec_driver::config::RoundingBits;
+use fhec_driver::eval::{EvalMode, EvalRequest};
+use fhec_driver::{CryptoConfig, Hooks, QuantConfig};
 use serde::Serialize;
-use serde_json::Value;
 
 #[derive(Parser, Debug)]
 #[command(about = "Image-scale benchmark: float/clear/simulate per image, compile phases")]
@@ -38,7 +39,7 @@ struct Args {
     /// Calibration images (from the train split).
     #[arg(long, default_value_t = 300)]
     calib_limit: usize,
-    /// Threads (RAYON_NUM_THREADS of the runs) [default: all].
+    /// Threads of the runs [default: all].
     #[arg(long)]
     threads: Option<usize>,
     /// Repetitions; the fastest of each measurement is reported.
@@ -71,45 +72,13 @@ struct Report {
     float_accuracy: f64,
 }
 
-fn fhec(args: &Args, threads: usize, argv: &[String]) -> Result<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_fhec"))
-        .args(argv)
-        .env("RAYON_NUM_THREADS", threads.to_string())
-        .output()
-        .context("running fhec")?;
-    if !out.status.success() {
-        bail!(
-            "fhec {} failed on {}: {}",
-            argv.join(" "),
-            args.model.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+fn quant(args: &Args) -> QuantConfig {
+    QuantConfig {
+        rounding_bits: (args.rounding_bits > 0).then_some(RoundingBits::Keep(args.rounding_bits)),
+        calib: Some(args.data.clone()),
+        calib_limit: args.calib_limit,
+        ..QuantConfig::bits(args.bits)
     }
-    serde_json::from_slice(&out.stdout).context("fhec --json output")
-}
-
-fn number(v: &Value, path: &[&str]) -> Result<f64> {
-    let mut cur = v;
-    for p in path {
-        cur = &cur[*p];
-    }
-    cur.as_f64()
-        .with_context(|| format!("no number at {} in the JSON output", path.join(".")))
-}
-
-fn quant_args(args: &Args) -> Vec<String> {
-    let mut v = vec![
-        "--bits".to_string(),
-        args.bits.to_string(),
-        "--calib".into(),
-        args.data.display().to_string(),
-        "--calib-limit".into(),
-        args.calib_limit.to_string(),
-    ];
-    if args.rounding_bits > 0 {
-        v.extend(["--rounding-bits".into(), args.rounding_bits.to_string()]);
-    }
-    v
 }
 
 fn main() -> Result<()> {
@@ -123,8 +92,14 @@ fn main() -> Result<()> {
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let dir = tempfile::tempdir()?;
-    let circuit = dir.path().join("model.fhec");
+    let hooks = Hooks {
+        threads: Some(threads),
+        ..Hooks::silent()
+    };
+    let crypto = CryptoConfig {
+        threads: Some(u32::try_from(threads)?),
+        ..Default::default()
+    };
     let mut report = Report {
         bench: "image_scale",
         model: args.model.display().to_string(),
@@ -138,40 +113,51 @@ fn main() -> Result<()> {
         ..Default::default()
     };
     for _ in 0..args.runs.max(1) {
-        let mut argv = vec!["compile".to_string(), args.model.display().to_string()];
-        argv.extend(quant_args(&args));
-        argv.extend(["--json".into(), "-o".into(), circuit.display().to_string()]);
-        let c = fhec(&args, threads, &argv)?;
-        let compile_s = number(&c, &["compile_s"])?;
+        let t = std::time::Instant::now();
+        let c = hooks.install(|| {
+            fhec_driver::compile::compile_model(
+                &args.model,
+                &Default::default(),
+                &quant(&args),
+                &crypto,
+                &hooks,
+            )
+            .map_err(anyhow::Error::new)
+        })??;
+        let compile_s = t.elapsed().as_secs_f64();
         if compile_s < report.compile_s {
             report.compile_s = compile_s;
-            report.tlu_count = number(&c, &["tlu_count"])? as u64;
-            report.phases = c["phases"]
-                .as_array()
-                .context("no phases in `fhec compile --json`")?
+            report.tlu_count = fhec_driver::report::CircuitReport::new(&c.circuit).tlu_count;
+            report.phases = c
+                .phases
                 .iter()
-                .map(|p| {
-                    let name = p["phase"].as_str().unwrap_or("?").to_string();
-                    (name, p["seconds"].as_f64().unwrap_or(f64::NAN))
-                })
+                .map(|(name, d)| (name.to_string(), d.as_secs_f64()))
                 .collect();
         }
 
-        let mut argv = vec!["eval".to_string(), args.model.display().to_string()];
-        argv.extend(["--data".into(), args.data.display().to_string()]);
-        argv.extend(["--mode".into(), "simulate".into(), "--json".into()]);
-        argv.extend(quant_args(&args));
-        let e = fhec(&args, threads, &argv)?;
-        let n = number(&e, &["samples"])?;
-        report.samples = n as usize;
-        report.calibration_samples = number(&e, &["calibration_samples"])? as usize;
-        let per = |key: &str| number(&e, &["timings_ms", key]).map(|ms| ms / n);
-        report.float_ms_per_image = report.float_ms_per_image.min(per("float")?);
-        report.clear_ms_per_image = report.clear_ms_per_image.min(per("clear")?);
-        report.simulate_ms_per_image = report.simulate_ms_per_image.min(per("simulate")?);
-        report.float_accuracy = number(&e, &["float_accuracy"])?;
-        report.clear_accuracy = number(&e, &["clear_accuracy"])?;
-        report.simulate_accuracy = number(&e, &["accuracy"])?;
+        let request = EvalRequest {
+            model: &args.model,
+            import: Default::default(),
+            data: &args.data,
+            keys: Default::default(),
+            mode: EvalMode::Simulate,
+            limit: None,
+            seed: 0,
+            quant: quant(&args),
+            crypto: crypto.clone(),
+        };
+        let e = fhec_driver::evaluate(&request, &hooks)?.report;
+        let n = e.samples as f64;
+        report.samples = e.samples;
+        report.calibration_samples = e.calibration_samples;
+        let per = |ms: Option<f64>| ms.map(|ms| ms / n).context("a mode did not run");
+        let t = &e.timings_ms;
+        report.float_ms_per_image = report.float_ms_per_image.min(t.float / n);
+        report.clear_ms_per_image = report.clear_ms_per_image.min(per(t.clear)?);
+        report.simulate_ms_per_image = report.simulate_ms_per_image.min(per(t.simulate)?);
+        report.float_accuracy = e.float_accuracy;
+        report.clear_accuracy = e.clear_accuracy.context("no clear accuracy")?;
+        report.simulate_accuracy = e.accuracy;
     }
     report.clear_over_float = report.clear_ms_per_image / report.float_ms_per_image;
     report.simulate_over_float = report.simulate_ms_per_image / report.float_ms_per_image;

@@ -15,8 +15,6 @@ use clap::{Parser, Subcommand};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cli;
-mod data;
-mod npyio;
 mod plot;
 
 /// Compile ONNX neural networks into TFHE circuits and run them on encrypted data.

@@ -13,8 +13,10 @@
 //! only once all four are complete, so an interrupted run never leaves a partial image.
 
 use std::cmp::Ordering;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use fhec_runtime::atomic::{Access, PendingFile};
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -102,9 +104,9 @@ pub fn write_plots(csv: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
     let mut written = Vec::new();
     for (tmp, path) in pending {
-        tmp.persist(&path).map_err(|e| PlotError::Write {
+        tmp.commit().map_err(|source| PlotError::Write {
             file: path.display().to_string(),
-            source: e.error,
+            source,
         })?;
         written.push(path);
     }
@@ -930,26 +932,14 @@ fn geometry(panels: usize) -> ((usize, usize), (u32, u32)) {
 }
 
 /// Draws `fig` into a temporary file beside `path` (same extension); the caller renames it.
-fn render(fig: &Figure, path: &Path, ext: &str) -> Result<tempfile::NamedTempFile, PlotError> {
+fn render(fig: &Figure, path: &Path, ext: &str) -> Result<PendingFile, PlotError> {
     register_font()?;
     let file = path.display().to_string();
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut builder = tempfile::Builder::new();
-    let (prefix, suffix) = (format!(".{name}."), format!(".{ext}"));
-    builder.prefix(&prefix).suffix(&suffix);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    let tmp = builder.tempfile_in(dir).map_err(|e| PlotError::Write {
+    let write_err = |source| PlotError::Write {
         file: file.clone(),
-        source: e,
-    })?;
+        source,
+    };
+    let mut pending = PendingFile::create(path, Access::Shared).map_err(write_err)?;
     let (grid, size) = geometry(fig.panels.len());
     let draw_err = |message: String| PlotError::Draw {
         file: file.clone(),
@@ -962,10 +952,10 @@ fn render(fig: &Figure, path: &Path, ext: &str) -> Result<tempfile::NamedTempFil
             draw_figure(&root, fig, grid).map_err(|e| draw_err(e.to_string()))?;
             root.present().map_err(|e| draw_err(e.to_string()))?;
         }
-        std::fs::write(tmp.path(), text).map_err(|e| PlotError::Write {
-            file: file.clone(),
-            source: e,
-        })?;
+        pending
+            .file()
+            .write_all(text.as_bytes())
+            .map_err(write_err)?;
     } else {
         let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
         {
@@ -973,12 +963,9 @@ fn render(fig: &Figure, path: &Path, ext: &str) -> Result<tempfile::NamedTempFil
             draw_figure(&root, fig, grid).map_err(|e| draw_err(e.to_string()))?;
             root.present().map_err(|e| draw_err(e.to_string()))?;
         }
-        encode_png(tmp.as_file(), size, &rgb).map_err(|e| PlotError::Write {
-            file: file.clone(),
-            source: e,
-        })?;
+        encode_png(pending.file(), size, &rgb).map_err(write_err)?;
     }
-    Ok(tmp)
+    Ok(pending)
 }
 
 /// Writes an 8-bit RGB image as PNG.

@@ -356,7 +356,7 @@ fn killed_sweep_leaves_complete_rows_and_resumes() {
         .unwrap()
         .filter_map(|e| {
             let n = e.ok()?.file_name().to_string_lossy().into_owned();
-            n.ends_with(".tmp").then_some(n)
+            n.contains(".tmp").then_some(n)
         })
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");

@@ -5,13 +5,8 @@ use fhec_ir::{BinaryOp, ConvAttrs, DType, GemmAttrs, Op, PadMode, PoolAttrs, Qua
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
 use crate::error::FrontendError;
-use crate::import::{NodeCtx, Value};
+use crate::node::{Importer, NodeCtx, Res, Value};
 use crate::tensor::{int_dtype, onnx_type, ConstValue};
-
-type Res = Result<Vec<Value>, FrontendError>;
-
-/// An importer lifts one ONNX node; it returns the values of the node's outputs in order.
-pub(crate) type Importer = fn(&mut NodeCtx) -> Res;
 
 /// Every supported ONNX op type and its importer.
 pub(crate) const IMPORTERS: &[(&str, Importer)] = &[
@@ -74,48 +69,6 @@ pub(crate) const IMPORTERS: &[(&str, Importer)] = &[
     ("ReduceProd", reduce_prod),
     ("QuantizeLinear", quantize),
     ("DequantizeLinear", dequantize),
-];
-
-/// The importer of an op type of the default domain, if supported.
-pub(crate) fn importer(op_type: &str) -> Option<Importer> {
-    IMPORTERS
-        .iter()
-        .find(|(n, _)| *n == op_type)
-        .map(|(_, f)| *f)
-}
-
-/// The importer of an op type in `domain`: the default domain's table, or the QONNX
-/// quantisers in their custom domains.
-pub(crate) fn importer_in(domain: &str, op_type: &str) -> Option<Importer> {
-    if domain.is_empty() || domain == "ai.onnx" {
-        return importer(op_type);
-    }
-    if !crate::qonnx::DOMAINS.contains(&domain) {
-        return None;
-    }
-    crate::qonnx::IMPORTERS
-        .iter()
-        .find(|(n, _)| *n == op_type)
-        .map(|(_, f)| *f)
-}
-
-/// Supported op type names, sorted (the QONNX ops as `domain::op`).
-pub fn supported_ops() -> Vec<&'static str> {
-    let mut v: Vec<&str> = IMPORTERS.iter().map(|(n, _)| *n).collect();
-    v.sort_unstable();
-    v.extend(QONNX_OPS);
-    v
-}
-
-/// The QONNX quantisers, as `inspect --supported-ops` lists them.
-const QONNX_OPS: &[&str] = &[
-    "onnx.brevitas::BipolarQuant",
-    "onnx.brevitas::Quant",
-    "onnx.brevitas::Trunc",
-    "qonnx.custom_op.general::BipolarQuant",
-    "qonnx.custom_op.general::IntQuant",
-    "qonnx.custom_op.general::Quant",
-    "qonnx.custom_op.general::Trunc",
 ];
 
 // ---------------------------------------------------------------------------------------------

@@ -47,11 +47,8 @@ use fhec_ir::{BinaryOp, DType, NodeId, Op, QuantAttrs, UnaryOp};
 use ndarray::{ArrayD, Dimension, IxDyn};
 
 use crate::error::FrontendError;
-use crate::import::{NodeCtx, Value};
-use crate::ops::Importer;
+use crate::node::{Importer, NodeCtx, Res, Value};
 use crate::tensor::ConstValue;
-
-type Res = Result<Vec<Value>, FrontendError>;
 
 /// Custom-op domains whose QONNX ops are imported.
 pub(crate) const DOMAINS: &[&str] = &[

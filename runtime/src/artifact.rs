@@ -9,7 +9,6 @@
 //! any cryptographic work. Files are written to a temporary file and renamed, so a reader
 //! never sees half a file; secret files are created owner-only.
 
-use std::io::Write;
 use std::path::Path;
 
 use bincode::Options;
@@ -259,46 +258,19 @@ pub fn read_file<T: DeserializeOwned>(
     load_with(path, |bytes| decode_bytes(bytes, expected))
 }
 
-/// Writes `bytes` to `path` through a temporary sibling file and a rename.
+/// Writes `bytes` to `path` with the one atomic writer ([`crate::atomic`]); `secret` files
+/// are owner-only.
 pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<(), RuntimeError> {
-    let io = |source| RuntimeError::Io {
+    use crate::atomic::Access;
+    let access = if secret {
+        Access::Private
+    } else {
+        Access::Shared
+    };
+    crate::atomic::write_atomic(path, bytes, access).map_err(|source| RuntimeError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "artifact".into());
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        // A fresh file (O_EXCL) so that its mode is ours: a stale temporary someone else
-        // could read is removed first, never reused.
-        match std::fs::remove_file(&tmp) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        if secret {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        #[cfg(not(unix))]
-        let _ = secret;
-        let mut f = options.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    })
 }
 
 impl crate::Circuit {

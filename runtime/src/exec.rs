@@ -277,8 +277,6 @@ impl<E: Engine> Ctx<'_, E> {
     }
 
     fn run(&mut self) -> Result<Vec<E::Ct>, RuntimeError> {
-        let engine = self.engine;
-        let delta = self.out_info().delta_log2;
         let ins = self.ins;
         match ins {
             Instruction::Input { .. } => Err(internal(self.index, self.ins, "unreachable")),
@@ -288,31 +286,7 @@ impl<E: Engine> Ctx<'_, E> {
                 in_features,
                 out_features,
                 bias,
-            } => {
-                if let Some(out) =
-                    self.plain_dense(*input, weights, (*in_features, *out_features), bias)?
-                {
-                    return Ok(out);
-                }
-                let x = self.get(*input)?;
-                let (nin, nout) = (*in_features, *out_features);
-                let n = self.out_info().len();
-                Ok((0..n)
-                    .into_par_iter()
-                    .map(|j| {
-                        let (r, o) = (j / nout, j % nout);
-                        let mut acc = engine.trivial(bias[o], delta);
-                        let row = &x[r * nin..(r + 1) * nin];
-                        let w = &weights[o * nin..(o + 1) * nin];
-                        for (xi, &wi) in row.iter().zip(w) {
-                            if wi != 0 {
-                                engine.mul_add_assign(&mut acc, xi, wi);
-                            }
-                        }
-                        acc
-                    })
-                    .collect())
-            }
+            } => self.dense(*input, weights, (*in_features, *out_features), bias),
             Instruction::Conv {
                 input,
                 weights,
@@ -320,188 +294,276 @@ impl<E: Engine> Ctx<'_, E> {
                 bias,
                 window,
                 group,
-            } => {
-                if let Some(out) =
-                    self.plain_conv(*input, weights, weight_shape, bias, window, *group)?
-                {
-                    return Ok(out);
-                }
-                let x = self.get(*input)?;
-                let geo = Geometry::new(&self.info(*input).shape, &self.out_info().shape);
-                let cin = self.info(*input).shape[1];
-                let cout = weight_shape[0];
-                let cin_g = weight_shape[1];
-                let cout_g = cout / group;
-                let k_total: usize = window.kernel.iter().product();
-                let n = self.out_info().len();
-                Ok((0..n)
-                    .into_par_iter()
-                    .map(|j| {
-                        let os = j % geo.out_sp;
-                        let plane = j / geo.out_sp;
-                        let (bn, oc) = (plane / cout, plane % cout);
-                        let g = oc / cout_g;
-                        let taps = geo.taps(os, window);
-                        let mut acc = engine.trivial(bias[oc], delta);
-                        for ic in 0..cin_g {
-                            let xb = (bn * cin + g * cin_g + ic) * geo.in_sp;
-                            let wb = (oc * cin_g + ic) * k_total;
-                            for &(kf, isp) in &taps {
-                                let w = weights[wb + kf];
-                                if w != 0 {
-                                    engine.mul_add_assign(&mut acc, &x[xb + isp], w);
-                                }
-                            }
-                        }
-                        acc
-                    })
-                    .collect())
-            }
-            Instruction::SumPool { input, window } => {
-                let x = self.get(*input)?;
-                let geo = Geometry::new(&self.info(*input).shape, &self.out_info().shape);
-                let n = self.out_info().len();
-                Ok((0..n)
-                    .into_par_iter()
-                    .map(|j| {
-                        let (plane, os) = (j / geo.out_sp, j % geo.out_sp);
-                        let xb = plane * geo.in_sp;
-                        let mut acc = engine.trivial(0, delta);
-                        for (_, isp) in geo.taps(os, window) {
-                            engine.add_assign(&mut acc, &x[xb + isp]);
-                        }
-                        acc
-                    })
-                    .collect())
-            }
+            } => self.conv(*input, weights, weight_shape, bias, window, *group),
+            Instruction::SumPool { input, window } => self.sum_pool(*input, window),
             Instruction::MaxPool {
                 input,
                 window,
                 relu,
             } => self.max_pool(*input, window, relu),
-            Instruction::Add { a, b } | Instruction::Sub { a, b } => {
-                let sub = matches!(ins, Instruction::Sub { .. });
-                let mut x = if a == b {
-                    self.get(*a)?.to_vec()
-                } else {
-                    self.take(*a)?
-                };
-                let y = self.get(*b)?;
-                x.par_iter_mut().zip(y.par_iter()).for_each(|(p, q)| {
-                    if sub {
-                        engine.sub_assign(p, q)
-                    } else {
-                        engine.add_assign(p, q)
-                    }
-                });
-                Ok(x)
-            }
-            Instruction::AddConst { input, constant }
-            | Instruction::MulConst { input, constant } => {
-                let add = matches!(ins, Instruction::AddConst { .. });
-                let in_delta = self.info(*input).delta_log2;
-                let consts = broadcast_constant(constant, &self.info(*input).shape)
-                    .ok_or_else(|| internal(self.index, self.ins, "constant does not broadcast"))?;
-                let mut x = self.take(*input)?;
-                x.par_iter_mut().zip(consts.par_iter()).for_each(|(p, &c)| {
-                    if add {
-                        engine.add_const_assign(p, c, in_delta)
-                    } else {
-                        engine.mul_assign(p, c)
-                    }
-                });
-                Ok(x)
+            Instruction::Add { a, b } => self.add_sub(*a, *b, false),
+            Instruction::Sub { a, b } => self.add_sub(*a, *b, true),
+            Instruction::AddConst { input, constant } => self.with_constant(*input, constant, true),
+            Instruction::MulConst { input, constant } => {
+                self.with_constant(*input, constant, false)
             }
             Instruction::Reshape { input } => self.take(*input),
-            Instruction::Rescale { input, shift } => {
-                let mut x = self.take(*input)?;
-                x.par_iter_mut().for_each(|p| engine.rescale(p, *shift));
-                Ok(x)
-            }
-            Instruction::Transpose { input, perm } => {
-                let x = self.get(*input)?;
-                let in_strides = strides(&self.info(*input).shape);
-                let out_shape = &self.out_info().shape;
-                let st: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
-                Ok((0..self.out_info().len())
-                    .into_par_iter()
-                    .map(|j| {
-                        let mut r = j;
-                        let mut src = 0;
-                        for d in (0..out_shape.len()).rev() {
-                            src += (r % out_shape[d]) * st[d];
-                            r /= out_shape[d];
-                        }
-                        x[src].clone()
-                    })
-                    .collect())
-            }
-            Instruction::Pad { input, pads, value } => {
-                let x = self.get(*input)?;
-                let in_shape = &self.info(*input).shape;
-                let in_strides = strides(in_shape);
-                let out_shape = &self.out_info().shape;
-                let fill = engine.trivial(*value, delta);
-                Ok((0..self.out_info().len())
-                    .into_par_iter()
-                    .map(|j| {
-                        let mut r = j;
-                        let mut src = 0;
-                        for d in (0..out_shape.len()).rev() {
-                            let c = r % out_shape[d];
-                            r /= out_shape[d];
-                            match c.checked_sub(pads[d].0) {
-                                Some(ci) if ci < in_shape[d] => src += ci * in_strides[d],
-                                _ => return fill.clone(),
-                            }
-                        }
-                        x[src].clone()
-                    })
-                    .collect())
-            }
-            Instruction::Concat { inputs, axis } => {
-                let parts: Vec<&[E::Ct]> = inputs
-                    .iter()
-                    .map(|&v| self.get(v))
-                    .collect::<Result<_, _>>()?;
-                let shapes: Vec<&[usize]> = inputs
-                    .iter()
-                    .map(|&v| self.info(v).shape.as_slice())
-                    .collect();
-                let axis = *axis;
-                let outer: usize = self.out_info().shape[..axis].iter().product();
-                let inner: usize = self.out_info().shape[axis + 1..].iter().product();
-                let mut out = Vec::with_capacity(self.out_info().len());
-                for o in 0..outer {
-                    for (part, shape) in parts.iter().zip(&shapes) {
-                        let chunk = shape[axis] * inner;
-                        out.extend_from_slice(&part[o * chunk..(o + 1) * chunk]);
+            Instruction::Rescale { input, shift } => self.rescale(*input, *shift),
+            Instruction::Transpose { input, perm } => self.transpose(*input, perm),
+            Instruction::Pad { input, pads, value } => self.pad(*input, pads, *value),
+            Instruction::Concat { inputs, axis } => self.concat(inputs, *axis),
+            Instruction::Tlu { input, lut } => self.tlu(*input, lut),
+        }
+    }
+
+    /// `Dense`: on the exact integer kernel when the engine allows, else one multiply-add
+    /// chain per output element.
+    fn dense(
+        &self,
+        input: usize,
+        weights: &[i64],
+        (nin, nout): (usize, usize),
+        bias: &[i64],
+    ) -> Result<Vec<E::Ct>, RuntimeError> {
+        if let Some(out) = self.plain_dense(input, weights, (nin, nout), bias)? {
+            return Ok(out);
+        }
+        let engine = self.engine;
+        let delta = self.out_info().delta_log2;
+        let x = self.get(input)?;
+        let n = self.out_info().len();
+        Ok((0..n)
+            .into_par_iter()
+            .map(|j| {
+                let (r, o) = (j / nout, j % nout);
+                let mut acc = engine.trivial(bias[o], delta);
+                let row = &x[r * nin..(r + 1) * nin];
+                let w = &weights[o * nin..(o + 1) * nin];
+                for (xi, &wi) in row.iter().zip(w) {
+                    if wi != 0 {
+                        engine.mul_add_assign(&mut acc, xi, wi);
                     }
                 }
-                Ok(out)
-            }
-            Instruction::Tlu { input, lut } => {
-                let x = self.get(*input)?;
-                let shape = &self.info(*input).shape;
-                let tables: Vec<usize> = match lut.axis {
-                    None => vec![0; x.len()],
-                    Some(a) => {
-                        // Runs of `stride` elements read one table (no division per element).
-                        let stride: usize = shape[a + 1..].iter().product::<usize>().max(1);
-                        let mut tables = Vec::with_capacity(x.len());
-                        for k in 0..x.len().div_ceil(stride) {
-                            let run = stride.min(x.len() - k * stride);
-                            tables.extend(std::iter::repeat_n(k % shape[a], run));
+                acc
+            })
+            .collect())
+    }
+
+    /// `Conv`: on the exact integer kernel when the engine allows, else one multiply-add
+    /// chain per output element over its window's taps.
+    fn conv(
+        &self,
+        input: usize,
+        weights: &[i64],
+        weight_shape: &[usize],
+        bias: &[i64],
+        window: &Window,
+        group: usize,
+    ) -> Result<Vec<E::Ct>, RuntimeError> {
+        if let Some(out) = self.plain_conv(input, weights, weight_shape, bias, window, group)? {
+            return Ok(out);
+        }
+        let engine = self.engine;
+        let delta = self.out_info().delta_log2;
+        let x = self.get(input)?;
+        let geo = Geometry::new(&self.info(input).shape, &self.out_info().shape);
+        let cin = self.info(input).shape[1];
+        let cout = weight_shape[0];
+        let cin_g = weight_shape[1];
+        let cout_g = cout / group;
+        let k_total: usize = window.kernel.iter().product();
+        let n = self.out_info().len();
+        Ok((0..n)
+            .into_par_iter()
+            .map(|j| {
+                let os = j % geo.out_sp;
+                let plane = j / geo.out_sp;
+                let (bn, oc) = (plane / cout, plane % cout);
+                let g = oc / cout_g;
+                let taps = geo.taps(os, window);
+                let mut acc = engine.trivial(bias[oc], delta);
+                for ic in 0..cin_g {
+                    let xb = (bn * cin + g * cin_g + ic) * geo.in_sp;
+                    let wb = (oc * cin_g + ic) * k_total;
+                    for &(kf, isp) in &taps {
+                        let w = weights[wb + kf];
+                        if w != 0 {
+                            engine.mul_add_assign(&mut acc, &x[xb + isp], w);
                         }
-                        tables
                     }
-                };
-                let refs: Vec<&E::Ct> = x.iter().collect();
-                engine
-                    .lookup(lut, self.info(*input), delta, &refs, &tables)
-                    .map_err(|e| self.wrap(e))
+                }
+                acc
+            })
+            .collect())
+    }
+
+    /// `SumPool`: the sum of each window.
+    fn sum_pool(&self, input: usize, window: &Window) -> Result<Vec<E::Ct>, RuntimeError> {
+        let engine = self.engine;
+        let delta = self.out_info().delta_log2;
+        let x = self.get(input)?;
+        let geo = Geometry::new(&self.info(input).shape, &self.out_info().shape);
+        let n = self.out_info().len();
+        Ok((0..n)
+            .into_par_iter()
+            .map(|j| {
+                let (plane, os) = (j / geo.out_sp, j % geo.out_sp);
+                let xb = plane * geo.in_sp;
+                let mut acc = engine.trivial(0, delta);
+                for (_, isp) in geo.taps(os, window) {
+                    engine.add_assign(&mut acc, &x[xb + isp]);
+                }
+                acc
+            })
+            .collect())
+    }
+
+    /// `Add` (or `Sub` when `sub`), element-wise, into `a`'s data when it is its last use.
+    fn add_sub(&mut self, a: usize, b: usize, sub: bool) -> Result<Vec<E::Ct>, RuntimeError> {
+        let engine = self.engine;
+        let mut x = if a == b {
+            self.get(a)?.to_vec()
+        } else {
+            self.take(a)?
+        };
+        let y = self.get(b)?;
+        x.par_iter_mut().zip(y.par_iter()).for_each(|(p, q)| {
+            if sub {
+                engine.sub_assign(p, q)
+            } else {
+                engine.add_assign(p, q)
+            }
+        });
+        Ok(x)
+    }
+
+    /// `AddConst` (when `add`) or `MulConst`, with the constant broadcast to the input.
+    fn with_constant(
+        &mut self,
+        input: usize,
+        constant: &IntTensor,
+        add: bool,
+    ) -> Result<Vec<E::Ct>, RuntimeError> {
+        let engine = self.engine;
+        let in_delta = self.info(input).delta_log2;
+        let consts = broadcast_constant(constant, &self.info(input).shape)
+            .ok_or_else(|| internal(self.index, self.ins, "constant does not broadcast"))?;
+        let mut x = self.take(input)?;
+        x.par_iter_mut().zip(consts.par_iter()).for_each(|(p, &c)| {
+            if add {
+                engine.add_const_assign(p, c, in_delta)
+            } else {
+                engine.mul_assign(p, c)
+            }
+        });
+        Ok(x)
+    }
+
+    fn rescale(&mut self, input: usize, shift: u32) -> Result<Vec<E::Ct>, RuntimeError> {
+        let engine = self.engine;
+        let mut x = self.take(input)?;
+        x.par_iter_mut().for_each(|p| engine.rescale(p, shift));
+        Ok(x)
+    }
+
+    fn transpose(&self, input: usize, perm: &[usize]) -> Result<Vec<E::Ct>, RuntimeError> {
+        let x = self.get(input)?;
+        let in_strides = strides(&self.info(input).shape);
+        let out_shape = &self.out_info().shape;
+        let st: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
+        Ok((0..self.out_info().len())
+            .into_par_iter()
+            .map(|j| {
+                let mut r = j;
+                let mut src = 0;
+                for d in (0..out_shape.len()).rev() {
+                    src += (r % out_shape[d]) * st[d];
+                    r /= out_shape[d];
+                }
+                x[src].clone()
+            })
+            .collect())
+    }
+
+    /// `Pad`: padding elements are trivial encryptions of `value`.
+    fn pad(
+        &self,
+        input: usize,
+        pads: &[(usize, usize)],
+        value: i64,
+    ) -> Result<Vec<E::Ct>, RuntimeError> {
+        let x = self.get(input)?;
+        let in_shape = &self.info(input).shape;
+        let in_strides = strides(in_shape);
+        let out_shape = &self.out_info().shape;
+        let fill = self.engine.trivial(value, self.out_info().delta_log2);
+        Ok((0..self.out_info().len())
+            .into_par_iter()
+            .map(|j| {
+                let mut r = j;
+                let mut src = 0;
+                for d in (0..out_shape.len()).rev() {
+                    let c = r % out_shape[d];
+                    r /= out_shape[d];
+                    match c.checked_sub(pads[d].0) {
+                        Some(ci) if ci < in_shape[d] => src += ci * in_strides[d],
+                        _ => return fill.clone(),
+                    }
+                }
+                x[src].clone()
+            })
+            .collect())
+    }
+
+    fn concat(&self, inputs: &[usize], axis: usize) -> Result<Vec<E::Ct>, RuntimeError> {
+        let parts: Vec<&[E::Ct]> = inputs
+            .iter()
+            .map(|&v| self.get(v))
+            .collect::<Result<_, _>>()?;
+        let shapes: Vec<&[usize]> = inputs
+            .iter()
+            .map(|&v| self.info(v).shape.as_slice())
+            .collect();
+        let outer: usize = self.out_info().shape[..axis].iter().product();
+        let inner: usize = self.out_info().shape[axis + 1..].iter().product();
+        let mut out = Vec::with_capacity(self.out_info().len());
+        for o in 0..outer {
+            for (part, shape) in parts.iter().zip(&shapes) {
+                let chunk = shape[axis] * inner;
+                out.extend_from_slice(&part[o * chunk..(o + 1) * chunk]);
             }
         }
+        Ok(out)
+    }
+
+    /// `Tlu`: one lookup per element, in the table of its channel when the table set has an
+    /// axis.
+    fn tlu(&self, input: usize, lut: &Lut) -> Result<Vec<E::Ct>, RuntimeError> {
+        let x = self.get(input)?;
+        let shape = &self.info(input).shape;
+        let tables: Vec<usize> = match lut.axis {
+            None => vec![0; x.len()],
+            Some(a) => {
+                // Runs of `stride` elements read one table (no division per element).
+                let stride: usize = shape[a + 1..].iter().product::<usize>().max(1);
+                let mut tables = Vec::with_capacity(x.len());
+                for k in 0..x.len().div_ceil(stride) {
+                    let run = stride.min(x.len() - k * stride);
+                    tables.extend(std::iter::repeat_n(k % shape[a], run));
+                }
+                tables
+            }
+        };
+        let refs: Vec<&E::Ct> = x.iter().collect();
+        self.engine
+            .lookup(
+                lut,
+                self.info(input),
+                self.out_info().delta_log2,
+                &refs,
+                &tables,
+            )
+            .map_err(|e| self.wrap(e))
     }
 
     /// `max` over each window as a tree of `a + relu(b - a)`, one lookup batch per level.

@@ -6,9 +6,11 @@
 //! - [`params`] and [`noise`]: TFHE parameters and the noise model shared with the optimizer;
 //! - [`execute`] runs a program on any [`Engine`]: [`ClearEngine`] (exact integers),
 //!   [`SimulationEngine`] (integers plus predicted noise) or [`FheEngine`] (tfhe-rs);
-//! - [`artifact`]: versioned, checksummed files for circuits, keys and ciphertexts.
+//! - [`artifact`]: versioned, checksummed files for circuits, keys and ciphertexts, written by
+//!   [`atomic`], the one atomic file writer (everything fhec writes goes through it).
 
 pub mod artifact;
+pub mod atomic;
 pub mod circuit;
 pub mod clear;
 pub mod client;

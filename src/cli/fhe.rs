@@ -24,9 +24,10 @@ use ndarray::ArrayD;
 use serde::Serialize;
 
 use super::compile::{check_not_an_input, check_writable};
-use super::feed::{assemble, common_batch, make_feed};
 use super::{json_text, print_out, shape_text};
-use crate::npyio::{read_npy, PendingFile};
+use fhec_driver::feed::{assemble, common_batch, make_feed};
+use fhec_driver::npy::{read_npy, write_npy};
+use fhec_runtime::atomic::{Access, PendingFile};
 
 /// Loads a circuit, naming the file.
 pub fn load_circuit(path: &Path) -> Result<Circuit> {
@@ -88,7 +89,7 @@ pub fn keygen(args: &KeygenArgs) -> Result<()> {
         fingerprint: circuit.params.fingerprint_hex(),
     };
     if args.json {
-        return print_out(&json_text(&report)?);
+        return print_out(&json_text(&report));
     }
     print_out(&format!(
         "wrote client key '{}' ({}, keep it secret) and server key '{}' ({}) in {:.2} s\n\
@@ -352,7 +353,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         noise_trace,
     };
     if args.json {
-        return print_out(&json_text(&report)?);
+        return print_out(&json_text(&report));
     }
     let mut text = format!(
         "ran {} sample{} ({} bootstraps each) in {:.3} s, {:.3} s per sample, on {} thread(s) \
@@ -397,7 +398,8 @@ pub fn decrypt(args: &DecryptArgs) -> Result<()> {
         &[&args.circuit, &args.client_key, &args.input],
     )?;
     // Decrypted results are the client's private data: owner-only, like its key.
-    let pending = PendingFile::new_private(&args.output)?;
+    let pending = PendingFile::create(&args.output, Access::Private)
+        .with_context(|| format!("cannot write '{}'", args.output.display()))?;
     let client = load_client_key(&args.client_key, &circuit)?;
     let cts = EncryptedTensors::load(&args.input)
         .with_context(|| format!("cannot load ciphertexts '{}'", args.input.display()))?;
@@ -422,7 +424,7 @@ pub fn decrypt(args: &DecryptArgs) -> Result<()> {
     // A batch is written [N, ...] like `fhec predict` writes one; one sample in the
     // circuit's own output shape.
     let first = assemble(firsts, batched)?;
-    pending.write_npy(&first)?;
+    write_npy(pending, &first)?;
     let mut text = format!(
         "wrote '{}': output '{}' float32 {}{}\n",
         args.output.display(),
@@ -443,80 +445,4 @@ pub fn decrypt(args: &DecryptArgs) -> Result<()> {
         text.push_str(&format!("  [{}]\n", vals.join(", ")));
     }
     print_out(&text)
-}
-
-/// Seconds spent in each phase of encrypted inference.
-#[derive(Serialize, Debug, Clone, Default)]
-pub struct FheTimings {
-    pub keygen_s: f64,
-    /// Expanding the compressed server key (decompression + Fourier transform).
-    pub server_key_s: f64,
-    /// Per sample, mean over the samples run.
-    pub encrypt_s: f64,
-    pub run_s: f64,
-    pub decrypt_s: f64,
-    pub samples: usize,
-}
-
-/// Client and server in one process: keys made once, then encrypt → run → decrypt per
-/// sample (each run uses every thread for its bootstraps).
-pub struct FheSession {
-    client: ClientKey,
-    server: fhec_runtime::fhe::ServerKey,
-    pub timings: FheTimings,
-}
-
-impl FheSession {
-    pub fn new(circuit: &Circuit) -> Result<Self> {
-        let t = Instant::now();
-        let (client, compressed) = ClientKey::generate(&circuit.params)?;
-        let keygen_s = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let server = compressed.expand();
-        Ok(FheSession {
-            client,
-            server,
-            timings: FheTimings {
-                keygen_s,
-                server_key_s: t.elapsed().as_secs_f64(),
-                ..Default::default()
-            },
-        })
-    }
-
-    /// A session on keys made earlier (`fhec sweep`'s key cache): expands the server key;
-    /// `keygen_s` stays 0.
-    pub fn from_keys(client: ClientKey, compressed: &CompressedServerKey) -> Result<Self> {
-        client.check_server_key(compressed)?;
-        let t = Instant::now();
-        let server = compressed.expand();
-        Ok(FheSession {
-            client,
-            server,
-            timings: FheTimings {
-                server_key_s: t.elapsed().as_secs_f64(),
-                ..Default::default()
-            },
-        })
-    }
-
-    /// Encrypts one sample, runs the circuit, decrypts and dequantises (no post-processing).
-    pub fn infer(&mut self, circuit: &Circuit, inputs: &[ArrayD<f32>]) -> Result<Vec<ArrayD<f32>>> {
-        let t = Instant::now();
-        let cts = self.client.encrypt(&circuit.program, inputs)?;
-        let encrypt_s = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let out = fhec_runtime::fhe::run(circuit, &self.server, &cts)?;
-        let run_s = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let plain = self.client.decrypt(&circuit.program, &out)?;
-        let decrypt_s = t.elapsed().as_secs_f64();
-        let k = self.timings.samples as f64;
-        let mean = |old: f64, new: f64| (old * k + new) / (k + 1.0);
-        self.timings.encrypt_s = mean(self.timings.encrypt_s, encrypt_s);
-        self.timings.run_s = mean(self.timings.run_s, run_s);
-        self.timings.decrypt_s = mean(self.timings.decrypt_s, decrypt_s);
-        self.timings.samples += 1;
-        Ok(plain)
-    }
 }

@@ -15,12 +15,12 @@ use tract_onnx::pb;
 use tract_onnx::pb::tensor_shape_proto::dimension;
 use tract_onnx::pb::type_proto;
 
-use super::quant_args::{compile, histogram_text, load_calibration, PipelineSummary, QuantArgs};
-use super::{
-    import_model_bytes, ir_dtype_name, json_text, onnx_dtype_name, print_out, read_model_bytes,
-    ImportArgs,
-};
-use crate::data::DataKeys;
+use super::quant_args::QuantArgs;
+use super::text::histogram_text;
+use super::{advise, ir_dtype_name, json_text, onnx_dtype_name, print_out, ImportArgs, CALIB_HINT};
+use fhec_driver::model::{import_model_bytes, read_model_bytes};
+use fhec_driver::report::PipelineSummary;
+use fhec_driver::Hooks;
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
@@ -134,7 +134,9 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     report.supported_ops = supported_ops;
     if let (Some(model), None, true) = (&model, &err, args.prune_stats) {
         let threshold = args.quant.prune_threshold;
-        match super::prune_stats::compute(&model.graph, threshold) {
+        match super::prune_stats::compute(&model.graph, threshold, path)
+            .map_err(|e| advise(e, CALIB_HINT))
+        {
             Ok(layers) => {
                 report.prune_stats_text = Some(super::prune_stats::render(&layers, threshold));
                 report.prune_stats = Some(layers);
@@ -154,7 +156,7 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         }
     }
     if args.json {
-        print_out(&json_text(&report)?)?;
+        print_out(&json_text(&report))?;
     } else if report.onnx_nodes.is_some() {
         print_out(&render_text(&report))?;
     }
@@ -206,35 +208,25 @@ fn run_pipeline_report(
     quant: &QuantArgs,
     report: &mut Report,
 ) -> Result<()> {
-    let calibration = match &quant.calib {
-        Some(c) => {
-            load_calibration(
-                c,
-                &DataKeys::default(),
-                &model.graph,
-                path,
-                quant.calib_limit,
-                true,
-                &mut |line| eprintln!("{line}"),
-            )?
-            .samples
-        }
-        None => vec![],
+    let progress = super::progress::Progress::stderr();
+    let sink = progress.sink();
+    let hooks = Hooks {
+        on_event: Some(&sink),
+        ..Hooks::default()
     };
+    let config = quant.config();
+    let calibration = fhec_driver::samples::calibration_for(&model.graph, &config, path, &hooks)
+        .map_err(|e| advise(e, CALIB_HINT))?
+        .samples;
     let n_calib = calibration.len();
-    let compiled = compile(
-        &model.graph,
-        quant,
-        calibration,
-        path,
-        "pass --calib FILE (representative inputs: a .npz train split, .csv or .npy)",
-    )?;
+    let compiled = fhec_driver::quantise(&model.graph, &config, calibration, path)
+        .map_err(|e| advise(e, CALIB_HINT))?;
     let summary = compiled.summary();
     let mut text = String::new();
     let _ = writeln!(
         text,
         "pipeline: {} ({n_calib} calibration sample{})",
-        quant.describe(),
+        config.describe(),
         if n_calib == 1 { "" } else { "s" }
     );
     for line in compiled.report.to_string().lines() {
@@ -272,7 +264,7 @@ pub fn build_report(
         model: path.display().to_string(),
         ..Default::default()
     };
-    let bytes = match read_model_bytes(path) {
+    let bytes = match read_model_bytes(path).map_err(|e| advise(e, CALIB_HINT)) {
         Ok(b) => b,
         Err(e) => {
             report.error = Some(error_text(&e));
@@ -300,7 +292,7 @@ pub fn build_report(
         }
     }
 
-    match import_model_bytes(&bytes, path, import) {
+    match import_model_bytes(&bytes, path, &import.options()).map_err(|e| advise(e, CALIB_HINT)) {
         Ok(m) => {
             describe_ir(&m, &mut report);
             report.supported = true;

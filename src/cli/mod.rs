@@ -1,15 +1,17 @@
-//! One module per `fhec` command, plus the options and helpers they share.
+//! One module per `fhec` command, plus the options and helpers they share. The work itself
+//! is the driver's ([`fhec_driver`]); here are the flags, the rendering, and [`advise`], which
+//! turns a driver error into a report that names the flags to change.
 
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::Args;
-use fhec_frontend::{FrontendError, ImportOptions, ImportedModel, InputShape};
+use fhec_driver::error::{AutoRoundingProblem, DriverError, FileFix};
+use fhec_frontend::{ImportOptions, ImportedModel, InputShape};
 
 pub mod compile;
 pub mod eval;
-pub mod feed;
 pub mod fhe;
 pub mod inspect;
 pub mod plot;
@@ -19,7 +21,12 @@ pub mod prune;
 pub mod prune_stats;
 pub mod quant_args;
 pub mod sweep;
+pub mod text;
 pub mod tune;
+
+pub use fhec_driver::error::shape_text;
+pub use fhec_driver::report::json_text;
+pub use fhec_driver::samples::dtype_name as ir_dtype_name;
 
 /// How a model is imported; shared by every command that reads an ONNX model.
 #[derive(Args, Debug, Clone, Default)]
@@ -40,84 +47,127 @@ impl ImportArgs {
     }
 }
 
-/// Reads a model file, naming it in the error.
-pub fn read_model_bytes(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read model '{}'", path.display()))
-}
-
-/// Imports a model already read into memory; a file that is not ONNX at all says what it
-/// looks like.
-pub fn import_model_bytes(bytes: &[u8], path: &Path, args: &ImportArgs) -> Result<ImportedModel> {
-    let file = path.display().to_string();
-    check_input_shapes(bytes, path, args)?;
-    fhec_frontend::import_bytes(bytes, &file, &args.options())
-        .map_err(|e| import_error(e, bytes, path))
-}
-
-/// Refuses `--input-shape`s that name no graph input, or more unnamed ones than there are
-/// inputs, before the import (whose own message would be about the unresolved dimension).
-fn check_input_shapes(bytes: &[u8], path: &Path, args: &ImportArgs) -> Result<()> {
-    use prost::Message;
-    if args.input_shapes.is_empty() {
-        return Ok(());
-    }
-    let Ok(model) = tract_onnx::pb::ModelProto::decode(bytes) else {
-        return Ok(()); // the import reports it
-    };
-    let Some(g) = &model.graph else {
-        return Ok(());
-    };
-    let inits: std::collections::HashSet<&str> =
-        g.initializer.iter().map(|t| t.name.as_str()).collect();
-    let inputs: Vec<&str> = g
-        .input
-        .iter()
-        .map(|i| i.name.as_str())
-        .filter(|n| !inits.contains(n))
-        .collect();
-    for s in &args.input_shapes {
-        if let Some(name) = &s.name {
-            if !inputs.contains(&name.as_str()) {
-                anyhow::bail!(
-                    "--input-shape {name}=...: model '{}' has no graph input '{name}'; its inputs are {inputs:?}",
-                    path.display()
-                );
-            }
-        }
-    }
-    let unnamed = args
-        .input_shapes
-        .iter()
-        .filter(|s| s.name.is_none())
-        .count();
-    if unnamed > inputs.len() {
-        anyhow::bail!(
-            "{unnamed} unnamed --input-shape values given but model '{}' has {} graph input(s) {inputs:?}",
-            path.display(),
-            inputs.len()
-        );
-    }
-    Ok(())
-}
-
 /// Reads and imports a model.
 pub fn import_model(path: &Path, args: &ImportArgs) -> Result<ImportedModel> {
-    let bytes = read_model_bytes(path)?;
-    import_model_bytes(&bytes, path, args)
+    fhec_driver::model::import_model(path, &args.options()).map_err(|e| advise(e, CALIB_HINT))
 }
 
-/// Wraps a frontend error with what the CLI knows about the file.
-pub fn import_error(e: FrontendError, bytes: &[u8], path: &Path) -> anyhow::Error {
-    let looks_like = match (&e, crate::npyio::sniff(bytes)) {
-        (FrontendError::Decode { .. }, Some(kind)) if kind != "an ONNX (protobuf) model" => {
-            format!(": it looks like {kind}, not an ONNX model")
+/// How a command that compiles without a dataset takes calibration data.
+pub const CALIB_HINT: &str =
+    "pass --calib FILE (representative inputs: a .npz train split, .csv or .npy)";
+
+/// How a command that evaluates on a dataset takes calibration data.
+pub const DATA_CALIB_HINT: &str =
+    "pass --calib FILE (representative inputs: a .npz train split, .csv or .npy), \
+     or a --data file that has a train split";
+
+/// A driver error as the command line reports it: the driver's message (and its causes),
+/// with the flags that change what went wrong. `calib_hint` says how this command takes
+/// calibration data.
+pub fn advise(e: DriverError, calib_hint: &str) -> anyhow::Error {
+    use fhec_driver::data::DataError;
+    let text = e.to_string();
+    match e {
+        DriverError::NeedsCalibration { source, .. } => {
+            anyhow::Error::new(source).context(format!("{text}: {calib_hint}"))
         }
-        _ => String::new(),
-    };
-    anyhow::Error::new(e).context(format!(
-        "cannot import model '{}'{looks_like}",
-        path.display()
-    ))
+        DriverError::Circuit { source, .. } => compile::backend_error(source).context(text),
+        DriverError::NotQuantised => {
+            anyhow!("FHE needs a quantised model: pass --bits N (2..=8)")
+        }
+        DriverError::AutoRoundingUnresolved => anyhow!(
+            "--rounding-bits auto is chosen on labelled data by `fhec eval` and `fhec compile` \
+             (with a labelled --calib); give a width here, e.g. --rounding-bits 6"
+        ),
+        DriverError::AutoRounding(p) => anyhow!(auto_rounding_advice(&p)),
+        DriverError::UnknownShapeInput {
+            model,
+            name,
+            inputs,
+        } => anyhow!(
+            "--input-shape {name}=...: model '{}' has no graph input '{name}'; its inputs are \
+             {inputs:?}",
+            model.display()
+        ),
+        DriverError::TooManyInputShapes {
+            model,
+            given,
+            inputs,
+        } => anyhow!(
+            "{given} unnamed --input-shape values given but model '{}' has {} graph input(s) \
+             {inputs:?}",
+            model.display(),
+            inputs.len()
+        ),
+        DriverError::ForeignFile { path, problem, fix } => anyhow!(
+            "'{}' {problem}; {}",
+            path.display(),
+            match fix {
+                FileFix::MoveAway => "move it away or choose another --out",
+                FileFix::StartAgain => "use --overwrite to start again",
+                FileFix::Rerun => "rerun it with this fhec",
+            }
+        ),
+        DriverError::SetupChanged { dir, why } => anyhow!(
+            "'{}' holds a search with another setup ({why}); use the same options, or \
+             --overwrite",
+            dir.display()
+        ),
+        DriverError::MergeInputNotDir { path } => anyhow!(
+            "--merge '{}': not a directory (give the --out directories of the shards)",
+            path.display()
+        ),
+        DriverError::MergeIntoInput { path } => anyhow!(
+            "--merge '{}' is also --out: merge into a directory of its own",
+            path.display()
+        ),
+        DriverError::ResultsExist { dir, what } => anyhow!(
+            "'{}' already holds {what}; pass --resume to continue it or --overwrite to start \
+             again",
+            dir.display()
+        ),
+        DriverError::Data {
+            source:
+                source @ (DataError::MissingKey { .. }
+                | DataError::UnknownLayout { .. }
+                | DataError::LengthMismatch { .. }
+                | DataError::KeyNotApplicable { .. }),
+            ..
+        } => anyhow::Error::new(source).context(format!("{text} (x_key/y_key: --x-key/--y-key)")),
+        e @ DriverError::SampleShape { .. } => anyhow::Error::new(e)
+            .context("the data does not fit the model (choose the arrays with --x-key/--y-key)"),
+        e => anyhow::Error::new(e),
+    }
+}
+
+/// An `auto` rounding problem in flag terms.
+fn auto_rounding_advice(p: &AutoRoundingProblem) -> String {
+    match p {
+        AutoRoundingProblem::NoBits => {
+            "--rounding-bits auto needs --bits: it chooses a rounding width for them".into()
+        }
+        AutoRoundingProblem::GlobalPError => {
+            "--rounding-bits auto works with --p-error (per bootstrap), not --global-p-error".into()
+        }
+        AutoRoundingProblem::PerLayerPruneRates => {
+            "--rounding-bits auto works with one --prune-rate, not one per layer".into()
+        }
+        AutoRoundingProblem::NoWidth {
+            tolerance,
+            bits,
+            float,
+            best,
+            validation,
+        } => format!(
+            "--rounding-bits auto:{tolerance}: no rounding width keeps {bits}-bit accuracy \
+             within {tolerance} points of float ({float:.4}) on {validation} (best {best:.4}); \
+             raise the tolerance or --bits, or give a width"
+        ),
+        AutoRoundingProblem::NoData => "--rounding-bits auto needs labelled data to choose on: \
+             pass --calib D.npz (with labels; its val split, or a part of its train split, \
+             scores the widths)"
+            .into(),
+    }
 }
 
 /// Writes to stdout; a closed pipe (`fhec inspect ... | head`) is not an error.
@@ -150,96 +200,44 @@ pub fn onnx_dtype_name(code: i32) -> String {
     }
 }
 
-/// Numpy-style name of an IR element type.
-pub fn ir_dtype_name(d: fhec_ir::DType) -> &'static str {
-    use fhec_ir::DType;
-    match d {
-        DType::F32 => "float32",
-        DType::I8 => "int8",
-        DType::U8 => "uint8",
-        DType::I32 => "int32",
-        DType::I64 => "int64",
-    }
-}
-
-/// `[1,3,28,28]`.
-pub fn shape_text(shape: &[usize]) -> String {
-    let s: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    format!("[{}]", s.join(","))
-}
-
-/// Pretty JSON (two-space indentation, fields in declaration order), except that arrays
-/// holding only numbers, booleans and nulls stay on one line (per-sample predictions,
-/// ranges).
-pub fn json_text<T: serde::Serialize>(value: &T) -> Result<String> {
-    let pretty = serde_json::to_string_pretty(value)?;
-    let chars: Vec<char> = pretty.chars().collect();
-    // End of the array opening at `start` when it holds no array, object or string.
-    let scalar_array_end = |start: usize| -> Option<usize> {
-        for (j, &c) in chars.iter().enumerate().skip(start + 1) {
-            match c {
-                '"' | '[' | '{' => return None,
-                ']' => return Some(j),
-                _ => {}
-            }
-        }
-        None
-    };
-    let mut out = String::with_capacity(pretty.len());
-    let mut in_str = false;
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if in_str {
-            out.push(c);
-            if c == '\\' {
-                if let Some(&n) = chars.get(i + 1) {
-                    out.push(n);
-                }
-                i += 1;
-            } else if c == '"' {
-                in_str = false;
-            }
-        } else if c == '"' {
-            in_str = true;
-            out.push(c);
-        } else if let Some(end) = (c == '[').then(|| scalar_array_end(i)).flatten() {
-            let inner: String = chars[i + 1..end].iter().collect();
-            let items: Vec<&str> = inner
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect();
-            out.push('[');
-            out.push_str(&items.join(" "));
-            out.push(']');
-            i = end;
-        } else {
-            out.push(c);
-        }
-        i += 1;
-    }
-    out.push('\n');
-    Ok(out)
+/// The accepted data layouts, for `--help` (the README "Data files" section says the same).
+pub fn layout_note() -> &'static str {
+    "Data files: (1) .npz with 'x_test'/'y_test' (and 'x_train'/'y_train' for \
+     calibration): features float32/float64/integer, used as-is, shape [N, ...] exactly \
+     as the model takes it; labels integer (or float holding integers), shape [N] or \
+     [N,1]. (2) MedMNIST .npz: 'test_images'/'test_labels' (and 'train_images'/\
+     'train_labels'), uint8 [N,H,W] grey or [N,H,W,3] RGB, converted to float NCHW in \
+     [0,1] (divided by 255; grey becomes [N,1,H,W]). (3) --x-key/--y-key name other \
+     arrays, read verbatim (no scaling, no transposition); they select the test split, \
+     and for the train split a key containing 'test' has it replaced by 'train' (other \
+     keys fall back to the train layout above); without --y-key the labels are the \
+     array paired with --x-key ('x_…'→'y_…', '…_images'→'…_labels') if present. \
+     (4) .csv/.tsv: one sample per row, optional header row (detected when the first row \
+     is not all numbers); the label column is --y-key, else the column named \
+     'label'/'target'/'y', else the last column; every other column is a feature \
+     ([N,F]); the whole file is used for every split. (5) .npy: features only [N, ...], \
+     no labels. NaN/Inf features, empty files and feature/label count mismatches are \
+     rejected."
 }
 
 #[cfg(test)]
 mod tests {
+    use super::layout_note;
+
     #[test]
-    fn json_text_keeps_scalar_arrays_on_one_line() {
-        let v = serde_json::json!({
-            "b": [1, 2, 3],
-            "a": [{"x": ["p]", "q\\\"["]}, [1]],
-            "s": "[not, an array]",
-            "e": [],
-            "c": [true, null, -1.5],
-        });
-        let text = super::json_text(&v).unwrap();
-        assert!(text.contains("\"b\": [1, 2, 3]"), "{text}");
-        assert!(text.contains("\"c\": [true, null, -1.5]"), "{text}");
-        assert!(!text.contains(r#""x": ["p]""#), "{text}");
-        assert!(text.contains("\"e\": []"), "{text}");
-        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, v);
+    fn layout_note_mentions_every_format() {
+        let note = layout_note();
+        for k in [
+            "x_test",
+            "test_images",
+            "255",
+            "--x-key",
+            ".csv",
+            ".npy",
+            "label",
+        ] {
+            assert!(note.contains(k), "{k}");
+        }
+        assert!(!note.contains('\n'));
     }
 }

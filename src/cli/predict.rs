@@ -16,13 +16,15 @@ use clap::{Args, ValueEnum};
 use fhec_ir::{Graph, Tensor};
 use rayon::prelude::*;
 
-use super::compile::{calibration_for, compile_circuit, CircuitReport, CryptoArgs};
-use super::feed::{assemble, common_batch, make_feed, Feed};
-use super::fhe::{FheSession, FheTimings};
-use super::quant_args::{compile, load_calibration, QuantArgs};
-use super::{import_model, json_text, print_out, shape_text, ImportArgs};
-use crate::data::DataKeys;
-use crate::npyio::{read_npy, PendingFile};
+use super::compile::CryptoArgs;
+use super::quant_args::QuantArgs;
+use super::{advise, import_model, json_text, print_out, shape_text, ImportArgs, CALIB_HINT};
+use fhec_driver::feed::{assemble, common_batch, make_feed, Feed};
+use fhec_driver::npy::{read_npy, write_npy};
+use fhec_driver::report::CircuitReport;
+use fhec_driver::session::{FheSession, FheTimings};
+use fhec_driver::Hooks;
+use fhec_runtime::atomic::{Access, PendingFile};
 
 /// How `predict` executes the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -127,22 +129,21 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let mut inputs = vec![args.model.as_path()];
     inputs.extend(args.inputs.iter().map(PathBuf::as_path));
     super::compile::check_not_an_input(&args.output, &inputs)?;
-    let pending = PendingFile::new(&args.output)?;
+    let pending = PendingFile::create(&args.output, Access::Shared)
+        .with_context(|| format!("cannot write '{}'", args.output.display()))?;
     let mut circuit_report = None;
     let mut fhe_timings = None;
     let output = match args.mode {
         Mode::Float => run_float(graph, &feeds, batch)?,
         Mode::Simulate | Mode::Fhe => {
-            let calibration = calibration_for(graph, &args.quant, &args.model)?;
-            let (_, circuit, _) = compile_circuit(
-                graph,
-                &args.quant,
-                &args.crypto,
-                calibration,
+            let compiled = quantised(graph, &args.model, &args.quant)?;
+            let (circuit, _) = fhec_driver::build_circuit(
+                &compiled,
+                &args.crypto.config(),
                 &args.model,
                 &model.output_names,
-                "pass --calib FILE (representative inputs: a .npz train split, .csv or .npy)",
-            )?;
+            )
+            .map_err(|e| advise(e, CALIB_HINT))?;
             let report = CircuitReport::new(&circuit);
             eprintln!(
                 "circuit: {} bootstraps, {}, predicted {:.3} s per sample",
@@ -177,35 +178,14 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             }
         }
         Mode::Clear => {
-            let calibration = match &args.quant.calib {
-                Some(path) => {
-                    let c = load_calibration(
-                        path,
-                        &DataKeys::default(),
-                        graph,
-                        &args.model,
-                        args.quant.calib_limit,
-                        true,
-                        &mut |line| eprintln!("{line}"),
-                    )?;
-                    c.samples
-                }
-                None => vec![],
-            };
-            let compiled = compile(
-                graph,
-                &args.quant,
-                calibration,
-                &args.model,
-                "pass --calib FILE (representative inputs: a .npz train split, .csv or .npy)",
-            )?;
+            let compiled = quantised(graph, &args.model, &args.quant)?;
             run_samples(&feeds, batch, "quantised (clear)", |inputs| {
-                compiled.run(inputs)
+                Ok(compiled.run(inputs)?)
             })?
         }
     };
     let output = assemble(output, batched)?;
-    pending.write_npy(&output)?;
+    write_npy(pending, &output)?;
     if args.json {
         return print_out(&json_text(&PredictJson {
             output: args.output.display().to_string(),
@@ -215,7 +195,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             samples: batch,
             circuit: circuit_report,
             fhe: fhe_timings,
-        })?);
+        }));
     }
 
     let out_id = graph.outputs()[0];
@@ -267,4 +247,23 @@ where
         })
         .collect();
     results.into_iter().collect()
+}
+
+/// The model quantised with `--bits` and friends, calibrated on `--calib` when given.
+fn quantised(
+    graph: &fhec_ir::Graph,
+    model: &std::path::Path,
+    quant: &QuantArgs,
+) -> Result<fhec_driver::Compiled> {
+    let progress = super::progress::Progress::stderr();
+    let sink = progress.sink();
+    let hooks = Hooks {
+        on_event: Some(&sink),
+        ..Hooks::default()
+    };
+    let quant = quant.config();
+    let calibration = fhec_driver::samples::calibration_for(graph, &quant, model, &hooks)
+        .map_err(|e| advise(e, CALIB_HINT))?;
+    fhec_driver::quantise(graph, &quant, calibration.samples, model)
+        .map_err(|e| advise(e, CALIB_HINT))
 }

@@ -3,9 +3,13 @@
 //! On a terminal, [`Progress`] draws indicatif bars and spinners on stderr; anywhere else
 //! (a pipe, a log file, CI) it prints plain lines instead, so logs stay readable and nothing
 //! depends on cursor movement. Plain lines also go out while bars are drawn (above them).
+//! [`Progress::sink`] draws the driver's progress [`Event`]s.
 
 use std::io::IsTerminal;
+use std::sync::Mutex;
 use std::time::Duration;
+
+use fhec_driver::Event;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -33,16 +37,42 @@ impl Progress {
         Progress { multi: None }
     }
 
-    /// Whether bars are drawn.
-    pub fn is_tty(&self) -> bool {
-        self.multi.is_some()
-    }
-
     /// Prints one line on stderr (above the bars when they are drawn).
     pub fn line(&self, text: &str) {
         match &self.multi {
             Some(m) if m.println(text).is_ok() => {}
             _ => eprintln!("{text}"),
+        }
+    }
+
+    /// Draws the driver's events: notes as lines, tasks as bars and spinners (nested; steps
+    /// and messages go to the innermost).
+    pub fn sink(&self) -> impl Fn(Event) + Sync + '_ {
+        let stack: Mutex<Vec<Task>> = Mutex::new(Vec::new());
+        move |event| {
+            let mut stack = stack.lock().unwrap_or_else(|p| p.into_inner());
+            match event {
+                Event::Note(line) => self.line(line),
+                Event::Begin {
+                    task,
+                    total: Some(n),
+                } => stack.push(self.bar(n, task)),
+                Event::Begin { task, total: None } => stack.push(self.spinner(task)),
+                Event::Phase(what) => stack.push(self.status(what)),
+                Event::Step { line } => {
+                    if let Some(t) = stack.last() {
+                        t.step(line);
+                    }
+                }
+                Event::Message(text) => {
+                    if let Some(t) = stack.last() {
+                        t.message(text);
+                    }
+                }
+                Event::End => {
+                    stack.pop();
+                }
+            }
         }
     }
 

@@ -4,19 +4,19 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
-use fhec_passes::{PassContext, PassOptions};
+use fhec_driver::config::QuantConfig;
+use fhec_driver::data::DataKeys;
+use fhec_driver::eval::{correct, float_predictions};
+use fhec_driver::samples::{load_calibration, load_test_set, single_input};
+use fhec_driver::sweep::table::write_atomic;
+use fhec_driver::Hooks;
 use serde::Serialize;
 
 use super::compile::check_not_an_input;
-use super::eval::{correct, float_predictions, load_test_set};
-use super::quant_args::{
-    load_calibration, parse_prune_rates, parse_threshold, single_input, PruneMethodArg, PruneRates,
-};
-use super::sweep::table::write_atomic;
-use super::{import_model, json_text, print_out, ImportArgs};
-use crate::data::DataKeys;
+use super::quant_args::{parse_prune_rates, parse_threshold, PruneMethod, PruneRates};
+use super::{advise, import_model, json_text, print_out, ImportArgs, CALIB_HINT};
 
 #[derive(Args, Debug)]
 pub struct PruneArgs {
@@ -32,7 +32,7 @@ pub struct PruneArgs {
     pub prune_rate: PruneRates,
     /// How neurons are chosen and replaced.
     #[arg(long, value_enum, value_name = "METHOD", default_value = "refit")]
-    pub prune_method: PruneMethodArg,
+    pub prune_method: PruneMethod,
     /// A weight counts as zero when |w| <= T.
     #[arg(long, value_name = "T", value_parser = parse_threshold, default_value = "0")]
     pub prune_threshold: f32,
@@ -82,6 +82,13 @@ pub fn run(args: &PruneArgs) -> Result<()> {
     let model = import_model(&args.model, &args.import)?;
     let graph = &model.graph;
     let limit = usize::try_from(args.calib_limit).unwrap_or(usize::MAX);
+    let progress = super::progress::Progress::stderr();
+    let sink = progress.sink();
+    let hooks = Hooks {
+        on_event: Some(&sink),
+        ..Hooks::default()
+    };
+    let advise = |e| advise(e, CALIB_HINT);
     let calibration = load_calibration(
         &args.calib,
         &DataKeys::default(),
@@ -89,28 +96,28 @@ pub fn run(args: &PruneArgs) -> Result<()> {
         &args.model,
         limit,
         true,
-        &mut |line| eprintln!("{line}"),
-    )?;
-    let mut pruned = graph.clone();
-    let mut ctx = PassContext::new(PassOptions {
+        &hooks,
+    )
+    .map_err(advise)?;
+    let options = QuantConfig {
         prune_threshold: args.prune_threshold,
-        prune_rates: args.prune_rate.0.clone(),
-        prune_method: args.prune_method.ranking(),
+        prune_rate: Some(args.prune_rate.0.clone()),
+        prune_method: args.prune_method,
         ..Default::default()
-    });
-    ctx.calibration_inputs = calibration.samples;
-    let (first, _) = fhec_passes::pipeline_split();
-    fhec_passes::run_passes(&mut pruned, &mut ctx, first)
-        .map_err(|e| anyhow!("{e:#}"))
-        .with_context(|| format!("cannot prune '{}'", args.model.display()))?;
-    if ctx.report.pruned.is_empty() {
+    };
+    let calibrated =
+        fhec_driver::compile::calibrate(graph, &options, calibration.samples, &args.model)
+            .map_err(advise)
+            .with_context(|| format!("cannot prune '{}'", args.model.display()))?;
+    let (pruned, pipeline) = (calibrated.graph(), calibrated.report());
+    if pipeline.pruned.is_empty() {
         bail!(
             "'{}' has no prunable layer (a Gemm or Conv feeding another through per-channel \
              ops): nothing to write",
             args.model.display()
         );
     }
-    let onnx = fhec_frontend::export::export(&pruned, &model.output_names, "fhec prune")
+    let onnx = fhec_frontend::export::export(pruned, &model.output_names, "fhec prune")
         .with_context(|| format!("cannot write '{}' as ONNX", args.model.display()))?;
     let bytes = prost::Message::encode_to_vec(&onnx);
     write_atomic(&args.output, &bytes)?;
@@ -118,13 +125,14 @@ pub fn run(args: &PruneArgs) -> Result<()> {
     let (accuracy_before, accuracy_after) = match &args.data {
         None => (None, None),
         Some(d) => {
-            let (input, fact) = single_input(graph, &args.model)?;
-            let test = load_test_set(d, &DataKeys::default(), None, input, fact)?;
+            let (input, fact) = single_input(graph, &args.model).map_err(advise)?;
+            let test = load_test_set(d, &DataKeys::default(), None, input, fact).map_err(advise)?;
             let n = test.labels.len() as f64;
             let acc = |g| -> Result<f64> {
-                Ok(correct(&float_predictions(g, &test.samples)?, &test.labels) as f64 / n)
+                let preds = float_predictions(g, &test.samples, &hooks).map_err(advise)?;
+                Ok(correct(&preds, &test.labels) as f64 / n)
             };
-            (Some(acc(graph)?), Some(acc(&pruned)?))
+            (Some(acc(graph)?), Some(acc(pruned)?))
         }
     };
     let report = PruneReport {
@@ -132,8 +140,7 @@ pub fn run(args: &PruneArgs) -> Result<()> {
         output: args.output.display().to_string(),
         prune_rate: args.prune_rate.0.clone(),
         prune_method: args.prune_method.name(),
-        layers: ctx
-            .report
+        layers: pipeline
             .pruned
             .iter()
             .map(|p| LayerReport {
@@ -151,7 +158,7 @@ pub fn run(args: &PruneArgs) -> Result<()> {
         bytes: bytes.len() as u64,
     };
     if args.json {
-        return print_out(&json_text(&report)?);
+        return print_out(&json_text(&report));
     }
     let mut text = format!(
         "wrote '{}' ({:.1} KiB): pruned by rate {} ({})\n",

@@ -7,14 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context, Result};
 use rust_xlsxwriter::{Format, Workbook, Worksheet};
 
-use super::table::{columns, write_atomic, BaselineRow, Row, BASELINE_COLUMNS};
-
-/// One dataset's results file and all its rows.
-pub struct DatasetRows {
-    pub name: String,
-    pub csv: PathBuf,
-    pub rows: Vec<Row>,
-}
+use fhec_driver::sweep::rank::{ranked, Ranked};
+use fhec_driver::sweep::table::{columns, write_atomic, BaselineRow, Row, BASELINE_COLUMNS};
+pub use fhec_driver::sweep::DatasetRows;
 
 /// Which derived files to write.
 pub struct Derived {
@@ -57,7 +52,7 @@ pub fn write_derived(
     let top = what.top.map(|k| (k, ranked(datasets, k)));
     if let Some((k, ranked)) = &top {
         let path = dir.join(format!("top_{k}.csv"));
-        write_atomic(&path, &top_csv(ranked)?)?;
+        write_atomic(&path, &top_csv(ranked)?).map_err(anyhow::Error::new)?;
         written.top = Some(path);
     }
     if what.xlsx {
@@ -68,7 +63,7 @@ pub fn write_derived(
             top.as_ref().map(|(k, r)| (*k, r.as_slice())),
         )
         .map_err(|e| anyhow!("cannot build the workbook '{}': {e}", path.display()))?;
-        write_atomic(&path, &book)?;
+        write_atomic(&path, &book).map_err(anyhow::Error::new)?;
         written.xlsx = Some(path);
     }
     if what.plots {
@@ -88,61 +83,6 @@ pub fn write_derived(
 
 // ---------------------------------------------------------------------------------------------
 // --top K
-
-/// A row's place in the ranking and the accuracy column it was ranked by.
-pub struct Ranked<'a> {
-    pub rank: usize,
-    pub by: &'static str,
-    pub row: &'a Row,
-}
-
-/// The accuracy a row is ranked by: simulated when measured (the circuit with its bootstrap
-/// noise, whole test set), else clear. FHE accuracy is on a few samples only, too coarse to
-/// rank by.
-fn ranking_accuracy(r: &Row) -> Option<(f64, &'static str)> {
-    r.simulate_accuracy
-        .map(|a| (a, "simulate_accuracy"))
-        .or(r.clear_accuracy.map(|a| (a, "clear_accuracy")))
-}
-
-/// The K best successful rows of each dataset: higher ranking accuracy first, then lower
-/// predicted latency (unmeasured last), then fewer bootstraps, then configuration order.
-pub fn ranked(datasets: &[DatasetRows], k: usize) -> Vec<Ranked<'_>> {
-    let mut out = Vec::new();
-    for d in datasets {
-        let mut candidates: Vec<(&Row, f64, &'static str)> = d
-            .rows
-            .iter()
-            .filter(|r| r.status == "ok")
-            .filter_map(|r| ranking_accuracy(r).map(|(a, by)| (r, a, by)))
-            .collect();
-        // A stable sort: equal rows keep the configuration order.
-        candidates.sort_by(|(a, acc_a, _), (b, acc_b, _)| {
-            acc_b
-                .total_cmp(acc_a)
-                .then_with(|| {
-                    let lat = |r: &Row| r.predicted_latency_s.unwrap_or(f64::INFINITY);
-                    lat(a).total_cmp(&lat(b))
-                })
-                .then_with(|| {
-                    let pbs = |r: &Row| r.pbs_count.unwrap_or(u64::MAX);
-                    pbs(a).cmp(&pbs(b))
-                })
-        });
-        out.extend(
-            candidates
-                .into_iter()
-                .take(k)
-                .enumerate()
-                .map(|(i, (row, _, by))| Ranked {
-                    rank: i + 1,
-                    by,
-                    row,
-                }),
-        );
-    }
-    out
-}
 
 /// `top_<K>.csv`: `rank`, `ranked_by`, then the results columns.
 fn top_csv(ranked: &[Ranked]) -> Result<Vec<u8>> {
@@ -287,40 +227,6 @@ pub(crate) fn sheet_name(wanted: &str, taken: &mut Vec<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(bits: u32, sim: Option<f64>, clear: f64, latency: Option<f64>, ok: bool) -> Row {
-        Row {
-            dataset: "d".into(),
-            bits,
-            status: if ok { "ok" } else { "error" }.into(),
-            clear_accuracy: Some(clear),
-            simulate_accuracy: sim,
-            predicted_latency_s: latency,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn ranking_prefers_accuracy_then_latency_and_skips_failures() {
-        let d = DatasetRows {
-            name: "d".into(),
-            csv: PathBuf::new(),
-            rows: vec![
-                row(2, Some(0.80), 0.99, Some(0.1), true),
-                row(3, Some(0.90), 0.90, Some(0.5), true),
-                row(4, Some(0.90), 0.90, Some(0.3), true),
-                row(5, None, 0.95, None, true),
-                row(6, Some(0.99), 0.99, Some(0.1), false),
-            ],
-        };
-        let r = ranked(std::slice::from_ref(&d), 3);
-        let bits: Vec<u32> = r.iter().map(|x| x.row.bits).collect();
-        // 5 ranks by its clear accuracy (no simulation); 4 beats 3 on latency; 6 failed.
-        assert_eq!(bits, [5, 4, 3]);
-        assert_eq!(r[0].by, "clear_accuracy");
-        assert_eq!(r[1].by, "simulate_accuracy");
-        assert_eq!(r.iter().map(|x| x.rank).collect::<Vec<_>>(), [1, 2, 3]);
-    }
 
     #[test]
     fn sheet_names_are_legal_and_unique() {

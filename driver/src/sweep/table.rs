@@ -1,11 +1,12 @@
 //! The sweep's result files: the row schema (the shared contract with `fhec plot`), reading
 //! (with the migration of files written before a column existed) and atomic writing.
 
-use std::io::Write as _;
 use std::path::Path;
 
-use anyhow::{anyhow, Context, Result};
+use fhec_runtime::atomic::Access;
 use serde::{Deserialize, Serialize};
+
+use crate::error::{DriverError, FileFix, Result};
 
 /// The CSV columns, in order (the shared contract with `fhec plot`).
 pub const COLUMNS: [&str; 40] = [
@@ -70,7 +71,7 @@ pub struct Row {
     pub p_error: f64,
     pub p_error_kind: String,
     pub prune_threshold: String,
-    /// Share of hidden units removed by `--prune-rate` (`0` = none; `R1:R2` per layer).
+    /// Share of hidden units removed by pruning by rate (`0` = none; `R1:R2` per layer).
     /// Files written before this column read it as `0` (see [`ADDED_COLUMNS`]).
     #[serde(default = "no_prune_rate")]
     pub prune_rate: String,
@@ -170,15 +171,16 @@ fn read_table<T: serde::de::DeserializeOwned>(
     expected: &[&str],
     legacy: &[&[&str]],
 ) -> Result<Vec<T>> {
-    let foreign = |why: String| {
-        anyhow!(
-            "'{}' is not a results file of this `fhec sweep` ({why}); move it away or choose \
-             another --out",
-            path.display()
-        )
+    let foreign = |why: String| DriverError::ForeignFile {
+        path: path.to_path_buf(),
+        problem: format!("is not a results file of this sweep ({why})"),
+        fix: FileFix::MoveAway,
     };
-    let mut reader = csv::Reader::from_path(path)
-        .with_context(|| format!("cannot read '{}'", path.display()))?;
+    let mut reader = csv::Reader::from_path(path).map_err(|e| DriverError::Read {
+        what: "results file",
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })?;
     let header = reader
         .headers()
         .map_err(|e| foreign(format!("cannot read its header: {e}")))?
@@ -206,49 +208,38 @@ pub fn write_table<T: Serialize>(
     header: &[&str],
     rows: &[T],
 ) -> Result<()> {
+    let failed = |e: &dyn std::fmt::Display| DriverError::Write {
+        path: csv_path.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    };
     let mut w = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(Vec::new());
-    w.write_record(header)?;
+    w.write_record(header).map_err(|e| failed(&e))?;
     for r in rows {
-        w.serialize(r)
-            .with_context(|| format!("cannot write '{}'", csv_path.display()))?;
+        w.serialize(r).map_err(|e| failed(&e))?;
     }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| anyhow!("cannot write '{}': {e}", csv_path.display()))?;
+    let bytes = w.into_inner().map_err(|e| failed(&e))?;
     write_atomic(csv_path, &bytes)?;
     let mut lines = String::new();
     for r in rows {
-        lines.push_str(&serde_json::to_string(r)?);
+        lines.push_str(&serde_json::to_string(r).map_err(|e| failed(&e))?);
         lines.push('\n');
     }
     write_atomic(jsonl, lines.as_bytes())
 }
 
+/// [`fhec_runtime::atomic::write_atomic`] of an ordinary file, the path in the error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let ctx = || format!("cannot write '{}'", path.display());
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let prefix = format!(".{name}.");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    // An ordinary new file (0666 less the umask), not tempfile's private 0600.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let mut tmp = builder.tempfile_in(dir).with_context(ctx)?;
-    tmp.write_all(bytes).with_context(ctx)?;
-    tmp.as_file().sync_all().with_context(ctx)?;
-    tmp.persist(path)
-        .map_err(|e| anyhow!(e.error))
-        .with_context(ctx)?;
-    Ok(())
+    fhec_runtime::atomic::write_atomic(path, bytes, Access::Shared).map_err(|source| {
+        DriverError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
 }
 
-/// Temporary files a killed sweep left behind (`.results_<prefix>_*.tmp`).
+/// Temporary files a killed sweep left behind (`.results_<prefix>_*.tmp*`).
 pub fn remove_stale_temporaries(dir: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -256,7 +247,7 @@ pub fn remove_stale_temporaries(dir: &Path, prefix: &str) {
     let start = format!(".results_{prefix}_");
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&start) && name.ends_with(".tmp") {
+        if name.starts_with(&start) && name.contains(".tmp") {
             let _ = std::fs::remove_file(e.path());
         }
     }

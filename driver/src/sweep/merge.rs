@@ -1,24 +1,24 @@
-//! `fhec sweep --merge DIR... --out DIR`: joins the results directories of a sweep's shards
-//! (or of any runs of the same plan) into one, as if one run had made every row.
+//! Merging: joins the results directories of a sweep's shards (or of any runs of the same
+//! plan) into one, as if one run had made every row.
 //!
 //! The shards' plans must agree (model, datasets, configurations, shard count). Rows are
 //! matched by configuration; where two directories hold the same configuration, the row with
 //! more measured cells wins (then the lower shard). The output is rewritten whole from the
 //! inputs each time, so merging again (after more shards finished) is idempotent, and its
-//! plan lets `fhec sweep --resume --out DIR` run whatever no shard finished.
+//! plan lets a resumed sweep into the output run whatever no shard finished.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-
-use super::outputs::{write_derived, DatasetRows, Derived, Written};
 use super::plan::{ConfigKey, Plan};
-use super::table::{read_baseline, read_rows, write_table, BaselineRow, Row, BASELINE_COLUMNS};
-use super::{columns, SweepArgs};
+use super::table::{
+    columns, read_baseline, read_rows, write_table, BaselineRow, Row, BASELINE_COLUMNS,
+};
+use super::DatasetRows;
+use crate::error::{DriverError, Result};
 
 /// What one merge did, per sweep name found in the inputs.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, Debug, Default)]
 pub struct MergeSummary {
     pub name: String,
     pub inputs: Vec<String>,
@@ -28,38 +28,41 @@ pub struct MergeSummary {
     /// Configurations of the plan without a row in any input, per dataset.
     pub configurations_missing: usize,
     pub files: Vec<String>,
+    /// Files derived from the merged rows by the caller (top K, workbook, plots).
     pub top: Option<String>,
     pub xlsx: Option<String>,
     pub plots: Vec<String>,
     pub warnings: Vec<String>,
 }
 
-pub fn merge(args: &SweepArgs) -> Result<Vec<MergeSummary>> {
-    let out = &args.out;
-    for d in &args.merge {
+/// One merged sweep: what was done, and its rows (for the caller's derived files).
+pub struct Merged {
+    pub summary: MergeSummary,
+    pub datasets: Vec<DatasetRows>,
+    pub baseline: Vec<BaselineRow>,
+}
+
+/// Merges the output directories `inputs` (of a sweep's shards) into `out`.
+pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Vec<Merged>> {
+    let invalid = |text: String| Err(DriverError::Invalid(text));
+    for d in inputs {
         if !d.is_dir() {
-            bail!(
-                "--merge '{}': not a directory (give the --out directories of the shards)",
-                d.display()
-            );
+            return Err(DriverError::MergeInputNotDir { path: d.clone() });
         }
         if same_dir(d, out) {
-            bail!(
-                "--merge '{}' is also --out: merge into a directory of its own",
-                d.display()
-            );
+            return Err(DriverError::MergeIntoInput { path: d.clone() });
         }
     }
-    // Plans by sweep name, in --merge order.
+    // Plans by sweep name, in input order.
     let mut sweeps: Vec<(String, Vec<(PathBuf, Plan)>)> = Vec::new();
-    for d in &args.merge {
+    for d in inputs {
         let plans = Plan::read_all(d)?;
         if plans.is_empty() {
-            bail!(
-                "'{}' holds no sweep plan (sweep_<NAME>.json): is it the --out of a `fhec \
-                 sweep` run of this version?",
+            return invalid(format!(
+                "'{}' holds no sweep plan (sweep_<NAME>.json): is it the output directory of a \
+                 sweep of this version?",
                 d.display()
-            );
+            ));
         }
         for (_, plan) in plans {
             match sweeps.iter_mut().find(|(n, _)| *n == plan.name) {
@@ -68,16 +71,18 @@ pub fn merge(args: &SweepArgs) -> Result<Vec<MergeSummary>> {
             }
         }
     }
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("cannot create output directory '{}'", out.display()))?;
-    let mut summaries = Vec::new();
+    std::fs::create_dir_all(out).map_err(|source| DriverError::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let mut merged = Vec::new();
     for (name, mut inputs) in sweeps {
         check_plans(&name, &inputs)?;
         // Lower shards first: they win ties between equally complete rows.
         inputs.sort_by_key(|(_, p)| p.shard.map_or(0, |s| s.index));
-        summaries.push(merge_sweep(&name, &inputs, out, args)?);
+        merged.push(merge_sweep(&name, &inputs, out)?);
     }
-    Ok(summaries)
+    Ok(merged)
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {
@@ -92,23 +97,18 @@ fn check_plans(name: &str, inputs: &[(PathBuf, Plan)]) -> Result<()> {
     let (first_dir, first) = &inputs[0];
     for (dir, plan) in &inputs[1..] {
         if let Some(why) = first.mismatch(plan) {
-            bail!(
+            return Err(DriverError::Invalid(format!(
                 "'{}' and '{}' hold different sweeps named '{name}' ({why}): merge only the \
                  shards of one sweep",
                 first_dir.display(),
                 dir.display()
-            );
+            )));
         }
     }
     Ok(())
 }
 
-fn merge_sweep(
-    name: &str,
-    inputs: &[(PathBuf, Plan)],
-    out: &Path,
-    args: &SweepArgs,
-) -> Result<MergeSummary> {
+fn merge_sweep(name: &str, inputs: &[(PathBuf, Plan)], out: &Path) -> Result<Merged> {
     let plan = &inputs[0].1;
     let count = plan.shard.map_or(1, |s| s.count);
     let mut found: Vec<u32> = inputs
@@ -182,21 +182,21 @@ fn merge_sweep(
         None,
     )
     .write(out)?;
-    let written: Written = write_derived(out, name, &datasets, &baseline, &Derived::of(args))?;
-    warnings.extend(written.plot_warnings);
     let text = |p: &Path| p.display().to_string();
-    Ok(MergeSummary {
-        name: name.into(),
-        inputs: inputs.iter().map(|(d, _)| text(d)).collect(),
-        shards_found: found,
-        shards_missing,
-        rows: datasets.iter().map(|d| d.rows.len()).sum(),
-        configurations_missing,
-        files: datasets.iter().map(|d| text(&d.csv)).collect(),
-        top: written.top.as_deref().map(text),
-        xlsx: written.xlsx.as_deref().map(text),
-        plots: written.plots.iter().map(|p| text(p)).collect(),
-        warnings,
+    Ok(Merged {
+        summary: MergeSummary {
+            name: name.into(),
+            inputs: inputs.iter().map(|(d, _)| text(d)).collect(),
+            shards_found: found,
+            shards_missing,
+            rows: datasets.iter().map(|d| d.rows.len()).sum(),
+            configurations_missing,
+            files: datasets.iter().map(|d| text(&d.csv)).collect(),
+            warnings,
+            ..Default::default()
+        },
+        datasets,
+        baseline,
     })
 }
 
@@ -253,16 +253,19 @@ fn add_baseline(baseline: &mut Vec<BaselineRow>, b: BaselineRow, path: &Path) ->
     {
         None => baseline.push(b),
         Some(o) if o.samples == b.samples && o.float_accuracy == b.float_accuracy => {}
-        Some(o) => bail!(
-            "'{}': dataset '{}' has {} samples at float accuracy {} there, but {} at {} in \
-             another shard: the shards did not read the same data (same --data, --limit?)",
-            path.display(),
-            b.dataset,
-            b.samples,
-            b.float_accuracy,
-            o.samples,
-            o.float_accuracy
-        ),
+        Some(o) => {
+            return Err(DriverError::Invalid(format!(
+                "'{}': dataset '{}' has {} samples at float accuracy {} there, but {} at {} in \
+                 another shard: the shards did not read the same data (same data files and \
+                 limit?)",
+                path.display(),
+                b.dataset,
+                b.samples,
+                b.float_accuracy,
+                o.samples,
+                o.float_accuracy
+            )))
+        }
     }
     Ok(())
 }

@@ -1,15 +1,24 @@
 //! Model inputs from `.npy` arrays: checking an array against a graph input (one sample or
 //! a batch along axis 0, dtype and range), the batch size shared by all inputs, and stacking
-//! per-sample outputs back into one array. Shared by `predict` and the FHE commands.
+//! per-sample outputs back into one array. What `fhec predict` and the FHE commands feed a
+//! model or a circuit.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Result};
 use fhec_ir::{DType, Tensor, TensorFact};
 use ndarray::{ArrayD, Axis, IxDyn};
 
-use super::{ir_dtype_name, shape_text};
-use crate::npyio::{NpyArray, NpyKind};
+use crate::error::{shape_text, DriverError, Result};
+use crate::npy::{NpyArray, NpyKind};
+use crate::samples::dtype_name as ir_dtype_name;
+
+/// A refused input array: `path` and what is wrong with it (the message names both).
+fn refuse(path: &Path, problem: String) -> DriverError {
+    DriverError::Input {
+        path: path.to_path_buf(),
+        problem,
+    }
+}
 
 /// How the samples of one graph input are laid out in its array.
 #[derive(Clone, Debug)]
@@ -59,29 +68,32 @@ pub fn make_feed(array: NpyArray, path: &Path, input: &str, fact: &TensorFact) -
         (gs.to_vec(), None)
     } else if gs.first() == Some(&1) && s.len() == gs.len() && s[1..] == gs[1..] {
         if s[0] == 0 {
-            bail!(
+            return Err(refuse(path, format!(
                 "'{}' holds an empty batch (shape {}); graph input '{input}' needs at least one sample",
                 path.display(),
                 shape_text(&s)
-            );
+            )));
         }
         (s.clone(), Some(s[0]))
     } else if gs.first() == Some(&1) && s == gs[1..] {
         (gs.to_vec(), None)
     } else {
-        bail!(
-            "'{}' has shape {}, which does not fit graph input '{input}' ({} {}); it takes {}",
-            path.display(),
-            shape_text(&s),
-            ir_dtype_name(fact.dtype),
-            shape_text(gs),
-            expects()
-        );
+        return Err(refuse(
+            path,
+            format!(
+                "'{}' has shape {}, which does not fit graph input '{input}' ({} {}); it takes {}",
+                path.display(),
+                shape_text(&s),
+                ir_dtype_name(fact.dtype),
+                shape_text(gs),
+                expects()
+            ),
+        ));
     };
     let data = convert(&array, path, input, fact.dtype, batch)?;
     let data = data
         .into_shape_with_order(IxDyn(&target))
-        .map_err(|e| anyhow!("'{}': cannot reshape: {e}", path.display()))?;
+        .map_err(|e| refuse(path, format!("'{}': cannot reshape: {e}", path.display())))?;
     Ok(Feed { data, batch })
 }
 
@@ -118,11 +130,11 @@ fn convert(
     match dtype.exact_range() {
         None => {
             if !array.kind.is_float() {
-                bail!(
+                return Err(refuse(path, format!(
                     "'{file}' holds {} values but graph input '{input}' is {}; convert the data to float32 (with whatever scaling the model was trained on)",
                     array.kind.name(),
                     ir_dtype_name(dtype)
-                );
+                )));
             }
             let data = array.data.mapv(|v| v as f32);
             if let Some((flat, v)) = data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
@@ -134,29 +146,35 @@ fn convert(
                 } else {
                     format!("is {v}")
                 };
-                bail!(
-                    "'{file}' (graph input '{input}'): {} {why}; inputs must be finite numbers",
-                    at(flat)
-                );
+                return Err(refuse(
+                    path,
+                    format!(
+                        "'{file}' (graph input '{input}'): {} {why}; inputs must be finite numbers",
+                        at(flat)
+                    ),
+                ));
             }
             Ok(data)
         }
         Some((lo, hi)) => {
             if array.kind == NpyKind::Bool {
-                bail!(
-                    "'{file}' holds bool values but graph input '{input}' is {}",
-                    ir_dtype_name(dtype)
-                );
+                return Err(refuse(
+                    path,
+                    format!(
+                        "'{file}' holds bool values but graph input '{input}' is {}",
+                        ir_dtype_name(dtype)
+                    ),
+                ));
             }
             let bad = array.data.iter().enumerate().find(|(_, &v)| {
                 !v.is_finite() || v.fract() != 0.0 || v < lo as f64 || v > hi as f64
             });
             if let Some((flat, v)) = bad {
-                bail!(
+                return Err(refuse(path, format!(
                     "'{file}' (graph input '{input}', {}): {} is {v}, which is not an integer in [{lo}, {hi}]",
                     ir_dtype_name(dtype),
                     at(flat)
-                );
+                )));
             }
             Ok(array.data.mapv(|v| v as f32))
         }
@@ -164,7 +182,7 @@ fn convert(
 }
 
 /// The number of samples shared by all inputs.
-pub(crate) fn common_batch(feeds: &[Feed], paths: &[PathBuf]) -> Result<usize> {
+pub fn common_batch(feeds: &[Feed], paths: &[PathBuf]) -> Result<usize> {
     let first = feeds.first().map(Feed::samples).unwrap_or(1);
     for (f, p) in feeds.iter().zip(paths) {
         if f.samples() != first {
@@ -173,11 +191,14 @@ pub(crate) fn common_batch(feeds: &[Feed], paths: &[PathBuf]) -> Result<usize> {
                 .zip(paths)
                 .map(|(f, p)| format!("'{}': {}", p.display(), f.samples()))
                 .collect();
-            bail!(
+            return Err(refuse(
+                p,
+                format!(
                 "the inputs hold different numbers of samples ({}); '{}' disagrees with the first",
                 sizes.join(", "),
                 p.display()
-            );
+            ),
+            ));
         }
     }
     Ok(first)
@@ -185,9 +206,9 @@ pub(crate) fn common_batch(feeds: &[Feed], paths: &[PathBuf]) -> Result<usize> {
 
 /// Stacks per-sample outputs: `[B, ...]` without the per-sample leading 1 when batched, the
 /// model's own output shape for a single unbatched sample.
-pub(crate) fn assemble(mut outs: Vec<Tensor>, batched: bool) -> Result<Tensor> {
+pub fn assemble(mut outs: Vec<Tensor>, batched: bool) -> Result<Tensor> {
     if !batched && outs.len() == 1 {
-        return outs.pop().ok_or_else(|| anyhow!("no output"));
+        return outs.pop().ok_or(DriverError::NoOutput);
     }
     let views: Vec<_> = outs.iter().map(|t| t.view()).collect();
     let leading_one = outs.first().is_some_and(|t| t.shape().first() == Some(&1));
@@ -196,7 +217,7 @@ pub(crate) fn assemble(mut outs: Vec<Tensor>, batched: bool) -> Result<Tensor> {
     } else {
         ndarray::stack(Axis(0), &views)
     };
-    stacked.map_err(|e| anyhow!("cannot batch the per-sample outputs: {e}"))
+    stacked.map_err(|e| DriverError::Invalid(format!("cannot batch the per-sample outputs: {e}")))
 }
 
 #[cfg(test)]

@@ -1,14 +1,16 @@
-//! `.npy` input and output for the CLI: reading arrays of any common numeric element type and
-//! writing results atomically (a temporary file in the target directory, then a rename), so
-//! an interrupted or failed run never leaves a partial output behind.
+//! `.npy` arrays in and out: reading arrays of any common numeric element type (model inputs,
+//! encrypted-run feeds) and writing results through the one atomic writer, so an interrupted
+//! or failed run never leaves a partial output behind. [`sniff`] says what a file that is not
+//! what it should be looks like.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
+use fhec_runtime::atomic::PendingFile;
 use ndarray::ArrayD;
 use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
+
+use crate::error::{DriverError, Result};
 
 /// The element kind a `.npy` file held; all values are widened to `f64` (exact for every
 /// integer of at most 53 bits and for every `f32`).
@@ -115,9 +117,13 @@ pub fn decode_npy(bytes: &[u8]) -> Result<NpyArray, ReadNpyError> {
 
 /// Reads a `.npy` file; the error names the file and says what it looks like instead.
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read '{}'", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|source| DriverError::Read {
+        what: "array",
+        path: path.to_path_buf(),
+        source,
+    })?;
     decode_npy(&bytes).map_err(|e| {
-        let what = match &e {
+        let problem = match &e {
             ReadNpyError::WrongDescriptor(d) => format!(
                 "its element type {d} is not supported (use float32, float64 or an integer type)"
             ),
@@ -128,83 +134,29 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
                 _ => "it is not a valid .npy array (truncated or corrupt?)".into(),
             },
         };
-        anyhow!(e).context(format!("cannot read '{}': {what}", path.display()))
+        DriverError::BadNpy {
+            path: path.to_path_buf(),
+            problem: format!("{problem}: {e}"),
+        }
     })
 }
 
-/// Where an atomic write goes before it is renamed onto its target.
-pub struct PendingFile {
-    tmp: tempfile::NamedTempFile,
-    target: PathBuf,
-}
-
-impl PendingFile {
-    /// Creates the temporary file next to `target`, so that a target that cannot be written
-    /// is reported before any work is done. Nothing is left behind if the write is dropped.
-    pub fn new(target: &Path) -> Result<Self> {
-        Self::with_mode(target, 0o666)
+/// Writes `array` as `.npy` into a pending atomic write (made before the work, so that an
+/// unwritable target fails first) and renames it onto its target.
+pub fn write_npy(mut pending: PendingFile, array: &ArrayD<f32>) -> Result<()> {
+    let path = pending.target().to_path_buf();
+    let io = |source| DriverError::Write {
+        path: path.clone(),
+        source,
+    };
+    {
+        let mut w = BufWriter::new(pending.file());
+        array
+            .write_npy(&mut w)
+            .map_err(|e| io(std::io::Error::other(e)))?;
+        w.flush().map_err(io)?;
     }
-
-    /// Like [`PendingFile::new`], but the file is readable by its owner only (mode 0600):
-    /// for decrypted results, which are as private as the inputs they came from.
-    pub fn new_private(target: &Path) -> Result<Self> {
-        Self::with_mode(target, 0o600)
-    }
-
-    #[cfg_attr(not(unix), allow(unused_variables))]
-    fn with_mode(target: &Path, mode: u32) -> Result<Self> {
-        let ctx = || format!("cannot write '{}'", target.display());
-        if target.is_dir() {
-            return Err(anyhow!("it is a directory")).with_context(ctx);
-        }
-        let name = target
-            .file_name()
-            .ok_or_else(|| anyhow!("the path names no file"))
-            .with_context(ctx)?;
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if !dir.is_dir() {
-            bail!(
-                "cannot write '{}': directory '{}' does not exist",
-                target.display(),
-                dir.display()
-            );
-        }
-        let prefix = format!(".{}.", name.to_string_lossy());
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(&prefix).suffix(".tmp");
-        // 0666 (less the umask) for an ordinary file, 0600 for a private one.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            builder.permissions(std::fs::Permissions::from_mode(mode));
-        }
-        let tmp = builder.tempfile_in(&dir).with_context(ctx)?;
-        Ok(PendingFile {
-            tmp,
-            target: target.to_path_buf(),
-        })
-    }
-
-    /// Writes `array` as `.npy` and renames the file onto the target.
-    pub fn write_npy(self, array: &ArrayD<f32>) -> Result<()> {
-        let ctx = || format!("cannot write '{}'", self.target.display());
-        {
-            let file: &File = self.tmp.as_file();
-            let mut w = BufWriter::new(file);
-            array.write_npy(&mut w).with_context(ctx)?;
-            w.flush().with_context(ctx)?;
-            file.sync_all().with_context(ctx)?;
-        }
-        let target = self.target.clone();
-        self.tmp
-            .persist(&target)
-            .map_err(|e| anyhow!(e.error))
-            .with_context(|| format!("cannot write '{}'", target.display()))?;
-        Ok(())
-    }
+    pending.commit().map_err(io)
 }
 
 #[cfg(test)]

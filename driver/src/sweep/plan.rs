@@ -1,16 +1,16 @@
 //! What a sweep set out to do, written beside its results as `sweep_<NAME>.json`: the model,
-//! the datasets, every configuration in order and, for a shard, which share it ran. `--merge`
+//! the datasets, every configuration in order and, for a shard, which share it ran. A merge
 //! checks the shards of one sweep against each other with it, orders the merged rows by it and
 //! reports configurations no shard has finished.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::table::{write_atomic, Row};
+use crate::error::{DriverError, FileFix, Result};
 
-/// Marks a plan file (and keeps other JSON files out of `--merge`).
+/// Marks a plan file (and keeps other JSON files out of a merge).
 const FORMAT: &str = "fhec-sweep-plan";
 const VERSION: u32 = 1;
 
@@ -75,7 +75,7 @@ impl std::fmt::Display for ConfigKey {
     }
 }
 
-/// `--shard I/N`: the I-th (from 0) of N shares of a sweep's configurations.
+/// `I/N`: the I-th (from 0) of N shares of a sweep's configurations.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
     pub index: u32,
@@ -175,15 +175,19 @@ impl Plan {
     }
 
     pub fn write(&self, dir: &Path) -> Result<()> {
-        let mut text = serde_json::to_string_pretty(self)?;
+        let mut text = serde_json::to_string_pretty(self).expect("a plan serialises");
         text.push('\n');
         write_atomic(&Plan::path(dir, &self.name), text.as_bytes())
     }
 
     /// Every plan in `dir` (`sweep_*.json` files of this format), sorted by name.
     pub fn read_all(dir: &Path) -> Result<Vec<(PathBuf, Plan)>> {
-        let entries = std::fs::read_dir(dir)
-            .with_context(|| format!("cannot read directory '{}'", dir.display()))?;
+        let read = |path: &Path, source| DriverError::Read {
+            what: "sweep plan",
+            path: path.to_path_buf(),
+            source,
+        };
+        let entries = std::fs::read_dir(dir).map_err(|e| read(dir, e))?;
         let mut paths: Vec<PathBuf> = entries
             .flatten()
             .map(|e| e.path())
@@ -197,27 +201,28 @@ impl Plan {
         paths.sort();
         let mut plans = Vec::new();
         for p in paths {
-            let text = std::fs::read_to_string(&p)
-                .with_context(|| format!("cannot read '{}'", p.display()))?;
-            let value: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("'{}' is not JSON", p.display()))?;
+            let text = std::fs::read_to_string(&p).map_err(|e| read(&p, e))?;
+            let foreign = |problem: String| DriverError::ForeignFile {
+                path: p.clone(),
+                problem,
+                fix: FileFix::Rerun,
+            };
+            let value: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| foreign(format!("is not JSON: {e}")))?;
             if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
                 continue;
             }
             let plan: Plan = serde_json::from_value(value).map_err(|e| {
-                anyhow!(
-                    "'{}' is not a sweep plan this fhec can read ({e}); it was written by \
-                     another version: rerun that shard with this one",
-                    p.display()
-                )
+                foreign(format!(
+                    "is not a sweep plan this fhec can read ({e}); it was written by another \
+                     version"
+                ))
             })?;
             if plan.version != VERSION {
-                bail!(
-                    "'{}' is a version {} sweep plan; this fhec reads version {VERSION}: rerun \
-                     that shard with this fhec",
-                    p.display(),
+                return Err(foreign(format!(
+                    "is a version {} sweep plan; this fhec reads version {VERSION}",
                     plan.version
-                );
+                )));
             }
             plans.push((p, plan));
         }

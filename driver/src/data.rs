@@ -1,9 +1,9 @@
-//! Dataset loading for `fhec eval` and `fhec sweep`.
+//! Dataset loading for evaluation, calibration, sweeps and tune searches.
 //!
 //! One entry point, [`load_dataset`], reads a labelled (or unlabelled) sample set from
 //! a `.npz`, `.npy`, `.csv` or `.tsv` file into a [`Dataset`]: features as `f32` with
-//! a leading sample axis, labels as `i64`. [`layout_note`] describes the accepted
-//! layouts for `--help` and the README.
+//! a leading sample axis, labels as `i64`. The README's "Data files" section describes the
+//! accepted layouts.
 //!
 //! Every failure is a [`DataError`] whose message names the file and the array, row,
 //! column or index at fault, and says what to do about it. Malformed input (truncated
@@ -60,7 +60,7 @@ impl Dataset {
 }
 
 /// Overrides for which arrays (`.npz`) or label column (`.csv`) to read
-/// (`--x-key` / `--y-key`). `Default` means "use the conventional layout".
+/// (`x_key` / `y_key`). `Default` means "use the conventional layout".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DataKeys {
     /// `.npz` array holding the features; read verbatim (no scaling, no transposition).
@@ -132,8 +132,8 @@ pub enum DataError {
     /// A requested array is not in the `.npz`.
     #[error(
         "{}: no {what} array {key:?} in the file; arrays it has: {}; \
-         choose one with {flag}",
-        path.display(), list(available), flag = if *what == "features" { "--x-key" } else { "--y-key" }
+         choose one with {field}",
+        path.display(), list(available), field = if *what == "features" { "x_key" } else { "y_key" }
     )]
     MissingKey {
         path: PathBuf,
@@ -145,7 +145,7 @@ pub enum DataError {
     #[error(
         "{}: cannot find the {split} split: expected arrays 'x_{split}' (+ 'y_{split}') or \
          MedMNIST '{split}_images' (+ '{split}_labels'); arrays it has: {}; \
-         name the arrays with --x-key/--y-key",
+         name the arrays with x_key/y_key",
         path.display(), list(available)
     )]
     UnknownLayout {
@@ -204,7 +204,7 @@ pub enum DataError {
     /// Features and labels disagree on the number of samples.
     #[error(
         "{}: {x_key:?} has {n_x} samples but {y_key:?} has {n_y} labels; \
-         check that --x-key/--y-key name arrays of the same split",
+         check that x_key/y_key name arrays of the same split",
         path.display()
     )]
     LengthMismatch {
@@ -223,11 +223,12 @@ pub enum DataError {
         column: String,
         reason: String,
     },
-    /// A `--x-key`/`--y-key` override that does not apply to this file format.
-    #[error("{}: {flag} {key:?} does not apply here: {reason}", path.display())]
+    /// An `x_key`/`y_key` override that does not apply to this file format.
+    #[error("{}: {field} {key:?} does not apply here: {reason}", path.display())]
     KeyNotApplicable {
         path: PathBuf,
-        flag: &'static str,
+        /// `x_key` or `y_key`.
+        field: &'static str,
         key: String,
         reason: String,
     },
@@ -245,30 +246,10 @@ fn list(names: &[String]) -> String {
     }
 }
 
-/// One paragraph describing the accepted data layouts, for `--help` and the README.
-pub fn layout_note() -> &'static str {
-    "Data files: (1) .npz with 'x_test'/'y_test' (and 'x_train'/'y_train' for \
-     calibration): features float32/float64/integer, used as-is, shape [N, ...] exactly \
-     as the model takes it; labels integer (or float holding integers), shape [N] or \
-     [N,1]. (2) MedMNIST .npz: 'test_images'/'test_labels' (and 'train_images'/\
-     'train_labels'), uint8 [N,H,W] grey or [N,H,W,3] RGB, converted to float NCHW in \
-     [0,1] (divided by 255; grey becomes [N,1,H,W]). (3) --x-key/--y-key name other \
-     arrays, read verbatim (no scaling, no transposition); they select the test split, \
-     and for the train split a key containing 'test' has it replaced by 'train' (other \
-     keys fall back to the train layout above); without --y-key the labels are the \
-     array paired with --x-key ('x_…'→'y_…', '…_images'→'…_labels') if present. \
-     (4) .csv/.tsv: one sample per row, optional header row (detected when the first row \
-     is not all numbers); the label column is --y-key, else the column named \
-     'label'/'target'/'y', else the last column; every other column is a feature \
-     ([N,F]); the whole file is used for every split. (5) .npy: features only [N, ...], \
-     no labels. NaN/Inf features, empty files and feature/label count mismatches are \
-     rejected."
-}
-
 /// Loads the `split` of the dataset at `path`, honouring the `keys` overrides.
 ///
 /// The format is chosen by extension (`.npz`, `.npy`, `.csv`, `.tsv`, case-insensitive);
-/// see [`layout_note`] for the layouts. The returned features are finite, have at least
+/// see the README's "Data files" section for the layouts. The returned features are finite, have at least
 /// one sample and a leading sample axis; labels, when present, match them in number.
 pub fn load_dataset(path: &Path, split: Split, keys: &DataKeys) -> Result<Dataset, DataError> {
     let ext = path
@@ -560,7 +541,7 @@ struct Plan {
     x_key: String,
     /// Apply the MedMNIST conversion (uint8 NHW(C) → float NCHW / 255).
     medmnist: bool,
-    /// Label array: an explicit `--y-key` (reading it fails if it is missing), or the
+    /// Label array: an explicit `y_key` (reading it fails if it is missing), or the
     /// conventional partner of `x_key` when the file has it; `None` = unlabelled.
     y_key: Option<String>,
     /// Remarks for `Dataset::source` (e.g. an override that did not apply).
@@ -589,22 +570,22 @@ fn plan(path: &Path, names: &[String], split: Split, keys: &DataKeys) -> Result<
     let mut notes = Vec::new();
     // Overrides name the test split; for the train split, a key mentioning "test" is
     // mapped to its train counterpart and any other key is ignored.
-    let map_key = |flag: &str, k: &Option<String>, notes: &mut Vec<String>| -> Option<String> {
+    let map_key = |field: &str, k: &Option<String>, notes: &mut Vec<String>| -> Option<String> {
         let k = k.as_ref()?;
         match split {
             Split::Test => Some(k.clone()),
             other if k.contains("test") => Some(k.replace("test", other.name())),
             other => {
                 notes.push(format!(
-                    "{flag} '{k}' names the test split; the {other} split uses the default \
+                    "{field} '{k}' names the test split; the {other} split uses the default \
                      layout"
                 ));
                 None
             }
         }
     };
-    let x_override = map_key("--x-key", &keys.x_key, &mut notes);
-    let y_override = map_key("--y-key", &keys.y_key, &mut notes);
+    let x_override = map_key("x_key", &keys.x_key, &mut notes);
+    let y_override = map_key("y_key", &keys.y_key, &mut notes);
 
     let (x_key, medmnist, default_y) = if let Some(x) = x_override {
         let y = partner(&x).filter(|p| has(p));
@@ -658,7 +639,7 @@ fn load_npz(path: &Path, split: Split, keys: &DataKeys) -> Result<Dataset, DataE
     check_x(&x, path, &plan.x_key)?;
 
     // An optional (conventional) label key is only planned when the array exists;
-    // an explicit --y-key that is missing is reported by `read`.
+    // an explicit y_key that is missing is reported by `read`.
     let y = match &plan.y_key {
         Some(k) => {
             let raw_y = npz.read(k, "labels")?;
@@ -695,7 +676,7 @@ fn medmnist_images(raw: &Raw, path: &Path, key: &str) -> Result<ArrayD<f32>, Dat
             path: path.to_path_buf(),
             key: key.to_string(),
             reason: format!(
-                "MedMNIST images must be uint8, found {}; pass --x-key {key} to read it verbatim",
+                "MedMNIST images must be uint8, found {}; pass x_key {key} to read it verbatim",
                 raw.dtype()
             ),
         });
@@ -712,7 +693,7 @@ fn medmnist_images(raw: &Raw, path: &Path, key: &str) -> Result<ArrayD<f32>, Dat
                 key: key.to_string(),
                 shape: a.shape().to_vec(),
                 expected: "MedMNIST images must be [N,H,W] (grey) or [N,H,W,3] (RGB); \
-                           pass --x-key to read it verbatim"
+                           pass x_key to read it verbatim"
                     .to_string(),
             })
         }
@@ -780,11 +761,11 @@ fn check_x(x: &ArrayD<f32>, path: &Path, key: &str) -> Result<(), DataError> {
 }
 
 fn load_npy(path: &Path, keys: &DataKeys) -> Result<Dataset, DataError> {
-    for (flag, k) in [("--x-key", &keys.x_key), ("--y-key", &keys.y_key)] {
+    for (field, k) in [("x_key", &keys.x_key), ("y_key", &keys.y_key)] {
         if let Some(k) = k {
             return Err(DataError::KeyNotApplicable {
                 path: path.to_path_buf(),
-                flag,
+                field,
                 key: k.clone(),
                 reason: "a .npy file holds a single (feature) array; use a .npz to name arrays"
                     .to_string(),
@@ -815,7 +796,7 @@ fn load_csv(path: &Path, delimiter: u8, keys: &DataKeys) -> Result<Dataset, Data
     if let Some(k) = &keys.x_key {
         return Err(DataError::KeyNotApplicable {
             path: path.to_path_buf(),
-            flag: "--x-key",
+            field: "x_key",
             key: k.clone(),
             reason: "in a CSV every column except the label is a feature".to_string(),
         });
@@ -874,7 +855,7 @@ fn load_csv(path: &Path, delimiter: u8, keys: &DataKeys) -> Result<Dataset, Data
                 .position(|c| c == k)
                 .ok_or_else(|| DataError::KeyNotApplicable {
                     path: path.to_path_buf(),
-                    flag: "--y-key",
+                    field: "y_key",
                     key: k.clone(),
                     reason: format!("no such column; the header has {}", list(h)),
                 })?
@@ -882,7 +863,7 @@ fn load_csv(path: &Path, delimiter: u8, keys: &DataKeys) -> Result<Dataset, Data
         (None, Some(k)) => {
             return Err(DataError::KeyNotApplicable {
                 path: path.to_path_buf(),
-                flag: "--y-key",
+                field: "y_key",
                 key: k.clone(),
                 reason: "the CSV has no header row (its first row is all numbers); \
                          add one, or put the label in the last column"
@@ -994,6 +975,7 @@ mod tests {
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
             .join("tests/fixtures/data")
             .join(name)
     }
@@ -1172,7 +1154,7 @@ mod tests {
         // Train split, key without "test": default train layout, noted in `source`.
         let d = load_dataset(&p, Split::Train, &keys(Some("val_images"), None)).unwrap();
         assert_eq!(d.x.shape(), &[300, 1, 28, 28]);
-        assert!(d.source.contains("--x-key 'val_images'"), "{}", d.source);
+        assert!(d.source.contains("x_key 'val_images'"), "{}", d.source);
 
         // Plain layout: explicit keys give the same as the defaults.
         let bc = fixture("breast_cancer.npz");
@@ -1207,12 +1189,12 @@ mod tests {
             "'y_test'",
             "'x_train'",
             "'y_train'",
-            "--x-key",
+            "x_key",
         ] {
             assert!(msg.contains(k), "{k} not in: {msg}");
         }
         let e = err(&p, Split::Test, &keys(None, Some("labels")));
-        assert!(e.to_string().contains("--y-key"), "{e}");
+        assert!(e.to_string().contains("y_key"), "{e}");
         assert!(e.to_string().contains("'y_test'"), "{e}");
     }
 
@@ -1226,13 +1208,7 @@ mod tests {
         let e = err(&p, Split::Test, &DataKeys::default());
         let msg = e.to_string();
         assert!(matches!(e, DataError::UnknownLayout { .. }), "{e:?}");
-        for k in [
-            "odd.npz",
-            "'x_test'",
-            "'test_images'",
-            "'a', 'b'",
-            "--x-key",
-        ] {
+        for k in ["odd.npz", "'x_test'", "'test_images'", "'a', 'b'", "x_key"] {
             assert!(msg.contains(k), "{k} not in: {msg}");
         }
         // Naming the arrays works, verbatim; "b" is not a conventional partner of "a".
@@ -1408,7 +1384,7 @@ mod tests {
         });
         let e = err(&p, Split::Test, &DataKeys::default());
         assert!(
-            e.to_string().contains("uint8") && e.to_string().contains("--x-key"),
+            e.to_string().contains("uint8") && e.to_string().contains("x_key"),
             "{e}"
         );
         let p = t.npz("med5.npz", |w| {
@@ -1503,20 +1479,14 @@ mod tests {
             assert_eq!(d.y.unwrap(), ndarray::arr1(&[0i64, 1, 2]));
             assert!(d.source.contains("Target"), "{}", d.source);
         }
-        // --y-key picks another column; an unknown one lists the header.
+        // y_key picks another column; an unknown one lists the header.
         let d = load_dataset(&p, Split::Test, &keys(None, Some("f2"))).unwrap();
         assert_eq!(d.y.unwrap(), ndarray::arr1(&[2i64, 40, 0]));
         let e = err(&p, Split::Test, &keys(None, Some("class")));
         assert!(e.to_string().contains("'f1', 'Target', 'f2'"), "{e}");
         let e = err(&p, Split::Test, &keys(Some("f1"), None));
         assert!(
-            matches!(
-                e,
-                DataError::KeyNotApplicable {
-                    flag: "--x-key",
-                    ..
-                }
-            ),
+            matches!(e, DataError::KeyNotApplicable { field: "x_key", .. }),
             "{e:?}"
         );
         // Header without a label-named column: the last column is the label.
@@ -1609,23 +1579,6 @@ mod tests {
         assert_eq!(h.x, d.x.slice(s![..5, ..]).into_dyn());
         assert_eq!(d.head(1000).len(), 114);
         assert!(!h.is_empty());
-    }
-
-    #[test]
-    fn layout_note_mentions_every_format() {
-        let note = layout_note();
-        for k in [
-            "x_test",
-            "test_images",
-            "255",
-            "--x-key",
-            ".csv",
-            ".npy",
-            "label",
-        ] {
-            assert!(note.contains(k), "{k}");
-        }
-        assert!(!note.contains('\n'));
     }
 
     #[test]
