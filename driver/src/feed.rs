@@ -6,10 +6,11 @@
 use std::path::{Path, PathBuf};
 
 use fhec_ir::{DType, Tensor, TensorFact};
+use fhec_runtime::Program;
 use ndarray::{ArrayD, Axis, IxDyn};
 
 use crate::error::{shape_text, DriverError, Result};
-use crate::npy::{NpyArray, NpyKind};
+use crate::npy::{read_npy, NpyArray, NpyKind};
 use crate::samples::dtype_name as ir_dtype_name;
 
 /// A refused input array: `path` and what is wrong with it (the message names both).
@@ -202,6 +203,48 @@ pub fn common_batch(feeds: &[Feed], paths: &[PathBuf]) -> Result<usize> {
         }
     }
     Ok(first)
+}
+
+/// The `.npy` inputs of a circuit, one file per circuit input.
+pub struct Inputs {
+    /// One entry per sample, each one array per circuit input (shaped like that input).
+    pub samples: Vec<Vec<ArrayD<f32>>>,
+    /// Whether the files held a batch along axis 0 (else one sample each).
+    pub batched: bool,
+}
+
+/// Reads one sample or a batch of samples per circuit input from `.npy` files.
+pub fn read_inputs(program: &Program, paths: &[PathBuf]) -> Result<Inputs> {
+    let specs = &program.inputs;
+    if paths.len() != specs.len() {
+        return Err(DriverError::Invalid(format!(
+            "the circuit has {} input(s) ({}) but {} input file(s) were given",
+            specs.len(),
+            specs
+                .iter()
+                .map(|s| format!("'{}' {}", s.name, shape_text(&s.shape)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            paths.len()
+        )));
+    }
+    let mut feeds = Vec::with_capacity(paths.len());
+    for (path, spec) in paths.iter().zip(specs) {
+        feeds.push(make_feed(
+            read_npy(path)?,
+            path,
+            &spec.name,
+            &TensorFact::f32(spec.shape.clone()),
+        )?);
+    }
+    let n = common_batch(&feeds, paths)?;
+    let samples = (0..n)
+        .map(|i| feeds.iter().map(|f| f.sample(i)).collect())
+        .collect();
+    Ok(Inputs {
+        samples,
+        batched: feeds.iter().any(|f| f.batch.is_some()),
+    })
 }
 
 /// Stacks per-sample outputs: `[B, ...]` without the per-sample leading 1 when batched, the

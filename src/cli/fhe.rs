@@ -17,16 +17,14 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use fhec_ir::TensorFact;
 use fhec_runtime::fhe::{ClientKey, CompressedServerKey, EncryptedTensors};
 use fhec_runtime::Circuit;
-use ndarray::ArrayD;
 use serde::Serialize;
 
 use super::compile::{check_not_an_input, check_writable};
 use super::{json_text, print_out, shape_text};
-use fhec_driver::feed::{assemble, common_batch, make_feed};
-use fhec_driver::npy::{read_npy, write_npy};
+use fhec_driver::feed::assemble;
+use fhec_driver::npy::write_npy;
 use fhec_runtime::atomic::{Access, PendingFile};
 
 /// Loads a circuit, naming the file.
@@ -128,48 +126,6 @@ pub struct EncryptArgs {
     pub output: PathBuf,
 }
 
-/// The `.npy` inputs of a circuit, one file per circuit input.
-pub struct Inputs {
-    /// One entry per sample, each one array per circuit input (shaped like that input).
-    pub samples: Vec<Vec<ArrayD<f32>>>,
-    /// Whether the files held a batch along axis 0 (else one sample each).
-    pub batched: bool,
-}
-
-/// Reads one sample or a batch of samples per circuit input from `.npy` files.
-pub fn read_inputs(circuit: &Circuit, paths: &[PathBuf]) -> Result<Inputs> {
-    let specs = &circuit.program.inputs;
-    if paths.len() != specs.len() {
-        bail!(
-            "the circuit has {} input(s) ({}) but {} --input file(s) were given",
-            specs.len(),
-            specs
-                .iter()
-                .map(|s| format!("'{}' {}", s.name, shape_text(&s.shape)))
-                .collect::<Vec<_>>()
-                .join(", "),
-            paths.len()
-        );
-    }
-    let mut feeds = Vec::with_capacity(paths.len());
-    for (path, spec) in paths.iter().zip(specs) {
-        feeds.push(make_feed(
-            read_npy(path)?,
-            path,
-            &spec.name,
-            &TensorFact::f32(spec.shape.clone()),
-        )?);
-    }
-    let n = common_batch(&feeds, paths)?;
-    let samples = (0..n)
-        .map(|i| feeds.iter().map(|f| f.sample(i)).collect())
-        .collect();
-    Ok(Inputs {
-        samples,
-        batched: feeds.iter().any(|f| f.batch.is_some()),
-    })
-}
-
 fn file_size(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
@@ -181,7 +137,7 @@ pub fn encrypt(args: &EncryptArgs) -> Result<()> {
     inputs.extend(args.inputs.iter().map(PathBuf::as_path));
     check_not_an_input(&args.output, &inputs)?;
     let client = load_client_key(&args.client_key, &circuit)?;
-    let inputs = read_inputs(&circuit, &args.inputs)?;
+    let inputs = fhec_driver::feed::read_inputs(&circuit.program, &args.inputs)?;
     let t = Instant::now();
     let cts = if inputs.batched {
         client.encrypt_samples(&circuit.program, &inputs.samples)?
