@@ -7,7 +7,7 @@
 //! cargo bench --bench image_scale                      # 6 bits, rounding 6, every thread
 //! cargo bench --bench image_scale -- --threads 1 --runs 5
 //! ```
-//! Calls the driver as `fhec` does: [`fhec_driver::compile::compile_model`] gives the compile
+//! Calls the driver as `fhec` does: [`fhec_driver::job::compile_model`] gives the compile
 //! phases, [`fhec_driver::evaluate`] in simulate mode the float, clear and simulate times over
 //! the test images (the fastest of `--runs` runs each). Results: a table, then one JSON line starting
 //! with `{"bench"`. The goals: clear and simulate within 3x of float per image, compile with
@@ -115,7 +115,7 @@ fn main() -> Result<()> {
     for _ in 0..args.runs.max(1) {
         let t = std::time::Instant::now();
         let c = hooks.install(|| {
-            fhec_driver::compile::compile_model(
+            fhec_driver::job::compile_model(
                 &args.model,
                 &Default::default(),
                 &quant(&args),

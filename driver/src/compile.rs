@@ -15,6 +15,10 @@ use fhec_runtime::Circuit;
 
 use crate::config::{CryptoConfig, QuantConfig, RoundingBits};
 use crate::error::{DriverError, Result};
+use crate::report::{
+    layers_json, op_histogram, postprocessing_json, pruned_json, PassJson, PipelineSummary,
+    TableRangesJson,
+};
 
 /// The result of the pass pipeline.
 #[derive(Debug)]
@@ -62,6 +66,34 @@ impl Compiled {
     /// Tables whose input the rounding pass narrowed.
     pub fn rounded_tables(&self) -> usize {
         self.report.changes("round_accumulators").len()
+    }
+
+    /// How the tables' input domains were chosen, and what narrowing did.
+    pub fn table_ranges(&self) -> TableRangesJson {
+        TableRangesJson::new(self.quant.table_ranges(), &self.graph, &self.report)
+    }
+    /// The pipeline's effect, for JSON reports.
+    pub fn summary(&self) -> PipelineSummary {
+        PipelineSummary {
+            passes: self
+                .report
+                .passes
+                .iter()
+                .map(|p| PassJson {
+                    pass: p.pass,
+                    nodes_before: p.nodes_before,
+                    nodes_after: p.nodes_after,
+                    changes: p.changes.clone(),
+                })
+                .collect(),
+            tlu_count: self.tlu_count(),
+            max_accumulator_bits: self.max_accumulator_bits(),
+            layers: layers_json(&self.report.bit_widths),
+            pruned: pruned_json(&self.report),
+            postprocessing: postprocessing_json(&self.report),
+            ops_after: op_histogram(&self.graph),
+            nodes_after: self.graph.node_count(),
+        }
     }
 }
 
@@ -226,66 +258,4 @@ fn client_op(output: usize, op: &fhec_ir::Op) -> Result<ClientOp> {
         other => return Err(DriverError::PostProcessing { op: other.name() }),
     };
     Ok(ClientOp { output, step })
-}
-
-/// A model compiled from its file: what [`compile_model`] returns.
-pub struct CompiledModel {
-    pub model: fhec_frontend::ImportedModel,
-    /// The options used (an `auto` rounding width resolved).
-    pub quant: QuantConfig,
-    pub compiled: Compiled,
-    pub circuit: Circuit,
-    /// Where the time went, in order: import, calibration data, each pass, lowering,
-    /// parameter search.
-    pub phases: Vec<(&'static str, Duration)>,
-}
-
-/// ONNX file → circuit, as `fhec compile` does: import, resolve an `auto` rounding width on
-/// the (labelled) calibration file, load the calibration data, run the pipeline, build the
-/// circuit.
-pub fn compile_model(
-    path: &Path,
-    import: &fhec_frontend::ImportOptions,
-    quant: &QuantConfig,
-    crypto: &CryptoConfig,
-    hooks: &crate::Hooks,
-) -> Result<CompiledModel> {
-    let start = Instant::now();
-    let model = crate::model::import_model(path, import)?;
-    let imported = start.elapsed();
-    let quant = match (&quant.rounding_bits, &quant.calib) {
-        (Some(RoundingBits::Auto { .. }), None) => {
-            return Err(DriverError::AutoRounding(
-                crate::error::AutoRoundingProblem::NoData,
-            ))
-        }
-        (_, Some(calib)) => crate::tune::resolve_auto_rounding(
-            &model.graph,
-            path,
-            quant,
-            crypto,
-            calib,
-            &crate::data::DataKeys::default(),
-            hooks,
-        )?,
-        (_, None) => quant.clone(),
-    };
-    let calibration = crate::samples::calibration_for(&model.graph, &quant, path, hooks)?;
-    let loaded = start.elapsed();
-    let compiled = quantise(&model.graph, &quant, calibration.samples, path)?;
-    let (circuit, timings) = build_circuit(&compiled, crypto, path, &model.output_names)?;
-    let mut phases = vec![
-        ("import", imported),
-        ("load calibration data", loaded - imported),
-    ];
-    phases.extend(compiled.report.passes.iter().map(|p| (p.pass, p.elapsed)));
-    phases.push(("lowering", timings.lowering));
-    phases.push(("parameter search", timings.parameter_search));
-    Ok(CompiledModel {
-        model,
-        quant,
-        compiled,
-        circuit,
-        phases,
-    })
 }

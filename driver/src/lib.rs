@@ -1,11 +1,12 @@
 //! `fhec-driver`: the fhec job as a library, under the `fhec` command line and anything else
-//! that embeds fhec (a Python package, a server, a notebook). It imports an ONNX model,
-//! quantises it through the pass pipeline, builds the TFHE circuit ([`compile`]), loads
-//! datasets ([`data`], [`samples`]), evaluates in four modes ([`eval`]), runs FHE sessions
-//! ([`session`]) on inputs from `.npy` files ([`npy`], [`feed`]), and plans, writes, resumes
-//! and merges sweeps ([`sweep`]) and tune searches ([`tune`]). Errors are a [`DriverError`]
-//! carrying data; long operations take [`Hooks`] (progress events, a cancel flag, a thread
-//! count).
+//! that embeds fhec (a Python package, a server, a notebook). It imports an ONNX model
+//! ([`model`]), quantises it through the pass pipeline and builds the TFHE circuit
+//! ([`compile`]; the whole file-to-circuit job in [`job`]), loads datasets ([`data`],
+//! [`samples`]), predicts and evaluates in four modes ([`predict`], [`eval`]), runs FHE
+//! sessions ([`session`]) on inputs from `.npy` files ([`npy`], [`feed`]), and plans, writes,
+//! resumes and merges sweeps ([`sweep`]) and tune searches ([`tune`]). Errors are a
+//! [`DriverError`] carrying data; long operations take [`Hooks`] (progress events, a cancel
+//! flag, a thread count).
 //!
 //! From an ONNX model to a decrypted prediction:
 //!
@@ -54,8 +55,10 @@ pub mod error;
 pub mod eval;
 pub mod feed;
 pub mod hooks;
+pub mod job;
 pub mod model;
 pub mod npy;
+pub mod predict;
 pub mod prune_stats;
 pub mod report;
 pub mod samples;

@@ -11,8 +11,7 @@ use fhec_runtime::circuit::Instruction;
 use fhec_runtime::{Circuit, CryptoParams};
 use serde::Serialize;
 
-use crate::compile::Compiled;
-use crate::config::{ranges_text, QuantConfig};
+use crate::config::ranges_text;
 
 /// What a compiled circuit costs and promises (`compile --json`, and part of eval/predict
 /// reports).
@@ -132,17 +131,16 @@ pub struct NarrowedJson {
 }
 
 impl TableRangesJson {
-    pub fn new(quant: &QuantConfig, compiled: &Compiled) -> Self {
-        let tables = compiled
-            .graph
+    /// The table domains of an integer `graph` compiled with `ranges`.
+    pub fn new(ranges: fhec_passes::TableRanges, graph: &Graph, report: &PipelineReport) -> Self {
+        let tables = graph
             .node_ids()
-            .filter(|&n| matches!(compiled.graph.node(n).op, fhec_ir::Op::Tlu(_)))
+            .filter(|&n| matches!(graph.node(n).op, fhec_ir::Op::Tlu(_)))
             .count();
         TableRangesJson {
-            ranges: ranges_text(quant.table_ranges()),
+            ranges: ranges_text(ranges),
             tables,
-            narrowed: compiled
-                .report
+            narrowed: report
                 .narrowed_tables
                 .iter()
                 .map(|t| NarrowedJson {
@@ -155,32 +153,6 @@ impl TableRangesJson {
                     bits_after: t.bits_after,
                 })
                 .collect(),
-        }
-    }
-}
-
-impl Compiled {
-    /// The pipeline's effect, for JSON reports.
-    pub fn summary(&self) -> PipelineSummary {
-        PipelineSummary {
-            passes: self
-                .report
-                .passes
-                .iter()
-                .map(|p| PassJson {
-                    pass: p.pass,
-                    nodes_before: p.nodes_before,
-                    nodes_after: p.nodes_after,
-                    changes: p.changes.clone(),
-                })
-                .collect(),
-            tlu_count: self.tlu_count(),
-            max_accumulator_bits: self.max_accumulator_bits(),
-            layers: layers_json(&self.report.bit_widths),
-            pruned: pruned_json(&self.report),
-            postprocessing: postprocessing_json(&self.report),
-            ops_after: op_histogram(&self.graph),
-            nodes_after: self.graph.node_count(),
         }
     }
 }

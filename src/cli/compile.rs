@@ -165,7 +165,7 @@ pub fn run(args: &CompileArgs) -> Result<()> {
         ..Hooks::default()
     };
     let crypto = args.crypto.config();
-    let out = fhec_driver::compile::compile_model(
+    let out = fhec_driver::job::compile_model(
         &args.model,
         &args.import.options(),
         &args.quant.config(),
@@ -192,7 +192,7 @@ pub fn run(args: &CompileArgs) -> Result<()> {
         .map(|m| m.len())
         .unwrap_or(0);
     let report = CircuitReport::new(circuit);
-    let ranges = TableRangesJson::new(quant, compiled);
+    let ranges = compiled.table_ranges();
     if args.json {
         print_out(&json_text(&CompileJson {
             model: args.model.display().to_string(),

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use fhec_driver::config::QuantConfig;
 use fhec_driver::data::DataKeys;
-use fhec_driver::eval::{correct, float_predictions};
+use fhec_driver::predict::{correct, float_predictions};
 use fhec_driver::samples::{load_calibration, load_test_set, single_input};
 use fhec_driver::sweep::table::write_atomic;
 use fhec_driver::Hooks;

@@ -10,11 +10,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::glyph::{register_font, GlyphText};
+use super::glyph::{register_font, GlyphText, FONT};
 use super::layout::*;
 use super::PlotError;
 
-pub(super) const FONT: &str = "sans-serif";
 pub(super) const TITLE_PX: f64 = 26.0;
 pub(super) const CAPTION_PX: f64 = 19.0;
 pub(super) const DESC_PX: f64 = 18.0;

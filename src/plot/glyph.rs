@@ -5,8 +5,10 @@
 use plotters::prelude::*;
 use plotters_backend::{BackendColor, BackendCoord, BackendTextStyle, DrawingErrorKind};
 
-use super::draw::FONT;
 use super::PlotError;
+
+/// The family name the plots ask for; the embedded font is registered under it.
+pub(super) const FONT: &str = "sans-serif";
 
 /// DejaVu Sans (assets/fonts/LICENSE-DejaVu.txt).
 pub(super) static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");

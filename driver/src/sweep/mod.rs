@@ -35,10 +35,10 @@ use crate::config::{
 };
 use crate::data::DataKeys;
 use crate::error::{one_line, DriverError, Result};
-use crate::eval::{
+use crate::hooks::Hooks;
+use crate::predict::{
     agreement, clear_predictions, correct, fhe_predictions, float_predictions, simulate_predictions,
 };
-use crate::hooks::Hooks;
 use crate::report::CircuitReport;
 use crate::samples::{data_calibration, load_test_set, single_input, Calibration, TestSet};
 use crate::session::{FheTimings, KeyCache};

@@ -27,10 +27,10 @@ use crate::config::{
 };
 use crate::data::{load_dataset, DataError, DataKeys, Dataset, Split};
 use crate::error::{one_line, AutoRoundingProblem, DataRole, DriverError, FileFix, Result};
-use crate::eval::{
+use crate::hooks::Hooks;
+use crate::predict::{
     clear_predictions, correct, fhe_predictions, float_predictions, simulate_predictions,
 };
-use crate::hooks::Hooks;
 use crate::report::{json_text, CircuitReport};
 use crate::samples::{check_labels, load_test_set, model_samples, single_input, TestSet};
 use crate::session::FheSession;
