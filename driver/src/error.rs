@@ -120,7 +120,7 @@ pub enum DriverError {
     NotQuantised,
     #[error("an `auto` rounding width must be chosen on labelled data (tune::resolve_auto_rounding) before compiling; give a width here")]
     AutoRoundingUnresolved,
-    #[error("{}", auto_rounding_text(.0))]
+    #[error("{}", .0.text(&FIELD_NAMES))]
     AutoRounding(AutoRoundingProblem),
     #[error("cannot compile '{}' ({config}): the model is not fully quantisation-aware, so quantising it needs calibration data", model.display())]
     NeedsCalibration {
@@ -223,31 +223,62 @@ pub enum AutoRoundingProblem {
     NoData,
 }
 
-fn auto_rounding_text(p: &AutoRoundingProblem) -> String {
-    match p {
-        AutoRoundingProblem::NoBits => {
-            "an `auto` rounding width needs a bit width: it chooses a rounding width for it".into()
+/// The names a front end gives the options an error can point to: the driver's own field
+/// names ([`FIELD_NAMES`]), the command line's flags, a Python binding's keywords.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionNames {
+    /// Asking for an `auto` rounding width.
+    pub auto_rounding: &'static str,
+    pub bits: &'static str,
+    pub p_error: &'static str,
+    pub global_p_error: &'static str,
+    pub prune_rate: &'static str,
+    pub calib: &'static str,
+}
+
+/// The options by their [`crate::QuantConfig`] / [`crate::CryptoConfig`] field names.
+pub const FIELD_NAMES: OptionNames = OptionNames {
+    auto_rounding: "rounding_bits = auto",
+    bits: "bits",
+    p_error: "p_error",
+    global_p_error: "global_p_error",
+    prune_rate: "prune_rate",
+    calib: "calib",
+};
+
+impl AutoRoundingProblem {
+    /// The problem in a front end's option names.
+    pub fn text(&self, n: &OptionNames) -> String {
+        let auto = n.auto_rounding;
+        match self {
+            AutoRoundingProblem::NoBits => {
+                format!("{auto} needs {}: it chooses a rounding width for them", n.bits)
+            }
+            AutoRoundingProblem::GlobalPError => format!(
+                "{auto} works with {} (per bootstrap), not {}",
+                n.p_error, n.global_p_error
+            ),
+            AutoRoundingProblem::PerLayerPruneRates => {
+                format!("{auto} works with one {}, not one per layer", n.prune_rate)
+            }
+            AutoRoundingProblem::NoWidth {
+                tolerance,
+                bits,
+                float,
+                best,
+                validation,
+            } => format!(
+                "{auto}:{tolerance}: no rounding width keeps {bits}-bit accuracy within \
+                 {tolerance} points of float ({float:.4}) on {validation} (best {best:.4}); \
+                 raise the tolerance or {}, or give a width",
+                n.bits
+            ),
+            AutoRoundingProblem::NoData => format!(
+                "{auto} needs labelled data to choose on: give {} D.npz (with labels; its val \
+                 split, or a part of its train split, scores the widths)",
+                n.calib
+            ),
         }
-        AutoRoundingProblem::GlobalPError => "an `auto` rounding width works with a failure \
-            probability per bootstrap, not per inference"
-            .into(),
-        AutoRoundingProblem::PerLayerPruneRates => {
-            "an `auto` rounding width works with one pruning rate, not one per layer".into()
-        }
-        AutoRoundingProblem::NoWidth {
-            tolerance,
-            bits,
-            float,
-            best,
-            validation,
-        } => format!(
-            "auto:{tolerance}: no rounding width keeps {bits}-bit accuracy within {tolerance} \
-             points of float ({float:.4}) on {validation} (best {best:.4}); raise the \
-             tolerance or the bit width, or give a width"
-        ),
-        AutoRoundingProblem::NoData => "an `auto` rounding width needs labelled data to \
-            choose on (its val split, or a part of its train split, scores the widths)"
-            .into(),
     }
 }
 

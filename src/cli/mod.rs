@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
-use fhec_driver::error::{AutoRoundingProblem, DriverError, FileFix};
+use fhec_driver::error::{DriverError, FileFix, OptionNames};
 use fhec_frontend::{ImportOptions, ImportedModel, InputShape};
 
 pub mod compile;
@@ -79,7 +79,7 @@ pub fn advise(e: DriverError, calib_hint: &str) -> anyhow::Error {
             "--rounding-bits auto is chosen on labelled data by `fhec eval` and `fhec compile` \
              (with a labelled --calib); give a width here, e.g. --rounding-bits 6"
         ),
-        DriverError::AutoRounding(p) => anyhow!(auto_rounding_advice(&p)),
+        DriverError::AutoRounding(p) => anyhow!(p.text(&FLAGS)),
         DriverError::UnknownShapeInput {
             model,
             name,
@@ -140,35 +140,15 @@ pub fn advise(e: DriverError, calib_hint: &str) -> anyhow::Error {
     }
 }
 
-/// An `auto` rounding problem in flag terms.
-fn auto_rounding_advice(p: &AutoRoundingProblem) -> String {
-    match p {
-        AutoRoundingProblem::NoBits => {
-            "--rounding-bits auto needs --bits: it chooses a rounding width for them".into()
-        }
-        AutoRoundingProblem::GlobalPError => {
-            "--rounding-bits auto works with --p-error (per bootstrap), not --global-p-error".into()
-        }
-        AutoRoundingProblem::PerLayerPruneRates => {
-            "--rounding-bits auto works with one --prune-rate, not one per layer".into()
-        }
-        AutoRoundingProblem::NoWidth {
-            tolerance,
-            bits,
-            float,
-            best,
-            validation,
-        } => format!(
-            "--rounding-bits auto:{tolerance}: no rounding width keeps {bits}-bit accuracy \
-             within {tolerance} points of float ({float:.4}) on {validation} (best {best:.4}); \
-             raise the tolerance or --bits, or give a width"
-        ),
-        AutoRoundingProblem::NoData => "--rounding-bits auto needs labelled data to choose on: \
-             pass --calib D.npz (with labels; its val split, or a part of its train split, \
-             scores the widths)"
-            .into(),
-    }
-}
+/// The options an error can point to, by their flags.
+const FLAGS: OptionNames = OptionNames {
+    auto_rounding: "--rounding-bits auto",
+    bits: "--bits",
+    p_error: "--p-error",
+    global_p_error: "--global-p-error",
+    prune_rate: "--prune-rate",
+    calib: "--calib",
+};
 
 /// Writes to stdout; a closed pipe (`fhec inspect ... | head`) is not an error.
 pub fn print_out(text: &str) -> Result<()> {
