@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::{fails, fhec, fixture_models, fixtures, node, ok, reference, stderr, stdout};
+use fhec_testkit::{float_tensor, str_attr};
 use ndarray::{ArrayD, Axis, IxDyn};
 use prost::Message;
 use tract_onnx::pb;
@@ -80,25 +81,6 @@ fn value_info(name: &str, elem_type: i32, dims: &[D]) -> pb::ValueInfoProto {
             })),
             ..Default::default()
         }),
-        ..Default::default()
-    }
-}
-
-fn str_attr(name: &str, value: &str) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: 3, // STRING
-        s: value.as_bytes().to_vec(),
-        ..Default::default()
-    }
-}
-
-fn float_tensor(name: &str, dims: &[i64], data: Vec<f32>) -> pb::TensorProto {
-    pb::TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: FLOAT,
-        float_data: data,
         ..Default::default()
     }
 }

@@ -9,12 +9,12 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{data_arg, fails, fhec, model_arg, node, ok, stderr};
+use fhec_testkit::{value_info, FLOAT};
 use ndarray::{s, Array1, ArrayD};
 use ndarray_npy::{NpzReader, NpzWriter};
 use prost::Message;
 use serde_json::Value;
 use tract_onnx::pb;
-use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -665,27 +665,6 @@ fn eval_without_calibration_data_says_to_pass_calib() {
 
 // --- a model the quantiser cannot handle: the sum of two runtime branches -----------------
 
-fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|&d| Dimension {
-            value: Some(dimension::Value::DimValue(d)),
-            ..Default::default()
-        })
-        .collect();
-    pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: 1,
-                shape: Some(pb::TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 fn weights(name: &str, rows: usize, cols: usize, seed: usize) -> pb::TensorProto {
     pb::TensorProto {
         name: name.into(),
@@ -711,8 +690,8 @@ fn two_branch_model(dir: &Path, op: &str) -> PathBuf {
             node("combine", op, &["ra", "rb"], &["y"]),
         ],
         initializer: vec![weights("w1", 4, 2, 1), weights("w2", 4, 2, 2)],
-        input: vec![value_info("x", &[1, 4])],
-        output: vec![value_info("y", &[1, 2])],
+        input: vec![value_info("x", FLOAT, &[1, 4])],
+        output: vec![value_info("y", FLOAT, &[1, 2])],
         ..Default::default()
     };
     let model = pb::ModelProto {

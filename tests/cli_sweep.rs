@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{fails, fhec, fixtures, ok, stderr};
+use fhec_testkit::{value_info, FLOAT};
 use ndarray::{Array2, Array3};
 use prost::Message;
 use tract_onnx::pb;
@@ -518,28 +519,6 @@ fn cnn_sweeps_name_files_after_format_and_size() {
 
 // --- MedMNIST 128x128 -----------------------------------------------------------------------
 
-fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
-    use pb::tensor_shape_proto::{dimension, Dimension};
-    let dim = dims
-        .iter()
-        .map(|&d| Dimension {
-            value: Some(dimension::Value::DimValue(d)),
-            ..Default::default()
-        })
-        .collect();
-    pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: 1,
-                shape: Some(pb::TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 /// `x[1,1,128,128] -> Flatten -> Gemm(16384 -> 2)`: class 1 when the image is bright.
 fn bright_model(dir: &Path) -> PathBuf {
     let n = 128 * 128;
@@ -570,8 +549,8 @@ fn bright_model(dir: &Path) -> PathBuf {
                 ..Default::default()
             },
         ],
-        input: vec![value_info("x", &[1, 1, 128, 128])],
-        output: vec![value_info("y", &[1, 2])],
+        input: vec![value_info("x", FLOAT, &[1, 1, 128, 128])],
+        output: vec![value_info("y", FLOAT, &[1, 2])],
         ..Default::default()
     };
     let model = pb::ModelProto {

@@ -31,7 +31,7 @@ use fhec_runtime::exec::{execute, quantize_inputs};
 use fhec_runtime::fhe::run_traced;
 use fhec_runtime::noise::{binomial_interval, params_are_secure};
 use fhec_runtime::{ClearEngine, Engine, RuntimeError, SimulationEngine};
-use lower_common::{compile_fixture, data_of, samples};
+use lower_common::{compile_fixture, data_of, data_samples};
 use seeded::seeded_keys;
 
 /// A clear engine whose lookups also run on a [`SimulationEngine`]: counts the simulated
@@ -113,7 +113,7 @@ fn measure(
     };
     let (file, nhwc) = data_of(stem);
     let mut c = Counts::default();
-    for x in samples(file, "x_test", nhwc, n) {
+    for x in data_samples(file, "x_test", nhwc, n) {
         let inputs = [x];
         let encrypted = client.encrypt(&circuit.program, &inputs).unwrap();
         let (_, trace) = run_traced(&circuit, &server, &client, &encrypted).unwrap();

@@ -18,7 +18,7 @@ fn check_model(
     n: usize,
 ) {
     let (file, nhwc) = data_of(stem);
-    let test = samples(file, "x_test", nhwc, n);
+    let test = data_samples(file, "x_test", nhwc, n);
     for &(bits, rounding) in settings {
         let what = format!("{stem} at {bits} bits, rounding {rounding:?}");
         let graph = compile_fixture(stem, bits, rounding, calib);

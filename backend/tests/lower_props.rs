@@ -13,21 +13,12 @@ use std::collections::HashMap;
 
 use fhec_backend::lower::lower;
 use fhec_ir::{
-    BinaryOp, ConvAttrs, GemmAttrs, Graph, NodeId, Op, PadMode, PoolAttrs, QParams, Rounding,
-    RoundingMode, Tensor, TensorFact, Tlu, UnaryOp,
+    BinaryOp, ConvAttrs, Graph, NodeId, Op, PadMode, PoolAttrs, QParams, Rounding, RoundingMode,
+    Tensor, TensorFact, Tlu, UnaryOp,
 };
 use fhec_passes::bitwidth::node_range;
 use lower_common::*;
 use proptest::prelude::*;
-
-fn gemm_attrs() -> GemmAttrs {
-    GemmAttrs {
-        alpha: 1.0,
-        beta: 1.0,
-        trans_a: false,
-        trans_b: true,
-    }
-}
 
 fn pool_attrs(r: &mut Lcg, hw: usize, ceil: bool) -> Option<PoolAttrs> {
     let k = 2 + r.below(2);
@@ -131,7 +122,7 @@ fn float_model(seed: u64) -> Graph {
         let w = konst(&mut g, &mut r, &format!("fc{l}.w"), &[out, width], 1.0);
         let b = konst(&mut g, &mut r, &format!("fc{l}.b"), &[out], 0.5);
         x = g
-            .add_node(format!("fc{l}"), Op::Gemm(gemm_attrs()), &[x, w, b])
+            .add_node(format!("fc{l}"), Op::Gemm(GEMM_TRANS_B), &[x, w, b])
             .unwrap();
         x = g
             .add_node(format!("fc{l}.act"), Op::Unary(act(&mut r)), &[x])
@@ -139,7 +130,7 @@ fn float_model(seed: u64) -> Graph {
         width = out;
     }
     let w = konst(&mut g, &mut r, "out.w", &[3, width], 1.0);
-    x = g.add_node("out", Op::Gemm(gemm_attrs()), &[x, w]).unwrap();
+    x = g.add_node("out", Op::Gemm(GEMM_TRANS_B), &[x, w]).unwrap();
     g.set_outputs(vec![x]);
     g.verify().unwrap();
     g
@@ -372,7 +363,7 @@ fn int_model(seed: u64) -> Graph {
     let w = b.konst(&[m, n], -3, 3);
     let bias = b.konst(&[m], -10, 10);
     let y = b
-        .add(Op::Gemm(gemm_attrs()), &[flat, w, bias])
+        .add(Op::Gemm(GEMM_TRANS_B), &[flat, w, bias])
         .expect("gemm");
     let dq = QParams {
         scale: 0.125,

@@ -252,7 +252,10 @@ impl AutoRoundingProblem {
         let auto = n.auto_rounding;
         match self {
             AutoRoundingProblem::NoBits => {
-                format!("{auto} needs {}: it chooses a rounding width for them", n.bits)
+                format!(
+                    "{auto} needs {}: it chooses a rounding width for them",
+                    n.bits
+                )
             }
             AutoRoundingProblem::GlobalPError => format!(
                 "{auto} works with {} (per bootstrap), not {}",

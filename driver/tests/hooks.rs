@@ -34,10 +34,7 @@ fn request<'a>(model: &'a Path, data: &'a Path, mode: EvalMode) -> EvalRequest<'
 
 #[test]
 fn a_set_cancel_flag_stops_an_evaluation() {
-    let (model, data) = (
-        fixture("mlp_torch.onnx"),
-        fixture("data/breast_cancer.npz"),
-    );
+    let (model, data) = (fixture("mlp_torch.onnx"), fixture("data/breast_cancer.npz"));
     let cancel = AtomicBool::new(true);
     let hooks = Hooks {
         cancel: Some(&cancel),
@@ -102,7 +99,10 @@ fn a_sweep_reports_nested_tasks_steps_and_notes() {
     let outcome = fhec_driver::sweep::run(&spec, &hooks).unwrap();
     assert_eq!((outcome.computed, outcome.errors), (2, 0));
     let events = events.into_inner().unwrap();
-    assert_eq!(events.first().map(String::as_str), Some("begin configs Some(2)"));
+    assert_eq!(
+        events.first().map(String::as_str),
+        Some("begin configs Some(2)")
+    );
     assert_eq!(events.last().map(String::as_str), Some("end"));
     let count = |p: &str| events.iter().filter(|e| e.starts_with(p)).count();
     assert_eq!(count("step"), 2, "{events:?}");
@@ -134,8 +134,7 @@ fn a_model_without_calibration_data_gets_a_typed_error_without_flags() {
     let path = fixture("mlp_torch.onnx");
     let model = fhec_driver::import_model(&path, &Default::default()).unwrap();
     let e = fhec_driver::quantise(&model.graph, &QuantConfig::bits(6), vec![], &path)
-        .err()
-        .expect("a post-training-quantised model needs calibration data");
+        .expect_err("a post-training-quantised model needs calibration data");
     assert!(matches!(e, DriverError::NeedsCalibration { .. }), "{e:?}");
     let text = fhec_driver::error::one_line(&e);
     assert!(text.contains("calibration data"), "{text}");

@@ -4,12 +4,10 @@
 
 use fhec_frontend::{import_bytes, ImportOptions, ImportedModel};
 use fhec_ir::{interp, DType, Op, Tensor};
+use fhec_testkit::value_info;
 use ndarray::{ArrayD, IxDyn};
 use prost::Message;
 use tract_onnx::pb;
-
-mod common;
-use common::value_info;
 
 const FLOAT: i32 = 1;
 const UINT8: i32 = 2;

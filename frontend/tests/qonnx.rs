@@ -4,29 +4,17 @@
 
 use fhec_frontend::{import_bytes, scan_unsupported, FrontendError, ImportedModel};
 use fhec_ir::{interp, Op, Tensor};
+use fhec_testkit::{float_tensor, str_attr, value_info};
 use ndarray::{ArrayD, IxDyn};
 use prost::Message;
 use tract_onnx::pb;
-
-mod common;
-use common::value_info;
 
 const FLOAT: i32 = 1;
 const BREVITAS: &str = "onnx.brevitas";
 const QONNX: &str = "qonnx.custom_op.general";
 
-fn tensor(name: &str, dims: &[i64], data: Vec<f32>) -> pb::TensorProto {
-    pb::TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: FLOAT,
-        float_data: data,
-        ..Default::default()
-    }
-}
-
 fn scalar(name: &str, v: f32) -> pb::TensorProto {
-    tensor(name, &[], vec![v])
+    float_tensor(name, &[], vec![v])
 }
 
 fn int_attr(name: &str, v: i64) -> pb::AttributeProto {
@@ -34,15 +22,6 @@ fn int_attr(name: &str, v: i64) -> pb::AttributeProto {
         name: name.into(),
         r#type: pb::attribute_proto::AttributeType::Int as i32,
         i: v,
-        ..Default::default()
-    }
-}
-
-fn str_attr(name: &str, v: &str) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: pb::attribute_proto::AttributeType::String as i32,
-        s: v.as_bytes().to_vec(),
         ..Default::default()
     }
 }
@@ -336,7 +315,7 @@ fn weight_model(
         dims,
         vec![q, add],
         vec![
-            tensor("w", dims, w.to_vec()),
+            float_tensor("w", dims, w.to_vec()),
             scale,
             scalar("z", 0.0),
             scalar("b", bits),
@@ -407,7 +386,7 @@ fn quant_on_constants_every_rounding_mode() {
 fn quant_on_constants_per_channel_and_wide() {
     // Per-output-channel scales [2,1] on W[2,3]: DequantizeLinear along axis 0.
     let w = [0.5, -0.25, 1.0, 2.0, -3.0, 0.7];
-    let scale = tensor("s", &[2, 1], vec![0.1, 0.5]);
+    let scale = float_tensor("s", &[2, 1], vec![0.1, 0.5]);
     let m = weight_model(&w, &[2, 3], scale, (1, 0, "ROUND"), 4.0);
     let got = run(&m, &[0.0; 6], &[2, 3]);
     for (i, (&x, &g)) in w.iter().zip(&got).enumerate() {
@@ -440,7 +419,7 @@ fn quant_per_channel_activations() {
         &[1, 3, 2],
         vec![quant_node(QONNX, 1, 0, "ROUND")],
         vec![
-            tensor("s", &[1, 3, 1], vec![0.1, 0.25, 0.02]),
+            float_tensor("s", &[1, 3, 1], vec![0.1, 0.25, 0.02]),
             scalar("z", 0.0),
             scalar("b", 4.0),
         ],
@@ -707,7 +686,7 @@ fn refuses_other_unsupported_forms() {
                 &[2, 2],
                 vec![quant_node(QONNX, 1, 0, "ROUND")],
                 vec![
-                    tensor("s", &[2, 2], vec![0.1, 0.2, 0.3, 0.4]),
+                    float_tensor("s", &[2, 2], vec![0.1, 0.2, 0.3, 0.4]),
                     scalar("z", 0.0),
                     scalar("b", 4.0),
                 ],

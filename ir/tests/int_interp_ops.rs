@@ -8,13 +8,10 @@ use fhec_ir::quant::{negacyclic_read, QParams, Rounding, RoundingMode, Tlu};
 use fhec_ir::{
     BinaryOp, ConvAttrs, GemmAttrs, Graph, NodeId, Op, PadMode, PoolAttrs, Tensor, TensorFact,
 };
+use fhec_testkit::tensor as real;
 use ndarray::{ArrayD, IxDyn};
 
 fn int(shape: &[usize], data: &[i64]) -> ArrayD<i64> {
-    ArrayD::from_shape_vec(IxDyn(shape), data.to_vec()).unwrap()
-}
-
-fn real(shape: &[usize], data: &[f32]) -> Tensor {
     ArrayD::from_shape_vec(IxDyn(shape), data.to_vec()).unwrap()
 }
 

@@ -6,18 +6,16 @@
 
 use fhec_ir::int_interp::{eval, eval_checked, Value};
 use fhec_ir::{ConvAttrs, GemmAttrs, Op};
+use fhec_testkit::Lcg;
 use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
 
-/// Deterministic values in `[-magnitude, magnitude]` from `seed`.
+/// Deterministic values in `[-magnitude, magnitude]` from `seed` (the raw LCG from `seed | 1`).
 fn values(n: usize, magnitude: i64, seed: u64) -> Vec<i64> {
-    let mut state = seed | 1;
+    let mut rng = Lcg::with_state(seed | 1);
     (0..n)
         .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let r = (state >> 1) as i64;
+            let r = (rng.next_u64() >> 1) as i64;
             if magnitude == i64::MAX {
                 r
             } else {

@@ -6,11 +6,7 @@ use fhec_ir::{
     BinaryOp, ConvAttrs, DType, GemmAttrs, Graph, Op, PadMode, PoolAttrs, QuantAttrs, Tensor,
     TensorFact, UnaryOp,
 };
-use ndarray::{ArrayD, IxDyn};
-
-fn t(shape: &[usize], data: &[f32]) -> Tensor {
-    ArrayD::from_shape_vec(IxDyn(shape), data.to_vec()).unwrap()
-}
+use fhec_testkit::tensor as t;
 
 fn iota(shape: &[usize]) -> Tensor {
     let n: usize = shape.iter().product();

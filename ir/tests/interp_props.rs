@@ -4,25 +4,16 @@
 
 use fhec_ir::interp;
 use fhec_ir::{ConvAttrs, Graph, Op, PadMode, PoolAttrs, Tensor, TensorFact};
+use fhec_testkit::Lcg;
 use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
 
-/// Deterministic pseudo-random values in [-1, 1) (a 64-bit LCG), so shapes and data can be
-/// drawn independently.
+/// Deterministic pseudo-random values in [-1, 1) (the raw LCG from `seed`, one step skipped),
+/// so shapes and data can be drawn independently.
 fn random(shape: &[usize], seed: u64) -> Tensor {
-    let mut s = seed
-        .wrapping_mul(6_364_136_223_846_793_005)
-        .wrapping_add(1_442_695_040_888_963_407);
-    let n: usize = shape.iter().product();
-    let data = (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect();
-    ArrayD::from_shape_vec(IxDyn(shape), data).unwrap()
+    let mut rng = Lcg::with_state(seed);
+    rng.next_u64();
+    rng.tensor(shape, -1.0, 1.0)
 }
 
 /// Runs a graph whose nodes are added by `build` on inputs with the given values.

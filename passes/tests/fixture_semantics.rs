@@ -17,7 +17,7 @@ fn pipelines() -> &'static Vec<(String, Graph, Vec<Stage>)> {
         fixture_models()
             .into_iter()
             .map(|stem| {
-                let g = import_fixture(&stem);
+                let g = fixture_graph(&stem);
                 let s = stages(&g, Default::default());
                 (stem, g, s)
             })

@@ -8,11 +8,7 @@ use fhec_ir::TensorFact;
 use fhec_ir::{int_interp, interp, BinaryOp, DType, GemmAttrs, Graph, NodeId, Op, Tensor};
 use fhec_passes::quantize::QuantOptions;
 use fhec_passes::{run_pipeline, PassContext, PassOptions};
-use ndarray::{ArrayD, IxDyn};
-
-fn t(shape: &[usize], data: &[f32]) -> Tensor {
-    ArrayD::from_shape_vec(IxDyn(shape), data.to_vec()).unwrap()
-}
+use fhec_testkit::tensor as t;
 
 fn konst(g: &mut Graph, name: &str, v: Tensor) -> NodeId {
     g.add_node(name, Op::Const(v), &[]).unwrap()

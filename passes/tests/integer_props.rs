@@ -9,9 +9,9 @@
 
 mod common;
 
-use common::Lcg;
+use common::{Lcg, GEMM_TRANS_B};
 use fhec_ir::{
-    int_interp, interp, ConvAttrs, GemmAttrs, Graph, Op, RoundingMode, Tensor, TensorFact, UnaryOp,
+    int_interp, interp, ConvAttrs, Graph, Op, RoundingMode, Tensor, TensorFact, UnaryOp,
 };
 use fhec_passes::bitwidth::{observed_ranges, worst_case_ranges};
 use fhec_passes::quantize::QuantOptions;
@@ -71,14 +71,8 @@ fn random_model(seed: u64, conv: bool) -> Graph {
                 &[],
             )
             .unwrap();
-        let gemm = GemmAttrs {
-            alpha: 1.0,
-            beta: 1.0,
-            trans_a: false,
-            trans_b: true,
-        };
         x = g
-            .add_node(format!("fc{layer}"), Op::Gemm(gemm), &[x, w, b])
+            .add_node(format!("fc{layer}"), Op::Gemm(GEMM_TRANS_B), &[x, w, b])
             .unwrap();
         let act = if r.chance(0.7) {
             UnaryOp::Relu
@@ -93,13 +87,7 @@ fn random_model(seed: u64, conv: bool) -> Graph {
     let w = g
         .add_node("wout", Op::Const(r.tensor(&[3, width], -1.0, 1.0)), &[])
         .unwrap();
-    let gemm = GemmAttrs {
-        alpha: 1.0,
-        beta: 1.0,
-        trans_a: false,
-        trans_b: true,
-    };
-    x = g.add_node("out", Op::Gemm(gemm), &[x, w]).unwrap();
+    x = g.add_node("out", Op::Gemm(GEMM_TRANS_B), &[x, w]).unwrap();
     g.set_outputs(vec![x]);
     g.verify().unwrap();
     g

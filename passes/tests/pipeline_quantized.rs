@@ -1,18 +1,11 @@
 //! The whole pipeline with quantisation on: accuracy per bit width (with and without
 //! rounding) and TLU counts, dense vs pruned.
 
-use std::path::Path;
-
 use fhec_ir::{int_interp, interp, RoundingMode, Tensor};
 use fhec_passes::bitwidth::{max_accumulator_bits, tlu_count};
 use fhec_passes::quantize::QuantOptions;
 use fhec_passes::{run_pipeline, PassContext, PassOptions, RoundingOptions};
-use ndarray::{ArrayD, Axis};
-use ndarray_npy::NpzReader;
-
-fn fixtures() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
+use fhec_testkit::{data_samples, fixture_graph, npz_array};
 
 struct Data {
     train: Vec<Tensor>,
@@ -20,29 +13,13 @@ struct Data {
     labels: Vec<i64>,
 }
 
+/// Every training and test sample of a fixture data file, and the test labels.
 fn data(file: &str, nhwc: bool) -> Data {
-    let mut npz =
-        NpzReader::new(std::fs::File::open(fixtures().join("data").join(file)).unwrap()).unwrap();
-    let mut split = |k: &str| -> Vec<Tensor> {
-        let x: ArrayD<f32> = npz.by_name(k).unwrap();
-        let x = if nhwc {
-            x.permuted_axes(vec![0, 2, 3, 1])
-                .as_standard_layout()
-                .into_owned()
-        } else {
-            x
-        };
-        x.axis_iter(Axis(0))
-            .map(|s| s.insert_axis(Axis(0)).to_owned())
-            .collect()
-    };
-    let train = split("x_train");
-    let test = split("x_test");
-    let y: ndarray::Array1<i64> = npz.by_name("y_test").unwrap();
+    let labels = npz_array::<i64>(&format!("data/{file}"), "y_test");
     Data {
-        train,
-        test,
-        labels: y.to_vec(),
+        train: data_samples(file, "x_train", nhwc, usize::MAX),
+        test: data_samples(file, "x_test", nhwc, usize::MAX),
+        labels: labels.iter().copied().collect(),
     }
 }
 
@@ -66,12 +43,7 @@ struct Run {
 }
 
 fn compile_and_eval(stem: &str, d: &Data, bits: Option<u32>, rounding: Option<u32>) -> Run {
-    let m = fhec_frontend::import_file(
-        &fixtures().join(format!("{stem}.onnx")),
-        &Default::default(),
-    )
-    .unwrap();
-    let mut g = m.graph;
+    let mut g = fixture_graph(stem);
     let mut ctx = PassContext::new(PassOptions {
         prune_threshold: 0.0,
         quantization: bits.map(QuantOptions::uniform),

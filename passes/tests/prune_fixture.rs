@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use fhec_ir::{interp, Graph, Op, Tensor};
 use fhec_passes::{run_pipeline, PassContext, PrunedLayer};
-use ndarray::Axis;
+use ndarray::{ArrayD, Axis};
 
 /// Output widths of the graph's Gemms, in topological order.
 fn gemm_widths(g: &Graph) -> Vec<usize> {
@@ -31,7 +31,7 @@ fn pruned_indices(layer: &str) -> Vec<usize> {
 
 #[test]
 fn mlp_torch_pruned_halves_hidden_layers_with_identical_outputs() {
-    let original = import_fixture("mlp_torch_pruned");
+    let original = fixture_graph("mlp_torch_pruned");
     assert_eq!(gemm_widths(&original), [64, 32, 2]);
     let mut g = original.clone();
     let mut ctx = PassContext::default();
@@ -69,7 +69,7 @@ fn mlp_torch_pruned_halves_hidden_layers_with_identical_outputs() {
     assert_eq!(w1, w0.select(Axis(0), &kept));
     assert_eq!(pruned_indices("layer2").len(), 16);
 
-    let x_test = npz_array("data/breast_cancer.npz", "x_test");
+    let x_test: ArrayD<f32> = npz_array("data/breast_cancer.npz", "x_test");
     assert_eq!(x_test.shape(), [114, 30]);
     for (i, x) in samples(&x_test).into_iter().enumerate() {
         let want: Vec<Tensor> = interp::run(&original, std::slice::from_ref(&x)).expect("original");
@@ -81,7 +81,7 @@ fn mlp_torch_pruned_halves_hidden_layers_with_identical_outputs() {
 #[test]
 fn unpruned_fixtures_keep_their_neurons() {
     for stem in ["mlp_torch", "mlp_keras", "cnn_torch_28", "cnn_keras_28"] {
-        let mut g = import_fixture(stem);
+        let mut g = fixture_graph(stem);
         let mut ctx = PassContext::default();
         run_pipeline(&mut g, &mut ctx).expect("pipeline");
         assert!(
@@ -96,7 +96,7 @@ fn unpruned_fixtures_keep_their_neurons() {
 fn threshold_prunes_small_weights() {
     // With a threshold above every weight of the first layer, all its neurons but one are
     // constant; the graph stays valid and small.
-    let mut g = import_fixture("mlp_torch");
+    let mut g = fixture_graph("mlp_torch");
     let mut ctx = PassContext::new(fhec_passes::PassOptions {
         prune_threshold: 10.0,
         ..Default::default()

@@ -4,16 +4,10 @@
 //! and the pruned graph computes exactly the original model with each removed neuron
 //! replaced by its mean on the calibration data, computed here by hand.
 
-use fhec_ir::{interp, GemmAttrs, Graph, Op, Tensor, TensorFact, UnaryOp};
+use fhec_ir::{interp, Graph, Op, Tensor, TensorFact, UnaryOp};
 use fhec_passes::{run_pipeline, PassContext, PassOptions, PruneMethod, PrunedLayer};
+use fhec_testkit::GEMM_TRANS_B;
 use ndarray::{arr1, arr2, Array1, Array2, IxDyn};
-
-const GEMM: GemmAttrs = GemmAttrs {
-    alpha: 1.0,
-    beta: 1.0,
-    trans_a: false,
-    trans_b: true,
-};
 
 /// 3 inputs -> 4 hidden (Relu) -> 2 outputs; torch layout (`[out, in]`).
 fn weights() -> (Array2<f32>, Array1<f32>, Array2<f32>, Array1<f32>) {
@@ -36,9 +30,13 @@ fn model() -> Graph {
     let mut konst = |name: &str, t: Tensor| g.add_node(name, Op::Const(t), &[]).unwrap();
     let (w1, b1) = (konst("w1", w1.into_dyn()), konst("b1", b1.into_dyn()));
     let (w2, b2) = (konst("w2", w2.into_dyn()), konst("b2", b2.into_dyn()));
-    let h = g.add_node("fc1", Op::Gemm(GEMM), &[x, w1, b1]).unwrap();
+    let h = g
+        .add_node("fc1", Op::Gemm(GEMM_TRANS_B), &[x, w1, b1])
+        .unwrap();
     let h = g.add_node("relu", Op::Unary(UnaryOp::Relu), &[h]).unwrap();
-    let y = g.add_node("fc2", Op::Gemm(GEMM), &[h, w2, b2]).unwrap();
+    let y = g
+        .add_node("fc2", Op::Gemm(GEMM_TRANS_B), &[h, w2, b2])
+        .unwrap();
     g.set_outputs(vec![y]);
     g.verify().unwrap();
     g

@@ -4,16 +4,10 @@
 //! replacing it by its mean (the other methods) does not; an independent neuron is never the
 //! one removed.
 
-use fhec_ir::{interp, GemmAttrs, Graph, Op, Tensor, TensorFact, UnaryOp};
+use fhec_ir::{interp, Graph, Op, Tensor, TensorFact, UnaryOp};
 use fhec_passes::{run_pipeline, PassContext, PassOptions, PruneMethod};
+use fhec_testkit::{Lcg, GEMM_TRANS_B};
 use ndarray::{arr1, arr2, IxDyn};
-
-const GEMM: GemmAttrs = GemmAttrs {
-    alpha: 1.0,
-    beta: 1.0,
-    trans_a: false,
-    trans_b: true,
-};
 
 /// 3 inputs in [0, 1] -> 4 hidden (Relu, always positive here) -> 2 outputs:
 /// h0 = x0 + 1, h1 = x1 + 1, h2 = h0 + h1 (x0 + x1 + 2), h3 = 2 x2 + 0.5 (independent).
@@ -32,23 +26,22 @@ fn model() -> Graph {
     let mut konst = |name: &str, t: Tensor| g.add_node(name, Op::Const(t), &[]).unwrap();
     let (w1, b1) = (konst("w1", w1.into_dyn()), konst("b1", b1.into_dyn()));
     let (w2, b2) = (konst("w2", w2.into_dyn()), konst("b2", b2.into_dyn()));
-    let h = g.add_node("fc1", Op::Gemm(GEMM), &[x, w1, b1]).unwrap();
+    let h = g
+        .add_node("fc1", Op::Gemm(GEMM_TRANS_B), &[x, w1, b1])
+        .unwrap();
     let h = g.add_node("relu", Op::Unary(UnaryOp::Relu), &[h]).unwrap();
-    let y = g.add_node("fc2", Op::Gemm(GEMM), &[h, w2, b2]).unwrap();
+    let y = g
+        .add_node("fc2", Op::Gemm(GEMM_TRANS_B), &[h, w2, b2])
+        .unwrap();
     g.set_outputs(vec![y]);
     g.verify().unwrap();
     g
 }
 
-/// `n` inputs in [0, 1) from a fixed LCG.
+/// `n` inputs in [0, 1) from the raw LCG started at `seed`.
 fn inputs(n: usize, seed: u64) -> Vec<Vec<Tensor>> {
-    let mut s = seed;
-    let mut next = || {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (s >> 40) as f32 / (1u64 << 24) as f32
-    };
+    let mut rng = Lcg::with_state(seed);
+    let mut next = || rng.uniform(0.0, 1.0);
     (0..n)
         .map(|_| {
             let v = vec![next(), next(), next()];

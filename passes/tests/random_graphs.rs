@@ -211,13 +211,7 @@ fn random_cnn(seed: u64) -> Graph {
     }
     let wn = konst(&mut g, "fc.w", w);
     let bn = konst(&mut g, "fc.b", rng.tensor(&[n], -0.5, 0.5));
-    let gemm = GemmAttrs {
-        alpha: 1.0,
-        beta: 1.0,
-        trans_a: false,
-        trans_b: true,
-    };
-    x = node(&mut g, "fc", Op::Gemm(gemm), &[x, wn, bn]);
+    x = node(&mut g, "fc", Op::Gemm(GEMM_TRANS_B), &[x, wn, bn]);
     if rng.chance(0.3) {
         x = node(&mut g, "softmax", Op::Softmax { axis: 1 }, &[x]);
     }

@@ -9,7 +9,7 @@ use fhec_ir::{
     UnaryOp,
 };
 use fhec_passes::{run_pass, run_passes, PassContext, PassOptions, PIPELINE};
-use ndarray::{arr1, ArrayD, IxDyn};
+use ndarray::arr1;
 
 fn input(g: &mut Graph, shape: &[usize]) -> NodeId {
     g.add_input("x", TensorFact::f32(shape))
@@ -21,10 +21,6 @@ fn konst(g: &mut Graph, name: &str, t: Tensor) -> NodeId {
 
 fn add(g: &mut Graph, name: &str, op: Op, ins: &[NodeId]) -> NodeId {
     g.add_node(name, op, ins).unwrap()
-}
-
-fn tensor(shape: &[usize], data: &[f32]) -> Tensor {
-    ArrayD::from_shape_vec(IxDyn(shape), data.to_vec()).unwrap()
 }
 
 fn gemm(trans_b: bool) -> Op {
@@ -122,7 +118,7 @@ fn fold_constants_evaluates_constant_subgraphs() {
 fn fold_constants_keeps_dequantized_weights() {
     // Brevitas weights are DequantizeLinear(const int weights): the grid is kept for the
     // quantiser.
-    let g = import_fixture("mlp_brevitas");
+    let g = fixture_graph("mlp_brevitas");
     let (h, _) = run1(&g, "fold_constants");
     assert_eq!(count(&g, "DequantizeLinear"), 6);
     assert_eq!(count(&h, "DequantizeLinear"), 6);
@@ -186,7 +182,7 @@ fn split_postprocessing_keeps_inner_softmax_and_layout_before_it() {
 #[test]
 fn matmul_to_gemm_on_tf2onnx_mlps() {
     for stem in ["mlp_keras", "mlp_tf2onnx_13", "mlp_tf2onnx_17"] {
-        let g = import_fixture(stem);
+        let g = fixture_graph(stem);
         let (h, _) = run1(&g, "matmul_to_gemm");
         assert_eq!((count(&g, "MatMul"), count(&h, "MatMul")), (3, 0), "{stem}");
         assert_eq!((count(&g, "Add"), count(&h, "Add")), (3, 0), "{stem}");
@@ -221,7 +217,7 @@ fn matmul_to_gemm_handles_bias_order_and_missing_bias() {
 #[test]
 fn fold_batchnorm_into_torch_convs() {
     for stem in ["cnn_torch_28", "cnn_torch_64", "cnn_torch_rgb_28"] {
-        let g = import_fixture(stem);
+        let g = fixture_graph(stem);
         let (h, _) = run1(&g, "fold_batchnorm");
         assert_eq!(
             (count(&g, "BatchNorm"), count(&h, "BatchNorm")),
@@ -239,7 +235,7 @@ fn fold_batchnorm_into_torch_convs() {
 #[test]
 fn fold_keras_batchnorm_mul_add() {
     for stem in ["cnn_keras_28", "cnn_keras_export_28"] {
-        let g = import_fixture(stem);
+        let g = fixture_graph(stem);
         let (h, _) = run_named(
             &g,
             &["matmul_to_gemm", "fold_batchnorm"],
@@ -337,7 +333,7 @@ fn fold_batchnorm_leaves_what_it_cannot_fold() {
 #[test]
 fn simplify_layout_folds_keras_flatten_transpose() {
     for stem in ["cnn_keras_28", "cnn_keras_export_28"] {
-        let g = import_fixture(stem);
+        let g = fixture_graph(stem);
         let (h, _) = run_named(
             &g,
             &["matmul_to_gemm", "simplify_layout"],
@@ -585,7 +581,7 @@ fn whole_pipeline_node_counts_on_fixtures() {
         ("mlp_torch_pruned", 12, 12),
     ];
     for (stem, before, after) in want {
-        let mut g = import_fixture(stem);
+        let mut g = fixture_graph(stem);
         assert_eq!(g.node_count(), before, "{stem}");
         let mut ctx = PassContext::default();
         run_passes(&mut g, &mut ctx, PIPELINE).unwrap();

@@ -17,7 +17,7 @@ const INTEGER_PASSES: &[&str] = &[
 #[test]
 fn ir_after_each_pass() {
     for stem in fixture_models() {
-        let g = import_fixture(&stem);
+        let g = fixture_graph(&stem);
         let stages = stages(&g, Default::default());
         for (i, s) in stages.iter().enumerate() {
             // The integer passes do nothing without quantisation options; they have their

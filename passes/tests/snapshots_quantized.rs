@@ -22,7 +22,7 @@ const MODELS: &[(&str, &str)] = &[
 #[test]
 fn integer_ir_after_each_pass() {
     for &(stem, data) in MODELS {
-        let mut g = import_fixture(stem);
+        let mut g = fixture_graph(stem);
         let mut ctx = PassContext::new(PassOptions {
             prune_threshold: 0.0,
             quantization: Some(QuantOptions::uniform(6)),
@@ -32,7 +32,7 @@ fn integer_ir_after_each_pass() {
             }),
             ..Default::default()
         });
-        ctx.calibration_inputs = train_samples(data, stem.contains("keras"), 64)
+        ctx.calibration_inputs = data_samples(data, "x_train", stem.contains("keras"), 64)
             .into_iter()
             .map(|x| vec![x])
             .collect();
@@ -56,7 +56,7 @@ fn integer_ir_after_each_pass() {
 #[test]
 fn tables_on_observed_ranges() {
     for &(stem, data) in &MODELS[..4] {
-        let mut g = import_fixture(stem);
+        let mut g = fixture_graph(stem);
         let mut ctx = PassContext::new(PassOptions {
             quantization: Some(QuantOptions::uniform(6)),
             rounding: Some(RoundingOptions {
@@ -66,7 +66,7 @@ fn tables_on_observed_ranges() {
             table_ranges: TableRanges::Observed { margin: 0.1 },
             ..Default::default()
         });
-        ctx.calibration_inputs = train_samples(data, false, 64)
+        ctx.calibration_inputs = data_samples(data, "x_train", false, 64)
             .into_iter()
             .map(|x| vec![x])
             .collect();

@@ -5,7 +5,6 @@
 //! purpose; IR snapshots).
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use fhec_ir::print::print_graph;
 use fhec_ir::quant::{QParams, Rounding, RoundingMode, Tlu};
@@ -13,7 +12,8 @@ use fhec_ir::{int_interp, BinaryOp, GemmAttrs, Graph, NodeId, Op, Tensor, Tensor
 use fhec_passes::quantize::{calibrate, quantize, QuantOptions};
 use fhec_passes::tlu_rewrite::{estimated_cost, tlu_count, PASS};
 use fhec_passes::{run_pass, run_pipeline, PassContext, PassOptions};
-use ndarray::{ArrayD, Axis, IxDyn};
+use fhec_testkit::{data_samples, fixture_graph, Lcg};
+use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -155,29 +155,11 @@ fn minmax(values: impl Iterator<Item = i64>) -> (i64, i64) {
     values.fold((i64::MAX, i64::MIN), |(l, h), v| (l.min(v), h.max(v)))
 }
 
-/// Deterministic pseudo-random numbers (a 64-bit LCG).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn int(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % (hi - lo + 1) as u64) as i64
-    }
-}
-
 /// A fixed pseudo-random function of (channel, value) with values in `-20..=20`.
 fn scramble(seed: u64) -> impl Fn(usize, i64) -> i64 {
     move |ch, v| {
-        let mut r = Lcg(seed ^ ((ch as u64) << 32) ^ v as u64);
-        r.next();
+        let mut r = Lcg::with_state(seed ^ ((ch as u64) << 32) ^ v as u64);
+        r.next_u64();
         r.int(-20, 20)
     }
 }
@@ -187,7 +169,7 @@ fn scramble(seed: u64) -> impl Fn(usize, i64) -> i64 {
 
 /// Real inputs covering the quantised range and beyond (saturation).
 fn inputs(g: &Graph, n: usize, seed: u64) -> Vec<Vec<Tensor>> {
-    let mut r = Lcg(seed);
+    let mut r = Lcg::with_state(seed);
     let hi = (1i64 << IN_BITS) + 1;
     (0..n)
         .map(|_| {
@@ -620,7 +602,7 @@ fn random_graph(rows: usize, channels: usize, steps: &[Step]) -> Graph {
                 }
             },
             Step::Offset { op, shape, seed } => {
-                let mut r = Lcg(*seed);
+                let mut r = Lcg::with_state(*seed);
                 let shape = match shape {
                     0 => vec![],
                     1 => vec![channels],
@@ -697,7 +679,13 @@ impl Float {
     fn new(shape: &[usize]) -> (Float, NodeId) {
         let mut g = Graph::new();
         let x = g.add_input("x", TensorFact::f32(shape));
-        (Float { g, rng: Lcg(17) }, x)
+        (
+            Float {
+                g,
+                rng: Lcg::with_state(17),
+            },
+            x,
+        )
     }
 
     fn op(&mut self, name: &str, op: Op, ins: &[NodeId]) -> NodeId {
@@ -737,7 +725,7 @@ impl Float {
         self.g.set_outputs(outputs);
         self.g.verify().expect("float graph verifies");
         let shape = self.g.node(self.g.inputs()[0]).fact.shape.clone();
-        let mut r = Lcg(5);
+        let mut r = Lcg::with_state(5);
         let mut sample = |scale: f32| -> Vec<Tensor> {
             let len = shape.iter().product();
             let data = (0..len)
@@ -955,32 +943,16 @@ fn a_layout_op_between_two_lookups_hides_the_chain() {
 // ---------------------------------------------------------------------------------------------
 // Quantised fixture models
 
-fn fixtures() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
 /// The fixture after the float pipeline, quantised to `bits` (calibrated on 100 training
 /// samples), with test samples.
 fn quantized_fixture(stem: &str, data: &str, bits: u32) -> (Graph, Vec<Tensor>) {
-    let path = fixtures().join(format!("{stem}.onnx"));
-    let mut g = fhec_frontend::import_file(&path, &Default::default())
-        .expect("import")
-        .graph;
+    let mut g = fixture_graph(stem);
     run_pipeline(&mut g, &mut PassContext::new(PassOptions::default())).expect("pipeline");
-    let file = std::fs::File::open(fixtures().join("data").join(data)).expect("data");
-    let mut npz = ndarray_npy::NpzReader::new(file).expect("npz");
-    let mut samples = |key: &str, n: usize| -> Vec<Tensor> {
-        let x: ArrayD<f32> = npz.by_name(key).expect("array");
-        x.axis_iter(Axis(0))
-            .take(n)
-            .map(|s| s.insert_axis(Axis(0)).to_owned())
-            .collect()
-    };
-    let calib: Vec<Vec<Tensor>> = samples("x_train", 100)
+    let calib: Vec<Vec<Tensor>> = data_samples(data, "x_train", false, 100)
         .into_iter()
         .map(|x| vec![x])
         .collect();
-    let test = samples("x_test", 20);
+    let test = data_samples(data, "x_test", false, 20);
     let ranges = calibrate(&g, &calib).expect("calibrate");
     let q = quantize(&g, &ranges, &QuantOptions::uniform(bits)).expect("quantize");
     (q.graph, test)

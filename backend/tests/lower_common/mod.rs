@@ -1,9 +1,10 @@
 //! Helpers of the lowering tests: fixture models and data, compiling with the pipeline,
 //! running a lowered program on the clear engine next to the integer interpreter, random
-//! graphs.
+//! graphs (with the workspace's shared test helpers re-exported: the generator, fixture data).
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+#[allow(unused_imports)] // each test binary uses its own subset
+pub use fhec_testkit::{data_samples, fixture_graph, Lcg, GEMM_TRANS_B};
 
 use fhec_ir::{int_interp, Graph, Op, RoundingMode, Tensor};
 use fhec_passes::quantize::QuantOptions;
@@ -12,12 +13,7 @@ use fhec_runtime::circuit::{Instruction, OutputSpec, Program};
 use fhec_runtime::clear::{ClearEngine, PlainEngine};
 use fhec_runtime::exec::{decoded_outputs, quantize_inputs};
 use fhec_runtime::execute;
-use ndarray::{ArrayD, Axis, IxDyn};
-use ndarray_npy::NpzReader;
-
-pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
+use ndarray::ArrayD;
 
 /// The data file of a fixture model and whether the model takes NHWC images.
 pub fn data_of(stem: &str) -> (&'static str, bool) {
@@ -27,25 +23,6 @@ pub fn data_of(stem: &str) -> (&'static str, bool) {
         "cnn_torch_8" => ("digits_8.npz", false),
         _ => ("digits_28.npz", false),
     }
-}
-
-/// The first `n` samples of split `key` (`x_train`, `x_test`) of a data file, each with a
-/// batch axis of 1.
-pub fn samples(file: &str, key: &str, nhwc: bool, n: usize) -> Vec<Tensor> {
-    let path = fixtures().join("data").join(file);
-    let mut npz = NpzReader::new(std::fs::File::open(&path).expect("data file")).expect("npz");
-    let x: ArrayD<f32> = npz.by_name(key).expect("split");
-    let x = if nhwc {
-        x.permuted_axes(IxDyn(&[0, 2, 3, 1]))
-            .as_standard_layout()
-            .into_owned()
-    } else {
-        x
-    };
-    x.axis_iter(Axis(0))
-        .take(n)
-        .map(|s| s.insert_axis(Axis(0)).to_owned())
-        .collect()
 }
 
 /// Compiles a float graph to an integer graph with the pipeline.
@@ -74,15 +51,12 @@ pub fn compile_fixture(
     rounding: Option<(u32, RoundingMode)>,
     calib: usize,
 ) -> Graph {
-    let path = fixtures().join(format!("{stem}.onnx"));
-    let model = fhec_frontend::import_file(&path, &Default::default())
-        .unwrap_or_else(|e| panic!("importing {stem}: {e}"));
     let (file, nhwc) = data_of(stem);
     compile(
-        &model.graph,
+        &fixture_graph(stem),
         bits,
         rounding,
-        &samples(file, "x_train", nhwc, calib),
+        &data_samples(file, "x_train", nhwc, calib),
     )
 }
 
@@ -208,54 +182,6 @@ pub fn check_encoding(p: &Program) {
         let v = &p.values[o.value];
         assert!(((v.max - v.min) as i128) < 1i128 << (63 - v.delta_log2));
         assert!(v.delta_log2 >= 1);
-    }
-}
-
-/// Deterministic pseudo-random numbers for the graph generators.
-pub struct Lcg(u64);
-
-impl Lcg {
-    pub fn new(seed: u64) -> Self {
-        Lcg(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0
-    }
-
-    /// Uniform in `0..n`.
-    pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 33) % n as u64) as usize
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn int(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + self.below((hi - lo + 1) as usize) as i64
-    }
-
-    pub fn chance(&mut self, p: f32) -> bool {
-        self.uniform(0.0, 1.0) < p
-    }
-
-    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        let u = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
-        lo + u * (hi - lo)
-    }
-
-    pub fn tensor(&mut self, shape: &[usize], lo: f32, hi: f32) -> Tensor {
-        let n: usize = shape.iter().product();
-        let data = (0..n).map(|_| self.uniform(lo, hi)).collect();
-        ArrayD::from_shape_vec(IxDyn(shape), data).expect("shape")
-    }
-
-    pub fn ints(&mut self, shape: &[usize], lo: i64, hi: i64) -> ArrayD<i64> {
-        let n: usize = shape.iter().product();
-        let data = (0..n).map(|_| self.int(lo, hi)).collect();
-        ArrayD::from_shape_vec(IxDyn(shape), data).expect("shape")
     }
 }
 

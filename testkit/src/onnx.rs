@@ -1,6 +1,9 @@
-//! ONNX protobuf builders shared by the frontend's integration tests.
+//! ONNX protobuf builders for hand-made test models.
 
 use tract_onnx::pb;
+
+/// ONNX `TensorProto.DataType` of `f32`.
+pub const FLOAT: i32 = 1;
 
 /// A graph input or output of element type `elem_type` (ONNX `TensorProto.DataType`) and a
 /// fixed shape.
@@ -23,6 +26,27 @@ pub fn value_info(name: &str, elem_type: i32, shape: &[i64]) -> pb::ValueInfoPro
             })),
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+/// An `f32` initializer of this shape holding `data`.
+pub fn float_tensor(name: &str, dims: &[i64], data: Vec<f32>) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: FLOAT,
+        float_data: data,
+        ..Default::default()
+    }
+}
+
+/// A string attribute.
+pub fn str_attr(name: &str, value: &str) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::String as i32,
+        s: value.as_bytes().to_vec(),
         ..Default::default()
     }
 }
