@@ -567,200 +567,333 @@ fn main() -> Result<()> {
         );
         return Ok(());
     }
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()?;
-    let cpu = cpu_model();
-    println!(
-        "machine: {cpu}; {threads} threads (of {} available); load average {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load_average()
-    );
-
+    let bench = Bench::new(args)?;
     let dir = tempfile::tempdir()?;
-    let (circuit_path, model_name) = match &args.circuit {
-        Some(p) => (resolve(p), p.display().to_string()),
-        None => {
-            let (p, secs) = compile(&args, threads, dir.path())?;
-            println!("compiled {} in {secs:.1} s", args.model.display());
-            (p, args.model.display().to_string())
-        }
-    };
-    let circuit = Circuit::load(&circuit_path)?;
-    let program = &circuit.program;
-    let pred = &circuit.prediction;
-    println!("params: {}", circuit.params);
-    println!(
-        "circuit: {} instructions, {} PBS per inference, predicted {:.3} ms/PBS, {:.3} s/inference on {} threads",
-        program.instructions.len(),
-        pred.pbs_count,
-        pred.pbs_latency_s * 1e3,
-        pred.latency_s,
-        pred.threads
-    );
-
-    // Keys.
-    let t = Instant::now();
-    let (client, compressed) = pool.install(|| ClientKey::generate(&circuit.params))?;
-    let keygen_s = t.elapsed().as_secs_f64();
-    let key_path = dir.path().join("server.key");
-    compressed.save(&key_path)?;
-    let server_key_bytes = std::fs::metadata(&key_path)?.len();
-    let t = Instant::now();
-    let server = pool.install(|| compressed.expand());
-    let expand_s = t.elapsed().as_secs_f64();
-    drop(compressed);
-    println!(
-        "keygen {keygen_s:.2} s, expansion {expand_s:.2} s, compressed server key {:.1} MiB",
-        server_key_bytes as f64 / (1u64 << 20) as f64
-    );
-
-    // Single bootstrap.
-    let pbs = measure_pbs(&circuit, &client, &server, &pool, args.batch, args.reps)?;
-    println!(
-        "single PBS (instruction {}, {}-bit table, {} PBS/element, batch {}): {:.3} ms on 1 thread, {:.3} ms/PBS on {threads} threads ({:.2}x); {} of {} lookups off",
-        pbs.instruction,
-        pbs.precision,
-        pbs.pbs_per_element,
-        args.batch,
-        pbs.single_s * 1e3,
-        pbs.parallel_s * 1e3,
-        pbs.single_s / pbs.parallel_s,
-        pbs.wrong,
-        args.batch
-    );
-
-    // End to end.
-    let samples = load_samples(&resolve(&args.data), program, args.samples)?;
-    let (mut enc_s, mut run_s, mut dec_s) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut agree, mut exact, mut correct, mut labelled) = (0usize, 0usize, 0usize, 0usize);
-    let (mut diff_elements, mut max_diff, mut out_elements) = (0usize, 0i64, 0usize);
-    let (mut cpu_s, mut wait_s) = (Vec::new(), Vec::new());
-    let mut first_encrypted = None;
-    let mut profile = None;
-    for (i, (x, label)) in samples.iter().enumerate() {
-        let inputs = std::slice::from_ref(x);
-        let clear = run_clear(program, inputs)?;
-        let clear_int = run_clear_integers(program, inputs)?;
-        let t = Instant::now();
-        let encrypted = pool.install(|| client.encrypt(program, inputs))?;
-        enc_s.push(t.elapsed().as_secs_f64());
-        let sched = SchedStat::now();
-        let t = Instant::now();
-        let result = if i == 0 && args.profile_first {
-            let (result, p) =
-                profile_run(&circuit, &server, &encrypted, &pool, threads, pbs.single_s)?;
-            profile = Some(p);
-            result
-        } else {
-            pool.install(|| fhe::run(&circuit, &server, &encrypted))?
-        };
-        run_s.push(t.elapsed().as_secs_f64());
-        let used = SchedStat::now().since(&sched);
-        cpu_s.push(used.cpu_s);
-        wait_s.push(used.wait_s);
-        let t = Instant::now();
-        let ints = client.decrypt_integers(program, &result)?;
-        dec_s.push(t.elapsed().as_secs_f64());
-        let y = dequantize_outputs(program, &ints);
-        let (fa, ca) = (argmax(&y[0]), argmax(&clear[0]));
-        agree += usize::from(fa == ca);
-        exact += usize::from(ints == clear_int);
-        let mut sample_diff = 0;
-        for (a, b) in ints.iter().zip(&clear_int) {
-            for (&u, &v) in a.iter().zip(b.iter()) {
-                out_elements += 1;
-                if u != v {
-                    sample_diff += 1;
-                    max_diff = max_diff.max(u.wrapping_sub(v).saturating_abs());
-                }
-            }
-        }
-        diff_elements += sample_diff;
-        if sample_diff > 0 && ints[0].len() <= 16 {
-            let show = |a: &ArrayD<i64>| format!("{:?}", a.iter().collect::<Vec<_>>());
-            println!(
-                "sample {i}: integer outputs fhe {} / clear {}",
-                show(&ints[0]),
-                show(&clear_int[0])
-            );
-        }
-        if let Some(l) = label {
-            labelled += 1;
-            correct += usize::from(fa as i64 == *l);
-        }
-        println!(
-            "sample {i}: run {:.3} s (cpu {:.2} s, waiting for a core {:.2} s), argmax fhe {fa} / clear {ca}, {sample_diff} output elements differ{}",
-            run_s[i],
-            used.cpu_s,
-            used.wait_s,
-            label.map(|l| format!(", label {l}")).unwrap_or_default()
-        );
-        if first_encrypted.is_none() {
-            first_encrypted = Some(encrypted);
-        }
-    }
-    let k = samples.len();
+    let (circuit, model_name) = bench.circuit(dir.path())?;
+    let keys = bench.keys(&circuit, dir.path())?;
+    let pbs = bench.single_pbs(&circuit, &keys)?;
+    let mut runs = bench.end_to_end(&circuit, &keys, &pbs)?;
 
     // Profile (an extra run unless the first sample was profiled).
-    if let (Some(enc), false, None) = (&first_encrypted, args.no_profile, &profile) {
-        profile = Some(profile_run(&circuit, &server, enc, &pool, threads, pbs.single_s)?.1);
+    if let (Some(enc), false, None) = (&runs.first_encrypted, bench.args.no_profile, &runs.profile)
+    {
+        runs.profile = Some(
+            profile_run(
+                &circuit,
+                &keys.server,
+                enc,
+                &bench.pool,
+                bench.threads,
+                pbs.single_s,
+            )?
+            .1,
+        );
     }
 
-    let pbs_bound_s = pred.pbs_count as f64 * pbs.single_s / threads as f64;
-    let run_med = median(&run_s);
-    let report = Report {
-        bench: "fhe_latency",
-        model: model_name,
-        bits: args.bits,
-        rounding_bits: args.rounding_bits,
-        rounding_mode: args.rounding_mode.clone(),
-        p_error: args.p_error,
-        params: circuit.params.to_string(),
-        cpu: cpu.clone(),
-        threads,
-        pbs_count: pred.pbs_count,
-        single_pbs_ms: pbs.single_s * 1e3,
-        parallel_pbs_ms: pbs.parallel_s * 1e3,
-        pbs_bound_s,
-        run_s_median: run_med,
-        run_s_mean: mean(&run_s),
-        run_s_min: run_s.iter().copied().fold(f64::INFINITY, f64::min),
-        ratio: run_med / pbs_bound_s,
-        ratio_throughput: run_med / (pred.pbs_count as f64 * pbs.parallel_s),
-        single_pbs_cpu_ms: pbs.single_cpu_s * 1e3,
-        cpu_ratio: median(&cpu_s) / (pred.pbs_count as f64 * pbs.single_cpu_s),
-        run_cpu_s_median: median(&cpu_s),
-        run_wait_s_median: median(&wait_s),
-        predicted_latency_s: pred.latency_s,
-        predicted_pbs_ms: pred.pbs_latency_s * 1e3,
-        predicted_threads: pred.threads,
-        keygen_s,
-        expand_s,
-        server_key_bytes,
-        encrypt_s_median: median(&enc_s),
-        decrypt_s_median: median(&dec_s),
-        samples: k,
-        agreement: agree as f64 / k as f64,
-        exact_agreement: exact as f64 / k as f64,
-        differing_output_elements: diff_elements,
-        output_elements: out_elements,
-        max_output_diff: max_diff,
-        label_accuracy: (labelled > 0).then(|| correct as f64 / labelled as f64),
-        single_batch_wrong: pbs.wrong,
-        profile_lookup_s: profile.as_ref().map(|p| p.lookup_s),
-        profile_between_lookups_s: profile.as_ref().map(|p| p.execute_s - p.lookup_s),
-    };
-
-    if let Some(p) = &profile {
-        print_profile(p, threads, pbs.single_s);
+    let report = bench.report(model_name, &circuit, &keys, &pbs, &runs);
+    if let Some(p) = &runs.profile {
+        print_profile(p, bench.threads, pbs.single_s);
     }
     print_table(&report);
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
+}
+
+/// The benchmark's settings and thread pool, shared by its phases.
+struct Bench {
+    args: Args,
+    threads: usize,
+    pool: ThreadPool,
+    cpu: String,
+}
+
+/// Keys of the circuit's parameters, and what generating them cost.
+struct Keys {
+    client: ClientKey,
+    server: ServerKey,
+    keygen_s: f64,
+    expand_s: f64,
+    /// Size of the compressed server key file.
+    server_key_bytes: u64,
+}
+
+/// Measurements of the end-to-end runs, over every sample.
+#[derive(Default)]
+struct Runs {
+    samples: usize,
+    enc_s: Vec<f64>,
+    run_s: Vec<f64>,
+    dec_s: Vec<f64>,
+    /// CPU and wait time of the process during each run ([`SchedStat`]).
+    cpu_s: Vec<f64>,
+    wait_s: Vec<f64>,
+    /// Samples whose decrypted argmax equals the clear one.
+    agree: usize,
+    /// Samples whose decrypted integer outputs equal the clear ones.
+    exact: usize,
+    /// Labelled samples, and those the decrypted argmax classifies correctly.
+    labelled: usize,
+    correct: usize,
+    diff_elements: usize,
+    max_diff: i64,
+    out_elements: usize,
+    first_encrypted: Option<EncryptedTensors>,
+    /// The first run's profile, with `--profile-first`.
+    profile: Option<Profile>,
+}
+
+impl Bench {
+    /// Builds the run phase's thread pool and prints the machine line.
+    fn new(args: Args) -> Result<Bench> {
+        let threads = args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
+        let cpu = cpu_model();
+        println!(
+            "machine: {cpu}; {threads} threads (of {} available); load average {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            load_average()
+        );
+        Ok(Bench {
+            args,
+            threads,
+            pool,
+            cpu,
+        })
+    }
+
+    /// The circuit to measure (`--circuit`, or `--model` compiled into `dir`) and the name
+    /// of the model it came from; prints its parameters and the compiler's prediction.
+    fn circuit(&self, dir: &Path) -> Result<(Circuit, String)> {
+        let args = &self.args;
+        let (circuit_path, model_name) = match &args.circuit {
+            Some(p) => (resolve(p), p.display().to_string()),
+            None => {
+                let (p, secs) = compile(args, self.threads, dir)?;
+                println!("compiled {} in {secs:.1} s", args.model.display());
+                (p, args.model.display().to_string())
+            }
+        };
+        let circuit = Circuit::load(&circuit_path)?;
+        let program = &circuit.program;
+        let pred = &circuit.prediction;
+        println!("params: {}", circuit.params);
+        println!(
+            "circuit: {} instructions, {} PBS per inference, predicted {:.3} ms/PBS, {:.3} s/inference on {} threads",
+            program.instructions.len(),
+            pred.pbs_count,
+            pred.pbs_latency_s * 1e3,
+            pred.latency_s,
+            pred.threads
+        );
+        Ok((circuit, model_name))
+    }
+
+    /// Generates the keys (the compressed server key saved in `dir` to measure its size)
+    /// and expands the server key.
+    fn keys(&self, circuit: &Circuit, dir: &Path) -> Result<Keys> {
+        let pool = &self.pool;
+        let t = Instant::now();
+        let (client, compressed) = pool.install(|| ClientKey::generate(&circuit.params))?;
+        let keygen_s = t.elapsed().as_secs_f64();
+        let key_path = dir.join("server.key");
+        compressed.save(&key_path)?;
+        let server_key_bytes = std::fs::metadata(&key_path)?.len();
+        let t = Instant::now();
+        let server = pool.install(|| compressed.expand());
+        let expand_s = t.elapsed().as_secs_f64();
+        drop(compressed);
+        println!(
+            "keygen {keygen_s:.2} s, expansion {expand_s:.2} s, compressed server key {:.1} MiB",
+            server_key_bytes as f64 / (1u64 << 20) as f64
+        );
+        Ok(Keys {
+            client,
+            server,
+            keygen_s,
+            expand_s,
+            server_key_bytes,
+        })
+    }
+
+    /// Measures (and prints) the cost of one bootstrap.
+    fn single_pbs(&self, circuit: &Circuit, keys: &Keys) -> Result<PbsCost> {
+        let args = &self.args;
+        let pbs = measure_pbs(
+            circuit,
+            &keys.client,
+            &keys.server,
+            &self.pool,
+            args.batch,
+            args.reps,
+        )?;
+        println!(
+            "single PBS (instruction {}, {}-bit table, {} PBS/element, batch {}): {:.3} ms on 1 thread, {:.3} ms/PBS on {} threads ({:.2}x); {} of {} lookups off",
+            pbs.instruction,
+            pbs.precision,
+            pbs.pbs_per_element,
+            args.batch,
+            pbs.single_s * 1e3,
+            pbs.parallel_s * 1e3,
+            self.threads,
+            pbs.single_s / pbs.parallel_s,
+            pbs.wrong,
+            args.batch
+        );
+        Ok(pbs)
+    }
+
+    /// Encrypts, runs and decrypts each of the `--samples` test samples (profiling the first
+    /// run with `--profile-first`), comparing the outputs with the clear execution; prints
+    /// a line per sample.
+    fn end_to_end(&self, circuit: &Circuit, keys: &Keys, pbs: &PbsCost) -> Result<Runs> {
+        let (args, pool, program) = (&self.args, &self.pool, &circuit.program);
+        let (client, server) = (&keys.client, &keys.server);
+        let samples = load_samples(&resolve(&args.data), program, args.samples)?;
+        let mut runs = Runs {
+            samples: samples.len(),
+            ..Runs::default()
+        };
+        for (i, (x, label)) in samples.iter().enumerate() {
+            let inputs = std::slice::from_ref(x);
+            let clear = run_clear(program, inputs)?;
+            let clear_int = run_clear_integers(program, inputs)?;
+            let t = Instant::now();
+            let encrypted = pool.install(|| client.encrypt(program, inputs))?;
+            runs.enc_s.push(t.elapsed().as_secs_f64());
+            let sched = SchedStat::now();
+            let t = Instant::now();
+            let result = if i == 0 && args.profile_first {
+                let (result, p) = profile_run(
+                    circuit,
+                    server,
+                    &encrypted,
+                    pool,
+                    self.threads,
+                    pbs.single_s,
+                )?;
+                runs.profile = Some(p);
+                result
+            } else {
+                pool.install(|| fhe::run(circuit, server, &encrypted))?
+            };
+            runs.run_s.push(t.elapsed().as_secs_f64());
+            let used = SchedStat::now().since(&sched);
+            runs.cpu_s.push(used.cpu_s);
+            runs.wait_s.push(used.wait_s);
+            let t = Instant::now();
+            let ints = client.decrypt_integers(program, &result)?;
+            runs.dec_s.push(t.elapsed().as_secs_f64());
+            let y = dequantize_outputs(program, &ints);
+            let (fa, ca) = (argmax(&y[0]), argmax(&clear[0]));
+            runs.agree += usize::from(fa == ca);
+            runs.exact += usize::from(ints == clear_int);
+            let (sample_diff, sample_max_diff, elements) = output_differences(&ints, &clear_int);
+            runs.out_elements += elements;
+            runs.max_diff = runs.max_diff.max(sample_max_diff);
+            runs.diff_elements += sample_diff;
+            if sample_diff > 0 && ints[0].len() <= 16 {
+                let show = |a: &ArrayD<i64>| format!("{:?}", a.iter().collect::<Vec<_>>());
+                println!(
+                    "sample {i}: integer outputs fhe {} / clear {}",
+                    show(&ints[0]),
+                    show(&clear_int[0])
+                );
+            }
+            if let Some(l) = label {
+                runs.labelled += 1;
+                runs.correct += usize::from(fa as i64 == *l);
+            }
+            println!(
+                "sample {i}: run {:.3} s (cpu {:.2} s, waiting for a core {:.2} s), argmax fhe {fa} / clear {ca}, {sample_diff} output elements differ{}",
+                runs.run_s[i],
+                used.cpu_s,
+                used.wait_s,
+                label.map(|l| format!(", label {l}")).unwrap_or_default()
+            );
+            if runs.first_encrypted.is_none() {
+                runs.first_encrypted = Some(encrypted);
+            }
+        }
+        Ok(runs)
+    }
+
+    /// The results, against the bootstrap bound and the compiler's prediction.
+    fn report(
+        &self,
+        model_name: String,
+        circuit: &Circuit,
+        keys: &Keys,
+        pbs: &PbsCost,
+        runs: &Runs,
+    ) -> Report {
+        let (args, threads, pred) = (&self.args, self.threads, &circuit.prediction);
+        let k = runs.samples;
+        let profile = &runs.profile;
+        let pbs_bound_s = pred.pbs_count as f64 * pbs.single_s / threads as f64;
+        let run_med = median(&runs.run_s);
+        Report {
+            bench: "fhe_latency",
+            model: model_name,
+            bits: args.bits,
+            rounding_bits: args.rounding_bits,
+            rounding_mode: args.rounding_mode.clone(),
+            p_error: args.p_error,
+            params: circuit.params.to_string(),
+            cpu: self.cpu.clone(),
+            threads,
+            pbs_count: pred.pbs_count,
+            single_pbs_ms: pbs.single_s * 1e3,
+            parallel_pbs_ms: pbs.parallel_s * 1e3,
+            pbs_bound_s,
+            run_s_median: run_med,
+            run_s_mean: mean(&runs.run_s),
+            run_s_min: runs.run_s.iter().copied().fold(f64::INFINITY, f64::min),
+            ratio: run_med / pbs_bound_s,
+            ratio_throughput: run_med / (pred.pbs_count as f64 * pbs.parallel_s),
+            single_pbs_cpu_ms: pbs.single_cpu_s * 1e3,
+            cpu_ratio: median(&runs.cpu_s) / (pred.pbs_count as f64 * pbs.single_cpu_s),
+            run_cpu_s_median: median(&runs.cpu_s),
+            run_wait_s_median: median(&runs.wait_s),
+            predicted_latency_s: pred.latency_s,
+            predicted_pbs_ms: pred.pbs_latency_s * 1e3,
+            predicted_threads: pred.threads,
+            keygen_s: keys.keygen_s,
+            expand_s: keys.expand_s,
+            server_key_bytes: keys.server_key_bytes,
+            encrypt_s_median: median(&runs.enc_s),
+            decrypt_s_median: median(&runs.dec_s),
+            samples: k,
+            agreement: runs.agree as f64 / k as f64,
+            exact_agreement: runs.exact as f64 / k as f64,
+            differing_output_elements: runs.diff_elements,
+            output_elements: runs.out_elements,
+            max_output_diff: runs.max_diff,
+            label_accuracy: (runs.labelled > 0).then(|| runs.correct as f64 / runs.labelled as f64),
+            single_batch_wrong: pbs.wrong,
+            profile_lookup_s: profile.as_ref().map(|p| p.lookup_s),
+            profile_between_lookups_s: profile.as_ref().map(|p| p.execute_s - p.lookup_s),
+        }
+    }
+}
+
+/// Integer output elements of one sample that differ between the decrypted and the clear
+/// outputs, the largest difference (0 if none), and the number of elements compared.
+fn output_differences(ints: &[ArrayD<i64>], clear_int: &[ArrayD<i64>]) -> (usize, i64, usize) {
+    let (mut differ, mut max_diff, mut elements) = (0, 0i64, 0);
+    for (a, b) in ints.iter().zip(clear_int) {
+        for (&u, &v) in a.iter().zip(b.iter()) {
+            elements += 1;
+            if u != v {
+                differ += 1;
+                max_diff = max_diff.max(u.wrapping_sub(v).saturating_abs());
+            }
+        }
+    }
+    (differ, max_diff, elements)
 }
 
 fn print_profile(p: &Profile, threads: usize, single_s: f64) {

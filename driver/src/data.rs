@@ -801,38 +801,7 @@ fn load_csv(path: &Path, delimiter: u8, keys: &DataKeys) -> Result<Dataset, Data
             reason: "in a CSV every column except the label is a feature".to_string(),
         });
     }
-    let csv_err = |e: csv::Error| {
-        let line = e.position().map_or(0, |p| p.line());
-        let reason = e.to_string();
-        match e.into_kind() {
-            csv::ErrorKind::Io(source) => DataError::Io {
-                path: path.to_path_buf(),
-                source,
-            },
-            _ => DataError::Csv {
-                path: path.to_path_buf(),
-                line,
-                column: "whole row".to_string(),
-                reason,
-            },
-        }
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(csv_err)?;
-    let mut records = Vec::new();
-    for rec in reader.records() {
-        let rec = rec.map_err(csv_err)?;
-        // Skip blank lines (a single empty field).
-        if rec.len() == 1 && rec[0].is_empty() {
-            continue;
-        }
-        records.push(rec);
-    }
+    let records = read_csv_records(path, delimiter)?;
     let Some(first) = records.first() else {
         return Err(DataError::Empty {
             path: path.to_path_buf(),
@@ -841,45 +810,9 @@ fn load_csv(path: &Path, delimiter: u8, keys: &DataKeys) -> Result<Dataset, Data
         });
     };
     let ncols = first.len();
-    // A header is a first row with a non-empty, non-numeric cell (an empty cell is a
-    // missing value, reported below, not a column name).
-    let has_header = first
-        .iter()
-        .any(|c| !c.is_empty() && c.parse::<f64>().is_err());
-    let header: Option<Vec<String>> = has_header.then(|| first.iter().map(String::from).collect());
-    let line_of = |r: &csv::StringRecord| r.position().map_or(0, |p| p.line());
-
-    let label_col = match (&header, &keys.y_key) {
-        (Some(h), Some(k)) => {
-            h.iter()
-                .position(|c| c == k)
-                .ok_or_else(|| DataError::KeyNotApplicable {
-                    path: path.to_path_buf(),
-                    field: "y_key",
-                    key: k.clone(),
-                    reason: format!("no such column; the header has {}", list(h)),
-                })?
-        }
-        (None, Some(k)) => {
-            return Err(DataError::KeyNotApplicable {
-                path: path.to_path_buf(),
-                field: "y_key",
-                key: k.clone(),
-                reason: "the CSV has no header row (its first row is all numbers); \
-                         add one, or put the label in the last column"
-                    .to_string(),
-            })
-        }
-        (Some(h), None) => h
-            .iter()
-            .position(|c| CSV_LABEL_NAMES.contains(&c.to_ascii_lowercase().as_str()))
-            .unwrap_or(ncols - 1),
-        (None, None) => ncols - 1,
-    };
-    let col_name = |c: usize| match &header {
-        Some(h) => format!("column {} ({:?})", c + 1, h[c]),
-        None => format!("column {}", c + 1),
-    };
+    let header = csv_header(first);
+    let has_header = header.is_some();
+    let label_col = csv_label_column(path, header.as_deref(), keys.y_key.as_deref(), ncols)?;
     if ncols < 2 {
         return Err(DataError::Empty {
             path: path.to_path_buf(),
@@ -899,10 +832,137 @@ fn load_csv(path: &Path, delimiter: u8, keys: &DataKeys) -> Result<Dataset, Data
         });
     }
     let nfeat = ncols - 1;
-    let mut xs = Vec::with_capacity(data.len() * nfeat);
+    let (xs, ys) = parse_csv_rows(path, data, ncols, header.as_deref(), label_col)?;
+    let n = ys.len();
+    let x = ArrayD::from_shape_vec(IxDyn(&[n, nfeat]), xs).expect("n × nfeat values");
+    let source = format!(
+        "{}: {n} rows × {nfeat} features ({}), labels {}; split ignored (whole file)",
+        path.display(),
+        if has_header {
+            "header row"
+        } else {
+            "no header"
+        },
+        csv_column_name(header.as_deref(), label_col)
+    );
+    Ok(Dataset {
+        x,
+        y: Some(Array1::from(ys)),
+        source,
+    })
+}
+
+/// A `csv` crate error as a [`DataError`]: I/O failures keep their source, anything
+/// else is reported against the whole row it occurred on.
+fn csv_error(path: &Path, e: csv::Error) -> DataError {
+    let line = e.position().map_or(0, |p| p.line());
+    let reason = e.to_string();
+    match e.into_kind() {
+        csv::ErrorKind::Io(source) => DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        _ => DataError::Csv {
+            path: path.to_path_buf(),
+            line,
+            column: "whole row".to_string(),
+            reason,
+        },
+    }
+}
+
+/// Every non-blank row of the file (cells trimmed, rows of any length), header
+/// included.
+fn read_csv_records(path: &Path, delimiter: u8) -> Result<Vec<csv::StringRecord>, DataError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| csv_error(path, e))?;
+    let mut records = Vec::new();
+    for rec in reader.records() {
+        let rec = rec.map_err(|e| csv_error(path, e))?;
+        // Skip blank lines (a single empty field).
+        if rec.len() == 1 && rec[0].is_empty() {
+            continue;
+        }
+        records.push(rec);
+    }
+    Ok(records)
+}
+
+/// The column names, if `first` is a header row.
+///
+/// A header is a first row with a non-empty, non-numeric cell (an empty cell is a
+/// missing value, reported when the rows are parsed, not a column name).
+fn csv_header(first: &csv::StringRecord) -> Option<Vec<String>> {
+    let has_header = first
+        .iter()
+        .any(|c| !c.is_empty() && c.parse::<f64>().is_err());
+    has_header.then(|| first.iter().map(String::from).collect())
+}
+
+/// Index of the label column: the `y_key` column of the header if one is named,
+/// else the first header column called one of [`CSV_LABEL_NAMES`], else the last
+/// column.
+fn csv_label_column(
+    path: &Path,
+    header: Option<&[String]>,
+    y_key: Option<&str>,
+    ncols: usize,
+) -> Result<usize, DataError> {
+    Ok(match (header, y_key) {
+        (Some(h), Some(k)) => {
+            h.iter()
+                .position(|c| c == k)
+                .ok_or_else(|| DataError::KeyNotApplicable {
+                    path: path.to_path_buf(),
+                    field: "y_key",
+                    key: k.to_string(),
+                    reason: format!("no such column; the header has {}", list(h)),
+                })?
+        }
+        (None, Some(k)) => {
+            return Err(DataError::KeyNotApplicable {
+                path: path.to_path_buf(),
+                field: "y_key",
+                key: k.to_string(),
+                reason: "the CSV has no header row (its first row is all numbers); \
+                         add one, or put the label in the last column"
+                    .to_string(),
+            })
+        }
+        (Some(h), None) => h
+            .iter()
+            .position(|c| CSV_LABEL_NAMES.contains(&c.to_ascii_lowercase().as_str()))
+            .unwrap_or(ncols - 1),
+        (None, None) => ncols - 1,
+    })
+}
+
+/// How error messages and the dataset description name (0-based) column `c`.
+fn csv_column_name(header: Option<&[String]>, c: usize) -> String {
+    match header {
+        Some(h) => format!("column {} ({:?})", c + 1, h[c]),
+        None => format!("column {}", c + 1),
+    }
+}
+
+/// Parses the data rows (header excluded) into row-major features and labels.
+/// Every row must have `ncols` fields, as many as the file's first row.
+fn parse_csv_rows(
+    path: &Path,
+    data: &[csv::StringRecord],
+    ncols: usize,
+    header: Option<&[String]>,
+    label_col: usize,
+) -> Result<(Vec<f32>, Vec<i64>), DataError> {
+    let mut xs = Vec::with_capacity(data.len() * (ncols - 1));
     let mut ys = Vec::with_capacity(data.len());
     for rec in data {
-        let line = line_of(rec);
+        let line = rec.position().map_or(0, |p| p.line());
         if rec.len() != ncols {
             return Err(DataError::Csv {
                 path: path.to_path_buf(),
@@ -919,7 +979,7 @@ fn load_csv(path: &Path, delimiter: u8, keys: &DataKeys) -> Result<Dataset, Data
             let bad = |reason: String| DataError::Csv {
                 path: path.to_path_buf(),
                 line,
-                column: col_name(c),
+                column: csv_column_name(header, c),
                 reason,
             };
             let v: f64 = cell.parse().map_err(|_| {
@@ -946,23 +1006,7 @@ fn load_csv(path: &Path, delimiter: u8, keys: &DataKeys) -> Result<Dataset, Data
             }
         }
     }
-    let n = ys.len();
-    let x = ArrayD::from_shape_vec(IxDyn(&[n, nfeat]), xs).expect("n × nfeat values");
-    let source = format!(
-        "{}: {n} rows × {nfeat} features ({}), labels {}; split ignored (whole file)",
-        path.display(),
-        if has_header {
-            "header row"
-        } else {
-            "no header"
-        },
-        col_name(label_col)
-    );
-    Ok(Dataset {
-        x,
-        y: Some(Array1::from(ys)),
-        source,
-    })
+    Ok((xs, ys))
 }
 
 #[cfg(test)]

@@ -124,13 +124,39 @@ pub(crate) fn folded_elements(shape: &[usize]) -> Result<usize, String> {
 
 /// Decodes a tensor; the error string names the field at fault.
 pub fn decode_tensor(t: &TensorProto) -> Result<ConstValue, String> {
-    use onnx_type::*;
     if t.data_location == Some(1) || !t.external_data.is_empty() {
         return Err("its data is stored in an external file; re-export the model with the data embedded (e.g. onnx.save(model, path, save_as_external_data=False))".into());
     }
     if t.segment.is_some() {
         return Err("segmented tensors are not supported".into());
     }
+    let (shape, len) = tensor_shape(t)?;
+    let fields = TensorData { t, len };
+    let shape = IxDyn(&shape);
+    let value = match t.data_type {
+        onnx_type::FLOAT | onnx_type::DOUBLE | onnx_type::FLOAT16 => {
+            let data = fields.floats()?;
+            ConstValue::Float(ArrayD::from_shape_vec(shape, data).map_err(|e| e.to_string())?)
+        }
+        dt => {
+            let Some(dtype) = int_dtype(dt) else {
+                return Err(format!(
+                    "element type {} is not supported",
+                    onnx_type::name(dt)
+                ));
+            };
+            let data = fields.ints()?;
+            ConstValue::Int(
+                ArrayD::from_shape_vec(shape, data).map_err(|e| e.to_string())?,
+                dtype,
+            )
+        }
+    };
+    Ok(value)
+}
+
+/// The shape `t.dims` declare and its element count, at most [`MAX_ELEMENTS`].
+fn tensor_shape(t: &TensorProto) -> Result<(Vec<usize>, usize), String> {
     let mut shape = Vec::with_capacity(t.dims.len());
     let mut len: usize = 1;
     for &d in &t.dims {
@@ -148,134 +174,146 @@ pub fn decode_tensor(t: &TensorProto) -> Result<ConstValue, String> {
                 )
             })?;
     }
-    let raw = &t.raw_data;
-    let expect_raw = |width: usize| -> Result<(), String> {
+    Ok((shape, len))
+}
+
+/// The values of tensor `t`, `len` of them (what its dims declare), from `raw_data` or
+/// the typed field its element type uses.
+struct TensorData<'a> {
+    t: &'a TensorProto,
+    len: usize,
+}
+
+impl TensorData<'_> {
+    /// Checks that `raw_data` holds `len` elements of `width` bytes.
+    fn expect_raw(&self, width: usize) -> Result<(), String> {
+        let (t, len, raw) = (self.t, self.len, &self.t.raw_data);
         if raw.len() != len * width {
             Err(format!(
                 "raw_data holds {} bytes, dims {:?} of {} need {}",
                 raw.len(),
                 t.dims,
-                name(t.data_type),
+                onnx_type::name(t.data_type),
                 len * width
             ))
         } else {
             Ok(())
         }
-    };
-    let check_len = |field: &str, n: usize| -> Result<(), String> {
+    }
+
+    /// Checks that typed field `field` holds `n` = `len` values.
+    fn check_len(&self, field: &str, n: usize) -> Result<(), String> {
+        let len = self.len;
         if n != len {
             Err(format!(
                 "{field} holds {n} values, dims {:?} need {len}",
-                t.dims
+                self.t.dims
             ))
         } else {
             Ok(())
         }
-    };
-    let shape = IxDyn(&shape);
-    let value = match t.data_type {
-        FLOAT | DOUBLE | FLOAT16 => {
-            let data: Vec<f32> = if !raw.is_empty() {
-                match t.data_type {
-                    FLOAT => {
-                        expect_raw(4)?;
-                        raw.chunks_exact(4)
-                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                            .collect()
-                    }
-                    DOUBLE => {
-                        expect_raw(8)?;
-                        raw.chunks_exact(8)
-                            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
-                            .collect()
-                    }
-                    _ => {
-                        expect_raw(2)?;
-                        raw.chunks_exact(2)
-                            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-                            .collect()
-                    }
+    }
+
+    /// The values of a FLOAT, DOUBLE or FLOAT16 tensor, as f32.
+    fn floats(&self) -> Result<Vec<f32>, String> {
+        use onnx_type::*;
+        let (t, raw) = (self.t, &self.t.raw_data);
+        Ok(if !raw.is_empty() {
+            match t.data_type {
+                FLOAT => {
+                    self.expect_raw(4)?;
+                    raw.chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect()
                 }
-            } else {
-                match t.data_type {
-                    FLOAT => {
-                        check_len("float_data", t.float_data.len())?;
-                        t.float_data.clone()
-                    }
-                    DOUBLE => {
-                        check_len("double_data", t.double_data.len())?;
-                        t.double_data.iter().map(|&v| v as f32).collect()
-                    }
-                    _ => {
-                        check_len("int32_data", t.int32_data.len())?;
-                        t.int32_data.iter().map(|&v| f16_to_f32(v as u16)).collect()
-                    }
+                DOUBLE => {
+                    self.expect_raw(8)?;
+                    raw.chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+                        .collect()
                 }
-            };
-            ConstValue::Float(ArrayD::from_shape_vec(shape, data).map_err(|e| e.to_string())?)
-        }
-        dt => {
-            let Some(dtype) = int_dtype(dt) else {
-                return Err(format!("element type {} is not supported", name(dt)));
-            };
-            let data: Vec<i64> = if !raw.is_empty() {
-                match dt {
-                    UINT8 | BOOL => {
-                        expect_raw(1)?;
-                        raw.iter().map(|&b| b as i64).collect()
-                    }
-                    INT8 => {
-                        expect_raw(1)?;
-                        raw.iter().map(|&b| b as i8 as i64).collect()
-                    }
-                    INT16 => {
-                        expect_raw(2)?;
-                        raw.chunks_exact(2)
-                            .map(|c| i16::from_le_bytes([c[0], c[1]]) as i64)
-                            .collect()
-                    }
-                    UINT16 => {
-                        expect_raw(2)?;
-                        raw.chunks_exact(2)
-                            .map(|c| u16::from_le_bytes([c[0], c[1]]) as i64)
-                            .collect()
-                    }
-                    INT32 => {
-                        expect_raw(4)?;
-                        raw.chunks_exact(4)
-                            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
-                            .collect()
-                    }
-                    UINT32 => {
-                        expect_raw(4)?;
-                        raw.chunks_exact(4)
-                            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
-                            .collect()
-                    }
-                    _ => {
-                        expect_raw(8)?;
-                        raw.chunks_exact(8)
-                            .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
-                            .collect()
-                    }
+                _ => {
+                    self.expect_raw(2)?;
+                    raw.chunks_exact(2)
+                        .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                        .collect()
                 }
-            } else if dt == INT64 {
-                check_len("int64_data", t.int64_data.len())?;
-                t.int64_data.clone()
-            } else if dt == UINT32 {
-                check_len("uint64_data", t.uint64_data.len())?;
-                t.uint64_data.iter().map(|&v| v as i64).collect()
-            } else {
-                check_len("int32_data", t.int32_data.len())?;
-                t.int32_data.iter().map(|&v| v as i64).collect()
-            };
-            ConstValue::Int(
-                ArrayD::from_shape_vec(shape, data).map_err(|e| e.to_string())?,
-                dtype,
-            )
-        }
-    };
-    Ok(value)
+            }
+        } else {
+            match t.data_type {
+                FLOAT => {
+                    self.check_len("float_data", t.float_data.len())?;
+                    t.float_data.clone()
+                }
+                DOUBLE => {
+                    self.check_len("double_data", t.double_data.len())?;
+                    t.double_data.iter().map(|&v| v as f32).collect()
+                }
+                _ => {
+                    self.check_len("int32_data", t.int32_data.len())?;
+                    t.int32_data.iter().map(|&v| f16_to_f32(v as u16)).collect()
+                }
+            }
+        })
+    }
+
+    /// The values of an integer (or BOOL) tensor of a type [`int_dtype`] supports, as i64.
+    fn ints(&self) -> Result<Vec<i64>, String> {
+        use onnx_type::*;
+        let (t, raw) = (self.t, &self.t.raw_data);
+        let dt = t.data_type;
+        Ok(if !raw.is_empty() {
+            match dt {
+                UINT8 | BOOL => {
+                    self.expect_raw(1)?;
+                    raw.iter().map(|&b| b as i64).collect()
+                }
+                INT8 => {
+                    self.expect_raw(1)?;
+                    raw.iter().map(|&b| b as i8 as i64).collect()
+                }
+                INT16 => {
+                    self.expect_raw(2)?;
+                    raw.chunks_exact(2)
+                        .map(|c| i16::from_le_bytes([c[0], c[1]]) as i64)
+                        .collect()
+                }
+                UINT16 => {
+                    self.expect_raw(2)?;
+                    raw.chunks_exact(2)
+                        .map(|c| u16::from_le_bytes([c[0], c[1]]) as i64)
+                        .collect()
+                }
+                INT32 => {
+                    self.expect_raw(4)?;
+                    raw.chunks_exact(4)
+                        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
+                        .collect()
+                }
+                UINT32 => {
+                    self.expect_raw(4)?;
+                    raw.chunks_exact(4)
+                        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
+                        .collect()
+                }
+                _ => {
+                    self.expect_raw(8)?;
+                    raw.chunks_exact(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+                        .collect()
+                }
+            }
+        } else if dt == INT64 {
+            self.check_len("int64_data", t.int64_data.len())?;
+            t.int64_data.clone()
+        } else if dt == UINT32 {
+            self.check_len("uint64_data", t.uint64_data.len())?;
+            t.uint64_data.iter().map(|&v| v as i64).collect()
+        } else {
+            self.check_len("int32_data", t.int32_data.len())?;
+            t.int32_data.iter().map(|&v| v as i64).collect()
+        })
+    }
 }
 
 /// IEEE half to single precision.

@@ -137,3 +137,17 @@ pub fn pipeline_split() -> (&'static [Pass], &'static [Pass]) {
 pub fn run_pipeline(graph: &mut Graph, ctx: &mut PassContext) -> Result<(), PassError> {
     run_passes(graph, ctx, PIPELINE)
 }
+
+/// The whole pipeline on a copy of `graph` with `options`, calibrated on `calibration` (one
+/// list of graph inputs per sample): the compiled graph and what the passes did.
+pub fn compile(
+    graph: &Graph,
+    options: PassOptions,
+    calibration: Vec<Vec<fhec_ir::Tensor>>,
+) -> Result<(Graph, PipelineReport), PassError> {
+    let mut graph = graph.clone();
+    let mut ctx = PassContext::new(options);
+    ctx.calibration_inputs = calibration;
+    run_pipeline(&mut graph, &mut ctx)?;
+    Ok((graph, ctx.report))
+}

@@ -15,7 +15,7 @@ use fhec_ir::{
 };
 use fhec_passes::bitwidth::{observed_ranges, worst_case_ranges};
 use fhec_passes::quantize::QuantOptions;
-use fhec_passes::{run_pipeline, PassContext, PassOptions, RoundingOptions, TableRanges};
+use fhec_passes::{PassOptions, RoundingOptions, TableRanges};
 use proptest::prelude::*;
 
 /// A random MLP (Gemm + ReLU/Sigmoid layers) or small CNN (Conv + ReLU + pooling + Gemm).
@@ -107,8 +107,7 @@ fn compile_with(
     let shape = g.node(g.inputs()[0]).fact.shape.clone();
     let mut r = Lcg::new(seed ^ 0x5eed);
     let calib: Vec<Vec<Tensor>> = (0..16).map(|_| vec![r.tensor(&shape, -1.0, 1.0)]).collect();
-    let mut q = g.clone();
-    let mut ctx = PassContext::new(PassOptions {
+    let options = PassOptions {
         prune_threshold: 0.0,
         prune_rates: vec![],
         prune_method: Default::default(),
@@ -118,9 +117,8 @@ fn compile_with(
             mode: RoundingMode::Exact,
         }),
         table_ranges,
-    });
-    ctx.calibration_inputs = calib.clone();
-    run_pipeline(&mut q, &mut ctx).expect("pipeline");
+    };
+    let (q, _) = fhec_passes::compile(g, options, calib.clone()).expect("pipeline");
     (q, calib)
 }
 

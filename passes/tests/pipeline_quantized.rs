@@ -4,7 +4,7 @@
 use fhec_ir::{int_interp, interp, RoundingMode, Tensor};
 use fhec_passes::bitwidth::{max_accumulator_bits, tlu_count};
 use fhec_passes::quantize::QuantOptions;
-use fhec_passes::{run_pipeline, PassContext, PassOptions, RoundingOptions};
+use fhec_passes::{PassOptions, RoundingOptions};
 use fhec_testkit::{data_samples, fixture_graph, npz_array};
 
 struct Data {
@@ -43,8 +43,7 @@ struct Run {
 }
 
 fn compile_and_eval(stem: &str, d: &Data, bits: Option<u32>, rounding: Option<u32>) -> Run {
-    let mut g = fixture_graph(stem);
-    let mut ctx = PassContext::new(PassOptions {
+    let options = PassOptions {
         prune_threshold: 0.0,
         quantization: bits.map(QuantOptions::uniform),
         rounding: rounding.map(|bits| RoundingOptions {
@@ -52,9 +51,10 @@ fn compile_and_eval(stem: &str, d: &Data, bits: Option<u32>, rounding: Option<u3
             mode: RoundingMode::Approximate,
         }),
         ..Default::default()
-    });
-    ctx.calibration_inputs = d.train.iter().take(200).map(|x| vec![x.clone()]).collect();
-    run_pipeline(&mut g, &mut ctx).unwrap_or_else(|e| panic!("{stem}: {e}"));
+    };
+    let calibration = d.train.iter().take(200).map(|x| vec![x.clone()]).collect();
+    let (g, report) = fhec_passes::compile(&fixture_graph(stem), options, calibration)
+        .unwrap_or_else(|e| panic!("{stem}: {e}"));
     let correct = d
         .test
         .iter()
@@ -71,7 +71,7 @@ fn compile_and_eval(stem: &str, d: &Data, bits: Option<u32>, rounding: Option<u3
     Run {
         accuracy: correct as f64 / d.labels.len() as f64,
         tlus: tlu_count(&g),
-        max_bits: max_accumulator_bits(&ctx.report.bit_widths),
+        max_bits: max_accumulator_bits(&report.bit_widths),
     }
 }
 

@@ -111,7 +111,18 @@ fn pct(x: f64) -> String {
 /// The human-readable report.
 pub fn render_text(r: &EvalReport, c: Option<&Compiled>, q: &QuantConfig) -> String {
     let mut o = String::new();
-    let n = r.samples;
+    write_setup(&mut o, r, c, q);
+    write_accuracies(&mut o, r);
+    write_circuit(&mut o, r);
+    if c.is_some() {
+        write_quantisation(&mut o, r);
+    }
+    write_timings(&mut o, r);
+    o
+}
+
+/// What was evaluated: model, data, layout, calibration, mode, quantisation, samples.
+fn write_setup(o: &mut String, r: &EvalReport, c: Option<&Compiled>, q: &QuantConfig) {
     let _ = writeln!(o, "model:        {}", r.model);
     let _ = writeln!(o, "data:         {}", r.data);
     if let Some(l) = &r.layout {
@@ -124,8 +135,13 @@ pub fn render_text(r: &EvalReport, c: Option<&Compiled>, q: &QuantConfig) -> Str
     }
     let _ = writeln!(o, "mode:         {}", r.mode);
     let _ = writeln!(o, "quantisation: {}", q.describe());
-    let _ = writeln!(o, "samples:      {n}");
+    let _ = writeln!(o, "samples:      {}", r.samples);
     let _ = writeln!(o);
+}
+
+/// Float, clear and quantised (simulated / FHE) accuracies and agreements.
+fn write_accuracies(o: &mut String, r: &EvalReport) {
+    let n = r.samples;
     let _ = writeln!(
         o,
         "float accuracy:      {:.4} ({}/{n}, {})",
@@ -169,6 +185,10 @@ pub fn render_text(r: &EvalReport, c: Option<&Compiled>, q: &QuantConfig) -> Str
             (ca * n as f64).round() as usize
         );
     }
+}
+
+/// The compiled circuit's summary and, in FHE mode, the key and per-sample timings.
+fn write_circuit(o: &mut String, r: &EvalReport) {
     if let Some(c) = &r.circuit {
         let _ = writeln!(o, "\ncircuit:");
         o.push_str(&circuit_text(c));
@@ -184,66 +204,74 @@ pub fn render_text(r: &EvalReport, c: Option<&Compiled>, q: &QuantConfig) -> Str
             t.decrypt_s
         );
     }
-    if c.is_some() {
-        let _ = writeln!(o);
-        if let Some(t) = r.tlu_count {
-            let _ = writeln!(o, "table lookups:       {t} per inference");
-        }
-        if let Some(b) = r.max_accumulator_bits {
-            let _ = writeln!(o, "max accumulator:     {b} bits (worst case)");
-        }
-        match &r.rounding {
-            Some(ro) => {
-                let _ = writeln!(
-                    o,
-                    "rounding:            top {} bits ({}), {} table(s) narrowed",
-                    ro.bits, ro.mode, ro.tables_rounded
-                );
-            }
-            None => {
-                let _ = writeln!(o, "rounding:            none");
-            }
-        }
-        if r.postprocessing.is_empty() {
-            let _ = writeln!(o, "client post-proc.:   none");
-        } else {
-            let ops: Vec<String> = r
-                .postprocessing
-                .iter()
-                .map(|p| format!("output {}: {}{} ({})", p.output, p.op, p.attrs, p.node))
-                .collect();
-            let _ = writeln!(o, "client post-proc.:   {}", ops.join("; "));
-        }
-        if !r.layers.is_empty() {
+}
+
+/// What quantisation costs: table lookups, accumulator widths, rounding, client
+/// post-processing, pruned neurons, ops before and after the pipeline.
+fn write_quantisation(o: &mut String, r: &EvalReport) {
+    let _ = writeln!(o);
+    if let Some(t) = r.tlu_count {
+        let _ = writeln!(o, "table lookups:       {t} per inference");
+    }
+    if let Some(b) = r.max_accumulator_bits {
+        let _ = writeln!(o, "max accumulator:     {b} bits (worst case)");
+    }
+    match &r.rounding {
+        Some(ro) => {
             let _ = writeln!(
                 o,
-                "\naccumulator bits per layer (worst case / observed on calibration):"
+                "rounding:            top {} bits ({}), {} table(s) narrowed",
+                ro.bits, ro.mode, ro.tables_rounded
             );
-            o.push_str(&layers_table(&r.layers));
         }
-        if r.pruned.is_empty() {
-            let _ = writeln!(o, "\npruned neurons:      none");
-        } else {
-            let _ = writeln!(o, "\npruned neurons:");
-            for p in &r.pruned {
-                let _ = writeln!(
-                    o,
-                    "  {}: {} -> {} ({} constant, {} dead)",
-                    p.layer, p.before, p.after, p.constant, p.dead
-                );
-            }
-        }
-        let _ = writeln!(o);
-        let _ = writeln!(
-            o,
-            "ops before ({} nodes): {}",
-            r.nodes_before,
-            histogram_text(&r.ops_before)
-        );
-        if let (Some(after), Some(na)) = (&r.ops_after, r.nodes_after) {
-            let _ = writeln!(o, "ops after  ({na} nodes): {}", histogram_text(after));
+        None => {
+            let _ = writeln!(o, "rounding:            none");
         }
     }
+    if r.postprocessing.is_empty() {
+        let _ = writeln!(o, "client post-proc.:   none");
+    } else {
+        let ops: Vec<String> = r
+            .postprocessing
+            .iter()
+            .map(|p| format!("output {}: {}{} ({})", p.output, p.op, p.attrs, p.node))
+            .collect();
+        let _ = writeln!(o, "client post-proc.:   {}", ops.join("; "));
+    }
+    if !r.layers.is_empty() {
+        let _ = writeln!(
+            o,
+            "\naccumulator bits per layer (worst case / observed on calibration):"
+        );
+        o.push_str(&layers_table(&r.layers));
+    }
+    if r.pruned.is_empty() {
+        let _ = writeln!(o, "\npruned neurons:      none");
+    } else {
+        let _ = writeln!(o, "\npruned neurons:");
+        for p in &r.pruned {
+            let _ = writeln!(
+                o,
+                "  {}: {} -> {} ({} constant, {} dead)",
+                p.layer, p.before, p.after, p.constant, p.dead
+            );
+        }
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "ops before ({} nodes): {}",
+        r.nodes_before,
+        histogram_text(&r.ops_before)
+    );
+    if let (Some(after), Some(na)) = (&r.ops_after, r.nodes_after) {
+        let _ = writeln!(o, "ops after  ({na} nodes): {}", histogram_text(after));
+    }
+}
+
+/// The closing `timings:` line: each phase's wall time, per sample where it scales.
+fn write_timings(o: &mut String, r: &EvalReport) {
+    let n = r.samples;
     let t = &r.timings_ms;
     let mut times = vec![
         format!("import {:.0} ms", t.import),
@@ -270,5 +298,4 @@ pub fn render_text(r: &EvalReport, c: Option<&Compiled>, q: &QuantConfig) -> Str
     }
     times.push(format!("total {:.0} ms", t.total));
     let _ = writeln!(o, "\ntimings: {}", times.join(", "));
-    o
 }

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use fhec_ir::int_interp::{self, Value};
 use fhec_ir::op::pool_out_len;
 use fhec_ir::quant::Tlu;
-use fhec_ir::{BinaryOp, Graph, NodeId, Op, PadMode, PoolAttrs};
+use fhec_ir::{BinaryOp, GemmAttrs, Graph, NodeId, Op, PadMode, PoolAttrs};
 use fhec_runtime::circuit::{InputSpec, Instruction, IntTensor, Lut, Window};
 use ndarray::{ArrayD, Axis, Ix2, IxDyn};
 
@@ -290,41 +290,7 @@ impl Builder {
             };
         }
         let v = match &node.op {
-            Op::Gemm(g) => {
-                if g.alpha != 1.0 || g.beta != 1.0 {
-                    return Err(self.unsupported(format!(
-                        "alpha = {} and beta = {} (the integer Gemm needs 1 and 1)",
-                        g.alpha, g.beta
-                    )));
-                }
-                let mut a = self.enc(&ins[0], "A")?;
-                let b = self.konst(&ins[1], "B (the weights)")?;
-                let b = b
-                    .view()
-                    .into_dimensionality::<Ix2>()
-                    .map_err(|_| self.unsupported("B must be 2-D"))?;
-                // Weights with the output features first.
-                let w = if g.trans_b { b } else { b.reversed_axes() };
-                if g.trans_a {
-                    let s = self.shape(a).to_vec();
-                    if s.len() != 2 {
-                        return Err(self.unsupported("A must be 2-D"));
-                    }
-                    a = self.emit(
-                        Instruction::Transpose {
-                            input: a,
-                            perm: vec![1, 0],
-                        },
-                        vec![s[1], s[0]],
-                        None,
-                    )?;
-                }
-                let bias = match ins.get(2) {
-                    Some(c) => Some(self.konst(c, "C (the bias)")?),
-                    None => None,
-                };
-                self.dense(a, w.to_owned(), bias, out_shape)?
-            }
+            Op::Gemm(g) => self.gemm(g, ins, out_shape)?,
             Op::MatMul => {
                 let a = self.enc(&ins[0], "A")?;
                 let b = self.konst(&ins[1], "B (the weights)")?;
@@ -362,44 +328,7 @@ impl Builder {
                 let window = self.window(p, x, &out_shape)?;
                 self.emit(Instruction::SumPool { input: x, window }, out_shape, None)?
             }
-            Op::MaxPool(p) => {
-                let x = self.enc(&ins[0], "the input")?;
-                let relu = self.relu_lut(x)?;
-                let window = self.window(p, x, &out_shape)?;
-                if expand.contains(&id) && self.conflicts == MaxPoolConflicts::Expand {
-                    self.max_tree(x, window, relu, out_shape)?
-                } else if expand.contains(&id) {
-                    // The maximum at the comparisons' delta, then an identity table that
-                    // reads it there and writes it at whatever delta the consumers need.
-                    let (lo, hi) = self.range(x);
-                    let identity = Lut {
-                        input_min: lo,
-                        precision: relu.precision,
-                        rounding: None,
-                        tables: vec![(lo..=hi).collect()],
-                        axis: None,
-                    };
-                    let instr = Instruction::MaxPool {
-                        input: x,
-                        window,
-                        relu,
-                    };
-                    let max = self.emit(instr, out_shape.clone(), Some((lo, hi)))?;
-                    let instr = Instruction::Tlu {
-                        input: max,
-                        lut: identity,
-                    };
-                    self.emit(instr, out_shape, Some((lo, hi)))?
-                } else {
-                    let range = self.range(x);
-                    let instr = Instruction::MaxPool {
-                        input: x,
-                        window,
-                        relu,
-                    };
-                    self.emit(instr, out_shape, Some(range))?
-                }
-            }
+            Op::MaxPool(p) => self.max_pool(p, &ins[0], expand.contains(&id), out_shape)?,
             Op::Binary(op) => self.binary(*op, &ins[0], &ins[1], out_shape)?,
             Op::Reshape { .. } => {
                 let x = self.enc(&ins[0], "the input")?;
@@ -456,6 +385,97 @@ impl Builder {
             }
         };
         Ok(Val::Enc(v))
+    }
+
+    /// An integer Gemm (`alpha = beta = 1`) as a `Dense` with the weights' output features
+    /// first, `A` transposed first when `transA` is set.
+    fn gemm(
+        &mut self,
+        g: &GemmAttrs,
+        ins: &[Val],
+        out_shape: Vec<usize>,
+    ) -> Result<usize, LowerError> {
+        if g.alpha != 1.0 || g.beta != 1.0 {
+            return Err(self.unsupported(format!(
+                "alpha = {} and beta = {} (the integer Gemm needs 1 and 1)",
+                g.alpha, g.beta
+            )));
+        }
+        let mut a = self.enc(&ins[0], "A")?;
+        let b = self.konst(&ins[1], "B (the weights)")?;
+        let b = b
+            .view()
+            .into_dimensionality::<Ix2>()
+            .map_err(|_| self.unsupported("B must be 2-D"))?;
+        // Weights with the output features first.
+        let w = if g.trans_b { b } else { b.reversed_axes() };
+        if g.trans_a {
+            let s = self.shape(a).to_vec();
+            if s.len() != 2 {
+                return Err(self.unsupported("A must be 2-D"));
+            }
+            a = self.emit(
+                Instruction::Transpose {
+                    input: a,
+                    perm: vec![1, 0],
+                },
+                vec![s[1], s[0]],
+                None,
+            )?;
+        }
+        let bias = match ins.get(2) {
+            Some(c) => Some(self.konst(c, "C (the bias)")?),
+            None => None,
+        };
+        self.dense(a, w.to_owned(), bias, out_shape)
+    }
+
+    /// Max-pooling of `input`. With `expand` (its consumers need a smaller delta than its
+    /// comparisons compute at): a tree of comparisons ([`Self::max_tree`]) when conflicts
+    /// are to be expanded, else the maximum read through an identity table.
+    fn max_pool(
+        &mut self,
+        p: &PoolAttrs,
+        input: &Val,
+        expand: bool,
+        out_shape: Vec<usize>,
+    ) -> Result<usize, LowerError> {
+        let x = self.enc(input, "the input")?;
+        let relu = self.relu_lut(x)?;
+        let window = self.window(p, x, &out_shape)?;
+        if expand && self.conflicts == MaxPoolConflicts::Expand {
+            self.max_tree(x, window, relu, out_shape)
+        } else if expand {
+            // The maximum at the comparisons' delta, then an identity table that
+            // reads it there and writes it at whatever delta the consumers need.
+            let (lo, hi) = self.range(x);
+            let identity = Lut {
+                input_min: lo,
+                precision: relu.precision,
+                rounding: None,
+                tables: vec![(lo..=hi).collect()],
+                axis: None,
+            };
+            let instr = Instruction::MaxPool {
+                input: x,
+                window,
+                relu,
+            };
+            let max = self.emit(instr, out_shape.clone(), Some((lo, hi)))?;
+            let instr = Instruction::Tlu {
+                input: max,
+                lut: identity,
+            };
+            self.emit(instr, out_shape, Some((lo, hi)))
+        } else {
+            let range = self.range(x);
+            let instr = Instruction::MaxPool {
+                input: x,
+                window,
+                relu,
+            };
+            self.emit(instr, out_shape, Some(range))
+        }
     }
 
     /// `y = x @ w^T + bias` over the last axis of `x`; `w` is `[out, in]`. A bias that varies

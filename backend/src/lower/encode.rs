@@ -23,31 +23,70 @@ pub(super) enum Encoded {
 }
 
 pub(super) fn encode(pre: &Pre) -> Result<Encoded, LowerError> {
-    let n = pre.instrs.len();
-    let range_error = |v: usize, message: String| LowerError::Range {
+    let uses = uses(pre);
+    let Deltas {
+        delta,
+        required,
+        conflicts,
+    } = deltas(pre, &uses)?;
+    if !conflicts.is_empty() {
+        return Ok(Encoded::ExpandMaxPools(conflicts));
+    }
+    check_max_pool_inputs(pre)?;
+    let Numbered {
+        instructions,
+        values,
+        id,
+    } = number(pre, &delta, &required)?;
+    let mut outputs = vec![];
+    for o in &pre.outputs {
+        let value = id[&(o.value, output_delta(pre, o.value)?)];
+        outputs.push(OutputSpec {
+            name: o.name.clone(),
+            value,
+            scale: o.scale,
+            zero_point: o.zero_point,
+            channel_scales: o.channel_scales.clone(),
+        });
+    }
+    Ok(Encoded::Done(Program {
+        inputs: pre.inputs.clone(),
+        outputs,
+        values,
+        instructions,
+    }))
+}
+
+/// A range error on the node value `v` comes from.
+fn range_error(pre: &Pre, v: usize, message: String) -> LowerError {
+    LowerError::Range {
         node: pre.infos[v].node.clone(),
         op: pre.infos[v].op,
         message,
-    };
-    // Delta of every output value.
-    let output_delta = |v: usize| -> Result<u32, LowerError> {
-        let info = &pre.infos[v];
-        let entries = (info.max as i128 - info.min as i128 + 1) as u128;
-        let bits = bits_for_entries(entries);
-        if bits > 62 {
-            return Err(range_error(
-                v,
-                format!(
-                    "output range [{}, {}] needs {bits} bits, more than the 62 an encoding holds",
-                    info.min, info.max
-                ),
-            ));
-        }
-        Ok(63 - bits)
-    };
+    }
+}
 
-    // Uses of every value: (consumer, or None for a graph output).
-    let mut uses: Vec<Vec<Option<usize>>> = vec![vec![]; n];
+/// Delta of output value `v`: the smallest its range allows (most room for noise).
+fn output_delta(pre: &Pre, v: usize) -> Result<u32, LowerError> {
+    let info = &pre.infos[v];
+    let entries = (info.max as i128 - info.min as i128 + 1) as u128;
+    let bits = bits_for_entries(entries);
+    if bits > 62 {
+        return Err(range_error(
+            pre,
+            v,
+            format!(
+                "output range [{}, {}] needs {bits} bits, more than the 62 an encoding holds",
+                info.min, info.max
+            ),
+        ));
+    }
+    Ok(63 - bits)
+}
+
+/// Uses of every value: (consumer, or None for a graph output).
+fn uses(pre: &Pre) -> Vec<Vec<Option<usize>>> {
+    let mut uses: Vec<Vec<Option<usize>>> = vec![vec![]; pre.instrs.len()];
     for (c, instr) in pre.instrs.iter().enumerate() {
         let mut ops = instr.operands();
         ops.dedup();
@@ -58,8 +97,22 @@ pub(super) fn encode(pre: &Pre) -> Result<Encoded, LowerError> {
     for o in &pre.outputs {
         uses[o.value].push(None);
     }
+    uses
+}
 
-    // Backwards: every consumer comes after its operands.
+/// What [`deltas`] decides, per value.
+struct Deltas {
+    /// The delta each value is computed at.
+    delta: Vec<u32>,
+    /// The deltas its uses need (larger ones are read through a `Rescale`).
+    required: Vec<BTreeSet<u32>>,
+    /// Max-poolings computing at a larger delta than a use of theirs needs.
+    conflicts: Vec<NodeId>,
+}
+
+/// Propagates the deltas uses need backwards: every consumer comes after its operands.
+fn deltas(pre: &Pre, uses: &[Vec<Option<usize>>]) -> Result<Deltas, LowerError> {
+    let n = pre.instrs.len();
     let mut delta = vec![0u32; n];
     let mut conflicts = vec![];
     let mut required: Vec<BTreeSet<u32>> = vec![BTreeSet::new(); n];
@@ -67,13 +120,13 @@ pub(super) fn encode(pre: &Pre) -> Result<Encoded, LowerError> {
         for u in &uses[v] {
             let r = match u {
                 Some(c) => operand_delta(&pre.instrs[*c], delta[*c]),
-                None => output_delta(v)?,
+                None => output_delta(pre, v)?,
             };
             required[v].insert(r);
         }
         let smallest = match required[v].first() {
             Some(&d) => d,
-            None => output_delta(v)?,
+            None => output_delta(pre, v)?,
         };
         delta[v] = match &pre.instrs[v] {
             Instruction::MaxPool { relu, .. } => {
@@ -86,13 +139,17 @@ pub(super) fn encode(pre: &Pre) -> Result<Encoded, LowerError> {
             _ => smallest,
         };
     }
-    if !conflicts.is_empty() {
-        return Ok(Encoded::ExpandMaxPools(conflicts));
-    }
+    Ok(Deltas {
+        delta,
+        required,
+        conflicts,
+    })
+}
 
-    // Comparison inputs must fit the bits below their padding bit. (A table lookup's input
-    // may not: a table narrower than its input's range reads the wrap outside its domain,
-    // which every engine reproduces.)
+/// Comparison inputs must fit the bits below their padding bit. (A table lookup's input
+/// may not: a table narrower than its input's range reads the wrap outside its domain,
+/// which every engine reproduces.)
+fn check_max_pool_inputs(pre: &Pre) -> Result<(), LowerError> {
     for (c, instr) in pre.instrs.iter().enumerate() {
         if let Instruction::MaxPool { input, relu, .. } = instr {
             let (v, d) = (*input, relu.input_delta_log2());
@@ -100,6 +157,7 @@ pub(super) fn encode(pre: &Pre) -> Result<Encoded, LowerError> {
             let lookup_span = 2 * span;
             if lookup_span >= 1i128 << (63 - d) {
                 return Err(range_error(
+                    pre,
                     c,
                     format!(
                         "input range [{}, {}] does not fit the {} bits below the padding bit",
@@ -111,8 +169,20 @@ pub(super) fn encode(pre: &Pre) -> Result<Encoded, LowerError> {
             }
         }
     }
+    Ok(())
+}
 
-    // Final numbering: every value, then the rescaled copies its uses need.
+/// The program's instructions and values, in their final numbering.
+struct Numbered {
+    instructions: Vec<Instruction>,
+    values: Vec<ValueInfo>,
+    /// The program value holding pre-value `v` at delta `d`, by `(v, d)`.
+    id: HashMap<(usize, u32), ValueId>,
+}
+
+/// Final numbering: every value, then the rescaled copies its uses need.
+fn number(pre: &Pre, delta: &[u32], required: &[BTreeSet<u32>]) -> Result<Numbered, LowerError> {
+    let n = pre.instrs.len();
     let mut instructions: Vec<Instruction> = Vec::with_capacity(n);
     let mut values: Vec<ValueInfo> = Vec::with_capacity(n);
     let mut id: HashMap<(usize, u32), ValueId> = HashMap::new();
@@ -129,6 +199,7 @@ pub(super) fn encode(pre: &Pre) -> Result<Encoded, LowerError> {
         });
         if let Some(x) = missing {
             return Err(range_error(
+                pre,
                 v,
                 format!(
                     "operand {x} has delta {} where {want} is needed (lowering bug)",
@@ -163,24 +234,11 @@ pub(super) fn encode(pre: &Pre) -> Result<Encoded, LowerError> {
             });
         }
     }
-
-    let mut outputs = vec![];
-    for o in &pre.outputs {
-        let value = id[&(o.value, output_delta(o.value)?)];
-        outputs.push(OutputSpec {
-            name: o.name.clone(),
-            value,
-            scale: o.scale,
-            zero_point: o.zero_point,
-            channel_scales: o.channel_scales.clone(),
-        });
-    }
-    Ok(Encoded::Done(Program {
-        inputs: pre.inputs.clone(),
-        outputs,
-        values,
+    Ok(Numbered {
         instructions,
-    }))
+        values,
+        id,
+    })
 }
 
 /// The delta an instruction needs its operands at, given its own.

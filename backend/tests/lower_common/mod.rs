@@ -8,7 +8,7 @@ pub use fhec_testkit::{data_samples, fixture_graph, Lcg, GEMM_TRANS_B};
 
 use fhec_ir::{int_interp, Graph, Op, RoundingMode, Tensor};
 use fhec_passes::quantize::QuantOptions;
-use fhec_passes::{run_pipeline, PassContext, PassOptions, RoundingOptions};
+use fhec_passes::{PassOptions, RoundingOptions};
 use fhec_runtime::circuit::{Instruction, OutputSpec, Program};
 use fhec_runtime::clear::{ClearEngine, PlainEngine};
 use fhec_runtime::exec::{decoded_outputs, quantize_inputs};
@@ -32,16 +32,16 @@ pub fn compile(
     rounding: Option<(u32, RoundingMode)>,
     calibration: &[Tensor],
 ) -> Graph {
-    let mut g = graph.clone();
-    let mut ctx = PassContext::new(PassOptions {
+    let options = PassOptions {
         prune_threshold: 0.0,
         quantization: Some(QuantOptions::uniform(bits)),
         rounding: rounding.map(|(bits, mode)| RoundingOptions { bits, mode }),
         ..Default::default()
-    });
-    ctx.calibration_inputs = calibration.iter().map(|x| vec![x.clone()]).collect();
-    run_pipeline(&mut g, &mut ctx).unwrap_or_else(|e| panic!("pipeline: {e}"));
-    g
+    };
+    let calibration = calibration.iter().map(|x| vec![x.clone()]).collect();
+    fhec_passes::compile(graph, options, calibration)
+        .unwrap_or_else(|e| panic!("pipeline: {e}"))
+        .0
 }
 
 /// Compiles a fixture model.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use fhec_ir::op::BinaryOp;
 use fhec_ir::quant::{int_bits, QParams, Tlu};
-use fhec_ir::{DType, GemmAttrs, Graph, NodeId, Op, PadMode, PoolAttrs, Tensor, TensorFact};
+use fhec_ir::{DType, GemmAttrs, Graph, Node, NodeId, Op, PadMode, PoolAttrs, Tensor, TensorFact};
 use ndarray::{ArrayD, Axis, IxDyn};
 
 use super::Calibration;
@@ -796,15 +796,7 @@ impl<'a> Lowering<'a> {
     fn lower_linear(&mut self, id: NodeId) -> Result<Repr, QuantError> {
         let node = self.src.node(id).clone();
         let ins = self.src.node_inputs(id);
-        let (mut x, mut s_x, mut z_x) = self.int_input(id, ins[0])?;
-        // An accumulator feeding a linear op directly is requantised to activation width
-        // first (an identity table), or accumulators would grow layer after layer.
-        let (lo, hi) = self.range_of(x);
-        if int_bits(lo, hi) > self.opts.activation_bits.max(self.opts.input_bits) + 1 {
-            self.repr
-                .insert(ins[0], Repr::Chain(Chain::identity(x, s_x, z_x)));
-            (x, s_x, z_x) = self.materialize(ins[0], OutGrid::Calibrated(None))?;
-        }
+        let (x, s_x, z_x) = self.linear_input(id, ins[0])?;
         // Weights with output channels first ([out, in] or [out, in/group, k...]) and their
         // per-output-channel scales: the model's own integers (QAT) or symmetric PTQ, per
         // channel when a table follows anyway (it absorbs the per-channel scale for free).
@@ -815,66 +807,10 @@ impl<'a> Lowering<'a> {
             Op::Gemm(g) => g.trans_b,
             _ => false,
         };
-        let out_first = |w: &ArrayD<i64>| -> ArrayD<i64> {
-            if matches!(node.op, Op::Conv(_)) || trans_b {
-                w.clone()
-            } else {
-                w.clone().reversed_axes().as_standard_layout().into_owned()
-            }
-        };
-        let is_output = self.src.outputs().contains(&id);
-        let consumers = self.src.consumers(id);
-        let per_channel_ok = !is_output
-            && !consumers.is_empty()
-            && consumers
-                .iter()
-                .all(|&c| float_op_is_univariate(&self.src.node(c).op));
-        let (w_q, s_w): (ArrayD<i64>, Vec<f32>) = match &self.repr[&ins[1]] {
-            Repr::QConst(c) => {
-                let w = out_first(&c.centred());
-                let n = w.shape()[0];
-                // The output-channel axis of the weights as the model stores them.
-                let out_axis = if matches!(node.op, Op::Conv(_)) || trans_b {
-                    0
-                } else {
-                    c.q.ndim() - 1
-                };
-                if c.scales.len() == 1 {
-                    (w, vec![c.scales[0]; n])
-                } else if c.axis == out_axis {
-                    (w, c.scales.clone())
-                } else {
-                    return Err(self.node_err(id, format!("weight scales vary along axis {} (input channels); only per-output-channel scales (axis {out_axis}) can be quantised", c.axis)));
-                }
-            }
-            Repr::Const(w) => {
-                let wf = if matches!(node.op, Op::Conv(_)) || trans_b {
-                    w.clone()
-                } else {
-                    w.clone().reversed_axes().as_standard_layout().into_owned()
-                };
-                let qmax = ((1i64 << (self.opts.weight_bits - 1)) - 1) as f32;
-                let n = wf.shape()[0];
-                let absmax = |v: ndarray::ArrayViewD<f32>| v.iter().fold(0f32, |a, &x| a.max(x.abs()));
-                // Per-channel tables multiply the table size by the channel count: only when
-                // the worst-case accumulator domain stays small enough.
-                let (xl, xh) = self.range_of(x);
-                let fan_in = (wf.len() / n.max(1)) as i64;
-                let worst_span = 2 * fan_in * (qmax as i64) * xl.abs().max(xh.abs()) + 1;
-                let per_channel_ok = per_channel_ok && (worst_span as usize).saturating_mul(n) <= MAX_TABLE_CELLS / 4;
-                let scales: Vec<f32> = if per_channel_ok {
-                    (0..n).map(|j| absmax(wf.index_axis(Axis(0), j))).collect()
-                } else {
-                    vec![absmax(wf.view()); n]
-                };
-                let scales: Vec<f32> = scales.iter().map(|&m| if m > 0.0 { m / qmax } else { 1.0 }).collect();
-                let mut q = ArrayD::<i64>::zeros(wf.raw_dim());
-                for (j, &sj) in scales.iter().enumerate() {
-                    q.index_axis_mut(Axis(0), j)
-                        .zip_mut_with(&wf.index_axis(Axis(0), j), |o, &v| *o = (v / sj).round_ties_even() as i64);
-                }
-                (q, scales)
-            }
+        let stored_out_first = matches!(node.op, Op::Conv(_)) || trans_b;
+        let (w_q, s_w) = match &self.repr[&ins[1]] {
+            Repr::QConst(c) => self.qat_weights(id, c, stored_out_first)?,
+            Repr::Const(w) => self.ptq_weights(id, w, x, stored_out_first),
             _ => return Err(self.node_err(id, "weights must be constant (a product of two runtime tensors needs a ciphertext multiplication)")),
         };
         let bias: Option<Tensor> = match ins.get(2).map(|b| &self.repr[b]) {
@@ -888,11 +824,137 @@ impl<'a> Lowering<'a> {
             _ => (1.0, 1.0),
         };
         let n_out = w_q.shape()[0];
+        let (op, x_in) = self.integer_linear_op(id, &node, x, z_x, w_q.ndim())?;
+        // Integer bias per output: the real bias at the accumulator's scale, minus the
+        // input zero point times the weights' sum.
+        let b_int: Vec<i64> = (0..n_out)
+            .map(|j| {
+                let filt = w_q.index_axis(Axis(0), j);
+                let b = bias.as_ref().map_or(0.0, |b| beta * bias_at(b, j, n_out));
+                (b / (s_x * s_w[j] * alpha)).round() as i64 - z_x * filt.sum()
+            })
+            .collect();
+        let w_node = self.add(&format!("{}.weight", node.name), Op::IntConst(w_q), &[])?;
+        let b_arr = ArrayD::from_shape_vec(IxDyn(&[n_out]), b_int).expect("one bias per output");
+        let b_node = self.add(&format!("{}.bias", node.name), Op::IntConst(b_arr), &[])?;
+        let nid = self.add(&node.name, op, &[x_in, w_node, b_node])?;
+        if s_w.iter().all(|&v| v == s_w[0]) {
+            return Ok(Repr::Int {
+                id: nid,
+                scale: s_x * s_w[0] * alpha,
+                zp: 0,
+            });
+        }
+        Ok(Repr::Chain(Chain {
+            ch: Some(s_w),
+            ..Chain::identity(nid, s_x * alpha, 0)
+        }))
+    }
+
+    /// The integer data input `src` of linear node `user`. An accumulator feeding a linear
+    /// op directly is requantised to activation width first (an identity table), or
+    /// accumulators would grow layer after layer.
+    fn linear_input(
+        &mut self,
+        user: NodeId,
+        src: NodeId,
+    ) -> Result<(NodeId, f32, i64), QuantError> {
+        let (x, s_x, z_x) = self.int_input(user, src)?;
+        let (lo, hi) = self.range_of(x);
+        if int_bits(lo, hi) > self.opts.activation_bits.max(self.opts.input_bits) + 1 {
+            self.repr
+                .insert(src, Repr::Chain(Chain::identity(x, s_x, z_x)));
+            return self.materialize(src, OutGrid::Calibrated(None));
+        }
+        Ok((x, s_x, z_x))
+    }
+
+    /// The model's own (QAT) weights of linear node `id`, output channels first, with one
+    /// scale per output channel. `stored_out_first`: the model stores them output channels
+    /// first (Conv, or Gemm with `transB`), rather than `[in, out]`.
+    fn qat_weights(
+        &self,
+        id: NodeId,
+        c: &QConst,
+        stored_out_first: bool,
+    ) -> Result<(ArrayD<i64>, Vec<f32>), QuantError> {
+        let w = out_channels_first(&c.centred(), stored_out_first);
+        let n = w.shape()[0];
+        // The output-channel axis of the weights as the model stores them.
+        let out_axis = if stored_out_first { 0 } else { c.q.ndim() - 1 };
+        if c.scales.len() == 1 {
+            Ok((w, vec![c.scales[0]; n]))
+        } else if c.axis == out_axis {
+            Ok((w, c.scales.clone()))
+        } else {
+            Err(self.node_err(id, format!("weight scales vary along axis {} (input channels); only per-output-channel scales (axis {out_axis}) can be quantised", c.axis)))
+        }
+    }
+
+    /// Float weights `w` of linear node `id` quantised symmetrically at the weight width,
+    /// output channels first, with one scale per output channel: per channel when a table
+    /// follows anyway and the per-channel tables stay small enough, else one scale for all.
+    /// `x` is the (integer) data input; `stored_out_first` as for [`Self::qat_weights`].
+    fn ptq_weights(
+        &self,
+        id: NodeId,
+        w: &Tensor,
+        x: NodeId,
+        stored_out_first: bool,
+    ) -> (ArrayD<i64>, Vec<f32>) {
+        let is_output = self.src.outputs().contains(&id);
+        let consumers = self.src.consumers(id);
+        let per_channel_ok = !is_output
+            && !consumers.is_empty()
+            && consumers
+                .iter()
+                .all(|&c| float_op_is_univariate(&self.src.node(c).op));
+        let wf = out_channels_first(w, stored_out_first);
+        let qmax = ((1i64 << (self.opts.weight_bits - 1)) - 1) as f32;
+        let n = wf.shape()[0];
+        let absmax = |v: ndarray::ArrayViewD<f32>| v.iter().fold(0f32, |a, &x| a.max(x.abs()));
+        // Per-channel tables multiply the table size by the channel count: only when
+        // the worst-case accumulator domain stays small enough.
+        let (xl, xh) = self.range_of(x);
+        let fan_in = (wf.len() / n.max(1)) as i64;
+        let worst_span = 2 * fan_in * (qmax as i64) * xl.abs().max(xh.abs()) + 1;
+        let per_channel_ok =
+            per_channel_ok && (worst_span as usize).saturating_mul(n) <= MAX_TABLE_CELLS / 4;
+        let scales: Vec<f32> = if per_channel_ok {
+            (0..n).map(|j| absmax(wf.index_axis(Axis(0), j))).collect()
+        } else {
+            vec![absmax(wf.view()); n]
+        };
+        let scales: Vec<f32> = scales
+            .iter()
+            .map(|&m| if m > 0.0 { m / qmax } else { 1.0 })
+            .collect();
+        let mut q = ArrayD::<i64>::zeros(wf.raw_dim());
+        for (j, &sj) in scales.iter().enumerate() {
+            q.index_axis_mut(Axis(0), j)
+                .zip_mut_with(&wf.index_axis(Axis(0), j), |o, &v| {
+                    *o = (v / sj).round_ties_even() as i64
+                });
+        }
+        (q, scales)
+    }
+
+    /// The integer op replacing linear node `id` (`node`), and its data input: a Gemm with
+    /// `transB` for matrix products (`w_rank`: rank of the weights), or the Conv itself,
+    /// its padding made explicit with the input zero point `z_x` on `x`.
+    fn integer_linear_op(
+        &mut self,
+        id: NodeId,
+        node: &Node,
+        x: NodeId,
+        z_x: i64,
+        w_rank: usize,
+    ) -> Result<(Op, NodeId), QuantError> {
         let mut x_in = x;
         let mut op = node.op.clone();
         match &mut op {
             Op::Gemm(_) | Op::MatMul => {
-                if w_q.ndim() != 2 || self.out.node(x).fact.rank() != 2 {
+                if w_rank != 2 || self.out.node(x).fact.rank() != 2 {
                     return Err(self.node_err(id, "only 2-D matrix products can be quantised"));
                 }
                 op = Op::Gemm(GemmAttrs {
@@ -919,30 +981,7 @@ impl<'a> Lowering<'a> {
             }
             _ => return Err(QuantError::Internal("not a linear op".into())),
         }
-        // Integer bias per output: the real bias at the accumulator's scale, minus the
-        // input zero point times the weights' sum.
-        let b_int: Vec<i64> = (0..n_out)
-            .map(|j| {
-                let filt = w_q.index_axis(Axis(0), j);
-                let b = bias.as_ref().map_or(0.0, |b| beta * bias_at(b, j, n_out));
-                (b / (s_x * s_w[j] * alpha)).round() as i64 - z_x * filt.sum()
-            })
-            .collect();
-        let w_node = self.add(&format!("{}.weight", node.name), Op::IntConst(w_q), &[])?;
-        let b_arr = ArrayD::from_shape_vec(IxDyn(&[n_out]), b_int).expect("one bias per output");
-        let b_node = self.add(&format!("{}.bias", node.name), Op::IntConst(b_arr), &[])?;
-        let nid = self.add(&node.name, op, &[x_in, w_node, b_node])?;
-        if s_w.iter().all(|&v| v == s_w[0]) {
-            return Ok(Repr::Int {
-                id: nid,
-                scale: s_x * s_w[0] * alpha,
-                zp: 0,
-            });
-        }
-        Ok(Repr::Chain(Chain {
-            ch: Some(s_w),
-            ..Chain::identity(nid, s_x * alpha, 0)
-        }))
+        Ok((op, x_in))
     }
 
     /// Add/Sub of two runtime tensors (residual connections). Both operands must stand on
@@ -1214,6 +1253,16 @@ impl<'a> Lowering<'a> {
         };
         let name = format!("{}.dequantize", self.src.node(o).name);
         self.add(&name, Op::Dequantize(params), &[x])
+    }
+}
+
+/// `w` with its output-channel axis first: as stored when `stored_out_first`, else the
+/// `[in, out]` matrix transposed (standard layout).
+fn out_channels_first<T: Clone>(w: &ArrayD<T>, stored_out_first: bool) -> ArrayD<T> {
+    if stored_out_first {
+        w.clone()
+    } else {
+        w.clone().reversed_axes().as_standard_layout().into_owned()
     }
 }
 
