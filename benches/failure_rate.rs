@@ -189,6 +189,7 @@ fn program(precision: u32, table: Vec<i64>, elements: usize) -> (Program, Lut) {
         rounding: None,
         tables: vec![table],
         axis: None,
+        sets: Default::default(),
     };
     let delta = lut.input_delta_log2();
     let info = ValueInfo {
@@ -253,7 +254,7 @@ fn measure(args: &Args, target: f64, threads: usize, rng: &mut SplitMix) -> Resu
     );
 
     let t = Instant::now();
-    let (client, compressed) = ClientKey::generate(&params)?;
+    let (client, compressed) = ClientKey::generate(params)?;
     let server = compressed.expand();
     let keygen_s = t.elapsed().as_secs_f64();
     let engine = FheEngine::new(&server);
@@ -329,7 +330,7 @@ fn simulate(
     lookups: usize,
     rng: &mut SplitMix,
 ) -> Result<(usize, (f64, f64))> {
-    let sim = SimulationEngine::new(*params, rng.next());
+    let sim = SimulationEngine::new(&(*params).into(), rng.next());
     let size = 1u64 << lut.precision;
     let xs: Vec<i64> = (0..lookups).map(|_| rng.below(size) as i64).collect();
     let refs: Vec<&i64> = xs.iter().collect();

@@ -330,14 +330,10 @@ fn two_input_circuit(path: &Path) {
                 Instruction::Input { index: 1 },
             ],
         },
-        params,
+        params: params.into(),
         prediction: Prediction {
-            pbs_count: 0,
-            p_error_per_pbs: 0.0,
-            global_p_error: 0.0,
-            pbs_latency_s: 0.0,
-            latency_s: 0.0,
             threads: 1,
+            ..Default::default()
         },
         postprocessing: vec![],
     };

@@ -334,7 +334,7 @@ fn killed_sweep_leaves_complete_rows_and_resumes() {
         "the sweep finished before it could be killed"
     );
     let (header, rows) = read_csv(&csv_path);
-    assert_eq!(header.len(), 40);
+    assert_eq!(header.len(), 41);
     assert!(rows.len() < 28, "{} rows", rows.len());
     let before = keys(&header, &rows);
     // No temporary file is mistaken for results; a resume cleans them up.

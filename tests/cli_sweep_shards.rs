@@ -290,16 +290,17 @@ fn prune_rate_rows_match_eval_and_files_without_the_column_resume() {
     );
 
     // A results file as sweeps wrote it before the prune_rate and prune_method columns
-    // (rate-0 rows only).
+    // (rate-0 rows only; the later param_sets column did not exist either).
     let csv_path = out.join(RESULTS);
     let mut reader = csv::Reader::from_path(&csv_path).unwrap();
     let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
     let rate = header.iter().position(|h| h == "prune_rate").unwrap();
     let method = header.iter().position(|h| h == "prune_method").unwrap();
+    let sets = header.iter().position(|h| h == "param_sets").unwrap();
     let keep = |r: &csv::StringRecord| -> Vec<String> {
         r.iter()
             .enumerate()
-            .filter(|(i, _)| *i != rate && *i != method)
+            .filter(|(i, _)| *i != rate && *i != method && *i != sets)
             .map(|(_, c)| c.to_string())
             .collect()
     };

@@ -284,6 +284,7 @@ fn a_huge_max_pool_validates_without_walking_its_windows() {
                     rounding: None,
                     tables: vec![vec![0, 0, 0, 0, 0, 1, 2, 3]],
                     axis: None,
+                    sets: Default::default(),
                 },
             },
         ],
@@ -394,7 +395,7 @@ fn regenerate_seeds() {
         polynomial_size: 16,
         ..fhec_runtime::fhe::insecure_test_params()
     };
-    let (client, server) = ClientKey::generate_insecure_for_tests(&tiny).unwrap();
+    let (client, server) = ClientKey::generate_insecure_for_tests(tiny).unwrap();
     let ck = dir.path().join("client.key");
     let sk = dir.path().join("server.key");
     client.save(&ck).unwrap();
@@ -451,13 +452,14 @@ fn regenerate_seeds() {
                     rounding: None,
                     tables: vec![vec![0, 0, 0, 0, 0, 1, 2, 3]],
                     axis: None,
+                    sets: Default::default(),
                 },
             },
         ],
     };
     let circuit = Circuit {
         program: program.clone(),
-        params,
+        params: params.into(),
         prediction: Prediction {
             pbs_count: 4,
             p_error_per_pbs: 1e-40,
@@ -465,6 +467,9 @@ fn regenerate_seeds() {
             pbs_latency_s: 0.01,
             latency_s: 0.04,
             threads: 1,
+            pbs_per_set: vec![4],
+            pbs_latency_per_set_s: vec![0.01],
+            server_key_bytes: 0,
         },
         postprocessing: vec![ClientOp {
             output: 0,

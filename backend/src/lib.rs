@@ -7,7 +7,9 @@ pub mod optimizer;
 
 pub use fhec_runtime::{Circuit, FORMAT_VERSION};
 pub use lower::{lower, lower_variants, LowerError, MaxPoolConflicts};
-pub use optimizer::{choose_params, OptimizerError, PErrorTarget, Remedy};
+pub use optimizer::{
+    choose_param_sets, choose_params, OptimizerError, PErrorTarget, Remedy, SetOptions,
+};
 
 /// What the backend needs besides the graph.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -16,6 +18,8 @@ pub struct CompileOptions {
     pub target: PErrorTarget,
     /// Threads the latency prediction assumes.
     pub threads: usize,
+    /// One parameter set per class of lookups or one for all, and the server key limit.
+    pub sets: SetOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +60,8 @@ pub fn compile_timed(
     let start = std::time::Instant::now();
     let mut best: Option<Circuit> = None;
     let mut last_error = None;
-    for program in variants {
-        match choose_params(&program, options.target, options.threads) {
+    for mut program in variants {
+        match choose_param_sets(&mut program, options.target, options.threads, options.sets) {
             Ok((params, prediction)) => {
                 let faster = best
                     .as_ref()

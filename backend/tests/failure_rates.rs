@@ -69,6 +69,7 @@ fn compiled(stem: &str, bits: u32, rounding_bits: Option<u32>, p: f64) -> Circui
     let options = CompileOptions {
         target: PErrorTarget::PerPbs(p),
         threads: 1,
+        sets: Default::default(),
     };
     compile(&graph, &options).unwrap_or_else(|e| panic!("{stem}: {e:?}"))
 }
@@ -100,12 +101,14 @@ fn measure(
 ) -> Counts {
     let circuit = compiled(stem, bits, rounding_bits, p);
     // The optimizer's own, secure choice.
-    params_are_secure(&circuit.params).unwrap();
+    for set in circuit.params.sets() {
+        params_are_secure(set).unwrap();
+    }
     let (client, server) = seeded_keys(&circuit.params, seed.into());
     let server = server.expand();
     let simulation = PlainEngine {
         lookups: CountingSimulation {
-            sim: SimulationEngine::new(circuit.params, seed),
+            sim: SimulationEngine::new(&circuit.params, seed),
             elements: AtomicUsize::new(0),
             wrong: AtomicUsize::new(0),
         },

@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use fhec_backend::optimizer::{
-    choose_params, pbs_latency_s, predict, OptimizerError, PErrorTarget, Remedy,
+    choose_param_sets, choose_params, pbs_latency_s, predict, OptimizerError, PErrorTarget, Remedy,
+    SetOptions,
 };
 use fhec_runtime::circuit::{
     InputSpec, Instruction, Lut, OutputSpec, Program, QParams, Rounding, RoundingMode, ValueInfo,
@@ -30,6 +31,7 @@ fn lut(precision: u32, rounding: Option<Rounding>) -> Lut {
         rounding,
         tables: vec![(0..1i64 << precision).collect()],
         axis: None,
+        sets: Default::default(),
     }
 }
 
@@ -140,7 +142,7 @@ fn reported_configurations() {
                     prediction.p_error_per_pbs,
                     prediction.pbs_count
                 );
-                assert_eq!(predict(&program, &params, 1).unwrap(), prediction);
+                assert_eq!(predict(&program, &params.into(), 1).unwrap(), prediction);
                 assert!(prediction.p_error_per_pbs <= p * (1.0 + 1e-9));
             }
             Err(e) => panic!("{name}: the optimizer found no parameters: {e}"),
@@ -260,7 +262,7 @@ fn bootstraps_are_counted_per_element_and_threads_divide_latency() {
     let program = program(&[(4, exact(3), 5.0), (3, approx(2), 5.0)], 50);
     let (params, one) = choose_params(&program, PErrorTarget::PerPbs(0.01), 1).unwrap();
     assert_eq!(one.pbs_count, 50 * 4 + 50);
-    let four = predict(&program, &params, 4).unwrap();
+    let four = predict(&program, &params.into(), 4).unwrap();
     assert_eq!(four.threads, 4);
     assert!((four.latency_s * 4.0 - one.latency_s).abs() < 1e-12 * one.latency_s.max(1.0));
     assert!(one.global_p_error >= one.p_error_per_pbs);
@@ -275,6 +277,7 @@ fn maxpool_program() -> Program {
         rounding: None,
         tables: vec![(0..16).map(|i| (i - 8).max(0)).collect()],
         axis: None,
+        sets: Default::default(),
     };
     let d = relu.input_delta_log2();
     Program {
@@ -362,4 +365,88 @@ fn search_is_fast_for_many_lookup_kinds() {
     assert!(result.is_ok());
     // Generous for unoptimised test builds; release builds take well under a second.
     assert!(elapsed.as_secs_f64() < 20.0, "{elapsed:?}");
+}
+
+/// An MLP-like mix: 6-bit tables after exact rounding of 6 bits (the bit extractions read
+/// 12-bit accumulators), and 4-bit tables without rounding.
+fn exact_mix() -> Program {
+    program(&[(6, exact(6), 40.0), (4, None, 10.0)], 100)
+}
+
+#[test]
+fn exact_rounding_gets_its_bit_extractions_on_their_own_cheaper_set() {
+    let target = PErrorTarget::PerPbs(0.008);
+    let (single, single_pred) = choose_params(&exact_mix(), target, 1).unwrap();
+    let mut program = exact_mix();
+    let (sets, pred) = choose_param_sets(&mut program, target, 1, SetOptions::default()).unwrap();
+    eprintln!("single {single}: {single_pred:?}\nper class {sets}: {pred:?}");
+    assert!(sets.len() > 1, "{sets}");
+    // Faster than the best single set, and every bootstrap still meets the target under
+    // the exact noise model (recomputed here from the assigned program).
+    assert!(
+        pred.latency_s < 0.8 * single_pred.latency_s,
+        "{} vs {}",
+        pred.latency_s,
+        single_pred.latency_s
+    );
+    let again = predict(&program, &sets, 1).unwrap();
+    assert_eq!(again, pred);
+    assert!(pred.p_error_per_pbs <= 0.008, "{}", pred.p_error_per_pbs);
+    for set in sets.sets() {
+        fhec_runtime::noise::params_are_secure(set).unwrap();
+        assert!(
+            fhec_backend::optimizer::candidate_params().contains(set),
+            "{set} is not among the audited candidates"
+        );
+    }
+    // The bit extractions and the 6-bit tables sit on different sets; counts add up.
+    let mut exact_luts = program.instructions.iter().filter_map(|i| match i {
+        Instruction::Tlu { lut, .. } if lut.shift() > 0 => Some(lut.sets),
+        _ => None,
+    });
+    let s = exact_luts.next().unwrap();
+    assert_ne!(s.bits, s.table);
+    assert_eq!(pred.pbs_per_set.iter().sum::<u64>(), pred.pbs_count);
+    assert_eq!(pred.pbs_per_set[s.bits], 100 * 6);
+    assert_eq!(pred.pbs_count, 100 * 7 + 100);
+}
+
+#[test]
+fn the_server_key_limit_falls_back_to_one_set_or_explains_itself() {
+    let target = PErrorTarget::PerPbs(0.008);
+    let mut program = exact_mix();
+    let (_, per_class) = choose_param_sets(&mut program, target, 1, SetOptions::default()).unwrap();
+    let (single, single_pred) = choose_params(&exact_mix(), target, 1).unwrap();
+    assert!(per_class.server_key_bytes > single_pred.server_key_bytes);
+    let limit = SetOptions {
+        per_class: true,
+        max_server_key_bytes: Some(single_pred.server_key_bytes),
+    };
+    let mut program = exact_mix();
+    let (sets, pred) = choose_param_sets(&mut program, target, 1, limit).unwrap();
+    assert_eq!(sets.sets(), &[single]);
+    assert_eq!(pred.server_key_bytes, single_pred.server_key_bytes);
+    let tight = SetOptions {
+        per_class: true,
+        max_server_key_bytes: Some(single_pred.server_key_bytes - 1),
+    };
+    match choose_param_sets(&mut exact_mix(), target, 1, tight) {
+        Err(OptimizerError::ServerKeyTooLarge { bytes, limit }) => {
+            assert_eq!(
+                (bytes, limit),
+                (
+                    single_pred.server_key_bytes,
+                    single_pred.server_key_bytes - 1
+                )
+            )
+        }
+        other => panic!("expected ServerKeyTooLarge, got {other:?}"),
+    }
+    // Without per-class sets, the single set and nothing else.
+    let one = SetOptions {
+        per_class: false,
+        max_server_key_bytes: None,
+    };
+    let (sets, _) = choose_param_sets(&mut exact_mix(), target, 1, one).unwrap();
+    assert_eq!(sets.sets(), &[single]);
 }

@@ -26,6 +26,7 @@ fn lookup_program(
         rounding,
         tables: vec![(0..1i64 << precision).collect()],
         axis: None,
+        sets: Default::default(),
     };
     let d = lut.input_delta_log2();
     let info = |nf: f64, max: i64, delta: u32| ValueInfo {

@@ -99,13 +99,14 @@ fn curve_matches_the_tfhe_source() {
 #[test]
 fn every_parameter_set_the_optimizer_can_emit_is_secure() {
     let candidates = candidate_params();
-    // The whole documented search space: (k, N) with k in 1..=3, N in 2^9..=2^15,
-    // k*N <= 2^15; n in 500..=1200 step 8; PBS levels 1..=6 and keyswitch levels 1..=12.
-    let kn_pairs = (1..=3usize)
+    // The whole documented search space: (k, N) with k in 1..=4 (k = 4 only for the sets
+    // per class of lookups), N in 2^9..=2^15, k*N <= 2^15; n in 500..=1200 step 8; PBS
+    // levels 1..=6 and keyswitch levels 1..=12.
+    let kn_pairs = (1..=4usize)
         .flat_map(|k| (9..=15u32).map(move |l| k << l))
         .filter(|&kn| kn <= 1 << 15)
         .count();
-    assert_eq!(kn_pairs, 18);
+    assert_eq!(kn_pairs, 23);
     assert_eq!(candidates.len(), kn_pairs * 88 * 6 * 12);
     let mut min_margin_bits = f64::INFINITY;
     for p in &candidates {
@@ -135,6 +136,7 @@ fn lookup_program(precision: u32, rounding: Option<Rounding>, noise_factor: f64)
         rounding,
         tables: vec![(0..1i64 << precision).collect()],
         axis: None,
+        sets: Default::default(),
     };
     let d = lut.input_delta_log2();
     let info = |nf: f64, delta: u32| ValueInfo {
@@ -330,14 +332,11 @@ fn insecure_sets() -> Vec<(&'static str, CryptoParams)> {
 fn circuit_with(params: CryptoParams) -> Circuit {
     Circuit {
         program: lookup_program(3, None, 1.0),
-        params,
+        params: params.into(),
         prediction: Prediction {
             pbs_count: 10,
-            p_error_per_pbs: 0.0,
-            global_p_error: 0.0,
-            pbs_latency_s: 0.0,
-            latency_s: 0.0,
             threads: 1,
+            ..Default::default()
         },
         postprocessing: vec![],
     }
@@ -359,7 +358,7 @@ fn insecure_parameters_are_refused_everywhere() {
         );
 
         // Key generation refuses before any key material exists.
-        let err = ClientKey::generate(&p).unwrap_err();
+        let err = ClientKey::generate(p).unwrap_err();
         assert!(
             matches!(&err, RuntimeError::Mismatch(m) if m.contains("128-bit security")),
             "{name}: {err}"

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use fhec_backend::{CompileOptions, PErrorTarget};
+use fhec_backend::{CompileOptions, PErrorTarget, SetOptions};
 use fhec_passes::quantize::QuantOptions;
 use fhec_passes::{PassOptions, RoundingOptions, TableRanges};
 use serde::{Deserialize, Serialize};
@@ -329,6 +329,10 @@ pub struct CryptoConfig {
     pub global_p_error: Option<f64>,
     /// Threads the latency prediction assumes (default: this machine's).
     pub threads: Option<u32>,
+    /// Every bootstrap on one parameter set instead of one set per class of lookups.
+    pub single_param_set: bool,
+    /// Largest expanded server key accepted, MiB (default: no limit).
+    pub max_server_key_mib: Option<f64>,
 }
 
 impl CryptoConfig {
@@ -357,6 +361,10 @@ impl CryptoConfig {
         CompileOptions {
             target: self.target(),
             threads: self.threads(),
+            sets: SetOptions {
+                per_class: !self.single_param_set,
+                max_server_key_bytes: self.max_server_key_mib.map(|mib| (mib * 1048576.0) as u64),
+            },
         }
     }
 

@@ -25,7 +25,12 @@ pub struct CircuitReport {
     pub tlu_precision_bits: u32,
     /// Bootstraps per table precision.
     pub pbs_by_precision: std::collections::BTreeMap<u32, u64>,
+    /// The parameter set with the most bootstraps (set 0).
     pub params: ParamsJson,
+    /// Every parameter set, with what runs on it.
+    pub param_sets: Vec<ParamSetJson>,
+    /// Size of the expanded server key (all sets), MiB.
+    pub server_key_mib: f64,
     pub p_error_per_pbs: f64,
     pub global_p_error: f64,
     pub predicted_pbs_ms: f64,
@@ -64,6 +69,42 @@ impl From<&CryptoParams> for ParamsJson {
     }
 }
 
+/// One parameter set of a circuit and the lookups it serves.
+#[derive(Serialize, Debug, Clone)]
+pub struct ParamSetJson {
+    #[serde(flatten)]
+    pub params: ParamsJson,
+    /// Bootstraps per inference on this set.
+    pub pbs_count: u64,
+    pub predicted_pbs_ms: f64,
+    /// What runs on it: `table 6-bit`, `max-pool 7-bit`, `bit extraction`.
+    pub serves: Vec<String>,
+}
+
+/// What each parameter set of `circuit` serves, by set index.
+fn set_roles(circuit: &Circuit) -> Vec<Vec<String>> {
+    let mut roles: Vec<Vec<String>> = vec![Vec::new(); circuit.params.len()];
+    let mut add = |set: usize, what: String| {
+        if let Some(r) = roles.get_mut(set) {
+            if !r.contains(&what) {
+                r.push(what);
+            }
+        }
+    };
+    for ins in &circuit.program.instructions {
+        let (lut, role) = match ins {
+            Instruction::Tlu { lut, .. } => (lut, "table"),
+            Instruction::MaxPool { relu, .. } => (relu, "max-pool"),
+            _ => continue,
+        };
+        add(lut.sets.table, format!("{role} {}-bit", lut.precision));
+        if lut.rounding.is_some_and(|r| r.is_exact() && r.shift > 0) {
+            add(lut.sets.bits, "bit extraction".into());
+        }
+    }
+    roles
+}
+
 impl CircuitReport {
     pub fn new(circuit: &Circuit) -> Self {
         let program = &circuit.program;
@@ -96,7 +137,22 @@ impl CircuitReport {
             max_accumulator_bits: max_acc,
             tlu_precision_bits: pbs_by_precision.keys().copied().max().unwrap_or(0),
             pbs_by_precision,
-            params: (&circuit.params).into(),
+            params: circuit.params.primary().into(),
+            param_sets: circuit
+                .params
+                .sets()
+                .iter()
+                .zip(set_roles(circuit))
+                .enumerate()
+                .map(|(i, (p, serves))| ParamSetJson {
+                    params: p.into(),
+                    pbs_count: pred.pbs_per_set.get(i).copied().unwrap_or(0),
+                    predicted_pbs_ms: pred.pbs_latency_per_set_s.get(i).copied().unwrap_or(0.0)
+                        * 1e3,
+                    serves,
+                })
+                .collect(),
+            server_key_mib: pred.server_key_bytes as f64 / 1048576.0,
             p_error_per_pbs: pred.p_error_per_pbs,
             global_p_error: pred.global_p_error,
             predicted_pbs_ms: pred.pbs_latency_s * 1e3,

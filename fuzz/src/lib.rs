@@ -15,7 +15,7 @@
 
 use fhec_runtime::artifact::{self, ArtifactKind, Header};
 use fhec_runtime::fhe::{Ciphertexts, EncryptedTensors};
-use fhec_runtime::{Circuit, ClientKey, CompressedServerKey, CryptoParams, FORMAT_VERSION};
+use fhec_runtime::{Circuit, ClientKey, CompressedServerKey, ParamSets, FORMAT_VERSION};
 
 /// ONNX bytes through the frontend import the CLI uses (default options).
 pub fn onnx_import(data: &[u8]) -> Result<(), String> {
@@ -56,7 +56,7 @@ pub fn key_load(data: &[u8]) -> Result<(), String> {
     let bytes = if framed {
         // Key payloads start with their parameters.
         let fingerprint =
-            artifact::decode_prefix::<CryptoParams>(rest).map_or([0; 32], |p| p.fingerprint());
+            artifact::decode_prefix::<ParamSets>(rest).map_or([0; 32], |p| p.fingerprint());
         frame(kind, rest, fingerprint)
     } else {
         rest.to_vec()
@@ -80,7 +80,7 @@ pub fn ciphertext_load(data: &[u8]) -> Result<(), String> {
     };
     let tensors = EncryptedTensors::from_bytes(&bytes).map_err(|e| e.to_string())?;
     let params = fhec_runtime::fhe::insecure_test_params();
-    let _ = tensors.check(&params, Some(&tensors.key_id), "the fuzz parameters");
+    let _ = tensors.check(&params.into(), Some(&tensors.key_id), "the fuzz parameters");
     for t in &tensors.tensors {
         let lwe_size = match &t.ciphertexts {
             Ciphertexts::Full { lwe_size, .. } => *lwe_size,

@@ -41,6 +41,7 @@ fn measure(
         rounding: None,
         tables: vec![(0..16).map(|i| 15 - i).collect()],
         axis: None,
+        sets: Default::default(),
     };
     let delta = lut.input_delta_log2();
     let info = ValueInfo {
@@ -79,14 +80,14 @@ fn measure_ks(server: &fhec_runtime::ServerKey, client: &ClientKey) -> f64 {
     let input = client.encrypt_value(3, 59);
     let mut out = LweCiphertext::new(
         0u64,
-        LweSize(server.params.lwe_dimension + 1),
+        LweSize(server.params.primary().lwe_dimension + 1),
         CiphertextModulus::new_native(),
     );
     let mut best = f64::INFINITY;
     for _ in 0..3 {
         let start = Instant::now();
         for _ in 0..16 {
-            keyswitch_lwe_ciphertext(&server.ksk, &input, &mut out);
+            keyswitch_lwe_ciphertext(&server.sets[0].ksk, &input, &mut out);
         }
         best = best.min(start.elapsed().as_secs_f64() / 16.0);
     }
@@ -104,7 +105,7 @@ fn main() {
     ] {
         let p = params(pbs, ks);
         let t0 = Instant::now();
-        let (client, compressed) = ClientKey::generate_insecure_for_tests(&p).expect("keygen");
+        let (client, compressed) = ClientKey::generate_insecure_for_tests(p).expect("keygen");
         let keygen = t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
         let server = compressed.expand();

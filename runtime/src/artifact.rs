@@ -302,16 +302,23 @@ impl crate::Circuit {
             ));
         }
         // Sizes first: the security estimate multiplies the dimensions.
-        crate::params::check_params(&circuit.params)
+        circuit
+            .params
+            .check()
             .map_err(|e| format_error(format!("{e}; recompile the model")))?;
-        crate::noise::params_are_secure(&circuit.params).map_err(|e| {
-            format_error(format!(
-                "refusing parameters below 128-bit security: {e}; recompile the model"
-            ))
-        })?;
+        for set in circuit.params.sets() {
+            crate::noise::params_are_secure(set).map_err(|e| {
+                format_error(format!(
+                    "refusing parameters below 128-bit security: {e}; recompile the model"
+                ))
+            })?;
+        }
         circuit
             .program
             .validate()
+            .map_err(|e| format_error(e.to_string()))?;
+        circuit
+            .check_lookup_sets()
             .map_err(|e| format_error(e.to_string()))?;
         Ok(circuit)
     }

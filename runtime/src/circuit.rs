@@ -15,7 +15,7 @@ use fhec_kernels::quant::negacyclic_read;
 pub use fhec_kernels::quant::{QParams, Rounding, RoundingMode};
 use serde::{Deserialize, Serialize};
 
-use crate::params::CryptoParams;
+use crate::params::ParamSets;
 
 /// Index of a value (the result of the instruction with the same index).
 pub type ValueId = usize;
@@ -24,12 +24,52 @@ pub type ValueId = usize;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Circuit {
     pub program: Program,
-    pub params: CryptoParams,
+    /// The parameter sets; each lookup names the sets its bootstraps use ([`Lut::sets`]).
+    pub params: ParamSets,
     pub prediction: Prediction,
     /// Steps the client applies to decrypted outputs (e.g. a softmax split off the model:
     /// monotone, so predictions do not need it, and far too costly under FHE).
     #[serde(default)]
     pub postprocessing: Vec<ClientOp>,
+}
+
+impl Circuit {
+    /// Checks that every lookup names parameter sets the circuit has, and that each table
+    /// fits its set's polynomial (`N >= 2^(precision + 1)`).
+    pub fn check_lookup_sets(&self) -> Result<(), crate::RuntimeError> {
+        for (i, instruction) in self.program.instructions.iter().enumerate() {
+            let lut = match instruction {
+                Instruction::Tlu { lut, .. } => lut,
+                Instruction::MaxPool { relu, .. } => relu,
+                _ => continue,
+            };
+            let invalid = |message: String| crate::RuntimeError::InvalidCircuit {
+                instruction: i,
+                op: instruction.name(),
+                message,
+            };
+            let table = self
+                .params
+                .get(lut.sets.table)
+                .map_err(|e| invalid(e.to_string()))?;
+            if lut.shift() > 0 {
+                self.params
+                    .get(lut.sets.bits)
+                    .map_err(|e| invalid(e.to_string()))?;
+            }
+            if (table.polynomial_size as u64) < 2u64 << lut.precision.min(62) {
+                return Err(invalid(format!(
+                    "a {}-bit table needs a polynomial size of at least 2^{}, its parameter set \
+                     {} has {}",
+                    lut.precision,
+                    lut.precision + 1,
+                    lut.sets.table,
+                    table.polynomial_size
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One client-side step on decrypted, dequantised output number `output`.
@@ -47,7 +87,7 @@ pub enum ClientStep {
 }
 
 /// What the compiler predicts for one inference with [`Circuit::params`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     /// Programmable bootstraps per inference (table lookups, max-pool comparisons and the
     /// bit extractions of exact rounding).
@@ -56,11 +96,18 @@ pub struct Prediction {
     pub p_error_per_pbs: f64,
     /// Probability that at least one bootstrap of an inference fails.
     pub global_p_error: f64,
-    /// Predicted single-thread latency of one KS+PBS, seconds.
+    /// Predicted single-thread latency of one KS+PBS averaged over the bootstraps of an
+    /// inference, seconds.
     pub pbs_latency_s: f64,
     /// Predicted latency of one inference on `threads` threads, seconds.
     pub latency_s: f64,
     pub threads: usize,
+    /// Bootstraps per inference in each parameter set (index = set).
+    pub pbs_per_set: Vec<u64>,
+    /// Predicted single-thread latency of one KS+PBS in each set, seconds.
+    pub pbs_latency_per_set_s: Vec<f64>,
+    /// Size of the expanded server key (every set's Fourier bootstrap key and keyswitch key).
+    pub server_key_bytes: u64,
 }
 
 /// The instructions of a circuit and the facts about each value.
@@ -107,6 +154,9 @@ impl OutputSpec {
 }
 
 /// Facts about one value, fixed at compile time.
+///
+/// Noise factors count in units of the circuit's largest bootstrap output variance (over its
+/// parameter sets): an upper bound on the noise of every value, whichever sets made it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ValueInfo {
     pub shape: Vec<usize>,
@@ -115,8 +165,8 @@ pub struct ValueInfo {
     pub max: i64,
     /// Elements are encrypted as `v * 2^delta_log2`.
     pub delta_log2: u32,
-    /// Noise variance of an element, in units of the variance of a fresh bootstrap output
-    /// (fresh encryptions count as 1): the squared 2-norm of the weights that fed it.
+    /// Noise variance of an element, in units of the largest variance of a fresh bootstrap
+    /// output (fresh encryptions count as 1): the squared 2-norm of the weights that fed it.
     pub noise_factor: f64,
 }
 
@@ -324,6 +374,17 @@ pub struct Lut {
     pub rounding: Option<Rounding>,
     pub tables: Vec<Vec<i64>>,
     pub axis: Option<usize>,
+    /// The parameter sets its bootstraps use (set by the parameter optimizer).
+    pub sets: LookupSets,
+}
+
+/// Which parameter sets ([`Circuit::params`]) the bootstraps of one lookup use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LookupSets {
+    /// The table lookup itself (and every comparison of a max-pool).
+    pub table: usize,
+    /// The bit extractions of exact rounding.
+    pub bits: usize,
 }
 
 impl Lut {

@@ -30,9 +30,10 @@ pub use engine::Engine;
 pub use error::RuntimeError;
 pub use exec::execute;
 pub use fhe::{ClientKey, CompressedServerKey, FheEngine, ServerKey};
-pub use params::CryptoParams;
+pub use params::{CryptoParams, ParamSets};
 pub use simulate::SimulationEngine;
 
 /// Version of the serialised artifacts (circuit, keys, ciphertexts).
 /// 2: output specs carry per-channel scales.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: parameter sets per lookup class (circuits, keys and ciphertexts of version 2 are refused).
+pub const FORMAT_VERSION: u32 = 3;

@@ -27,9 +27,9 @@ use tfhe::core_crypto::commons::parameters::{
     DecompositionBaseLog, DecompositionLevelCount, GlweDimension, LweDimension, PolynomialSize,
 };
 
-use crate::circuit::{Instruction, Lut, Program, Window};
+use crate::circuit::{Instruction, LookupSets, Lut, Program, Window};
 use crate::error::RuntimeError;
-use crate::params::CryptoParams;
+use crate::params::{CryptoParams, ParamSets};
 
 /// The ciphertext modulus as a float (native 2^64 modulus).
 pub const MODULUS: f64 = 18_446_744_073_709_551_616.0;
@@ -249,7 +249,18 @@ pub struct ProgramNoise {
     pub global_p_error: f64,
 }
 
-/// A group of identical bootstraps of a program: one lookup kind at one input noise factor.
+/// What a lookup computes: the optimizer gives each role (and precision) its own parameter
+/// set, since their noise and table sizes differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LookupRole {
+    /// A `Tlu` instruction (activation, requantisation).
+    Table,
+    /// A comparison of a `MaxPool` (`relu(b - a)`).
+    MaxPool,
+}
+
+/// A group of identical bootstraps of a program: one lookup kind at one input noise factor,
+/// in one role, on the same parameter sets.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LookupClass {
     pub kind: LookupKind,
@@ -257,6 +268,8 @@ pub struct LookupClass {
     pub noise_factor: f64,
     /// Lookup elements (each costs `kind.pbs_per_element()` bootstraps).
     pub elements: u64,
+    pub role: LookupRole,
+    pub sets: LookupSets,
 }
 
 impl NoiseModel {
@@ -296,25 +309,7 @@ impl NoiseModel {
     /// The bootstraps of one lookup element in execution order: for exact rounding the bit
     /// extractions `j = 0..shift`, then the table lookup itself.
     pub fn bootstraps(&self, kind: LookupKind, alpha: f64) -> Vec<BootstrapNoise> {
-        let mut out = Vec::with_capacity(kind.pbs_per_element() as usize);
-        let mut final_alpha = alpha;
-        if kind.exact {
-            let b = kind.input_bits() as i32;
-            for j in 0..kind.shift as i32 {
-                // t = x * 2^(B-j): the noise of x (alpha + j bootstrap outputs) is scaled too.
-                let scale = 4f64.powi(b - j);
-                out.push(BootstrapNoise {
-                    variance: scale * (alpha + j as f64) * self.var_pbs + self.var_ks + self.var_ms,
-                    half_width: 0.25,
-                });
-            }
-            final_alpha = alpha + kind.shift as f64;
-        }
-        out.push(BootstrapNoise {
-            variance: self.input_variance(final_alpha),
-            half_width: 2f64.powi(-(kind.precision as i32 + 2)),
-        });
-        out
+        element_bootstraps(self.var_pbs, self, self, kind, alpha)
     }
 
     /// Largest failure probability among the bootstraps of one lookup element (the main
@@ -341,29 +336,139 @@ impl NoiseModel {
         -log_ok.exp_m1()
     }
 
+    /// Failure accounting over every bootstrap of one inference of `program`, every lookup
+    /// on these parameters.
+    pub fn program_failure(&self, program: &Program) -> Result<ProgramNoise, RuntimeError> {
+        let mut classes = lookup_classes(program)?;
+        for c in &mut classes {
+            c.sets = LookupSets::default();
+        }
+        CircuitNoise::from_models(vec![*self]).classes_failure(&classes)
+    }
+}
+
+/// The bootstraps of one lookup element whose input has noise `alpha * unit`, with its bit
+/// extractions (exact rounding) on `bits` and its table on `table`.
+fn element_bootstraps(
+    unit: f64,
+    bits: &NoiseModel,
+    table: &NoiseModel,
+    kind: LookupKind,
+    alpha: f64,
+) -> Vec<BootstrapNoise> {
+    let mut out = Vec::with_capacity(kind.pbs_per_element() as usize);
+    let mut input = alpha * unit;
+    if kind.exact {
+        let b = kind.input_bits() as i32;
+        for j in 0..kind.shift as i32 {
+            // t = x * 2^(B-j): the noise of x (its input noise plus j bit outputs) is scaled too.
+            let scale = 4f64.powi(b - j);
+            out.push(BootstrapNoise {
+                variance: scale * input + bits.var_ks + bits.var_ms,
+                half_width: 0.25,
+            });
+            input += bits.var_pbs;
+        }
+    }
+    out.push(BootstrapNoise {
+        variance: input + table.var_ks + table.var_ms,
+        half_width: 2f64.powi(-(kind.precision as i32 + 2)),
+    });
+    out
+}
+
+/// The noise of a circuit's bootstraps: one [`NoiseModel`] per parameter set, and the unit
+/// every noise factor counts in (the largest bootstrap output variance of the sets).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CircuitNoise {
+    pub sets: Vec<NoiseModel>,
+    pub unit: f64,
+}
+
+impl CircuitNoise {
+    pub fn new(params: &ParamSets) -> Self {
+        Self::from_models(params.sets().iter().map(NoiseModel::new).collect())
+    }
+
+    /// The noise of sets with these models (at least one).
+    pub fn from_models(sets: Vec<NoiseModel>) -> Self {
+        let unit = sets.iter().map(|m| m.var_pbs).fold(0.0, f64::max);
+        CircuitNoise { sets, unit }
+    }
+
+    /// The model of parameter set `set`.
+    pub fn set(&self, set: usize) -> Result<&NoiseModel, RuntimeError> {
+        self.sets.get(set).ok_or_else(|| {
+            RuntimeError::Mismatch(format!(
+                "a lookup uses TFHE parameter set {set}, the circuit has {}",
+                self.sets.len()
+            ))
+        })
+    }
+
+    /// The bootstraps of one lookup element on `sets`, input noise factor `alpha`.
+    pub fn bootstraps(
+        &self,
+        kind: LookupKind,
+        alpha: f64,
+        sets: LookupSets,
+    ) -> Result<Vec<BootstrapNoise>, RuntimeError> {
+        let table = self.set(sets.table)?;
+        let bits = if kind.exact {
+            self.set(sets.bits)?
+        } else {
+            table
+        };
+        Ok(element_bootstraps(self.unit, bits, table, kind, alpha))
+    }
+
+    /// Largest failure probability among the bootstraps of one element of `lut`.
+    pub fn lookup_failure_probability(&self, lut: &Lut, alpha: f64) -> Result<f64, RuntimeError> {
+        Ok(self
+            .bootstraps(LookupKind::of(lut), alpha, lut.sets)?
+            .iter()
+            .map(BootstrapNoise::p_fail)
+            .fold(0.0, f64::max))
+    }
+
+    /// Probability that at least one bootstrap of one element fails.
+    pub fn element_failure_probability(
+        &self,
+        kind: LookupKind,
+        alpha: f64,
+        sets: LookupSets,
+    ) -> Result<f64, RuntimeError> {
+        let log_ok: f64 = self
+            .bootstraps(kind, alpha, sets)?
+            .iter()
+            .map(|b| (-b.p_fail()).ln_1p())
+            .sum();
+        Ok(-log_ok.exp_m1())
+    }
+
     /// Failure accounting over every bootstrap of one inference of `program`.
     pub fn program_failure(&self, program: &Program) -> Result<ProgramNoise, RuntimeError> {
-        Ok(self.classes_failure(&lookup_classes(program)?))
+        self.classes_failure(&lookup_classes(program)?)
     }
 
     /// Failure accounting over the bootstraps of these classes.
-    pub fn classes_failure(&self, classes: &[LookupClass]) -> ProgramNoise {
+    pub fn classes_failure(&self, classes: &[LookupClass]) -> Result<ProgramNoise, RuntimeError> {
         let mut pbs_count = 0u64;
         let mut worst = 0f64;
         let mut log_ok = 0f64;
         for class in classes {
-            for b in self.bootstraps(class.kind, class.noise_factor) {
+            for b in self.bootstraps(class.kind, class.noise_factor, class.sets)? {
                 let p = b.p_fail();
                 worst = worst.max(p);
                 log_ok += class.elements as f64 * (-p).ln_1p();
             }
             pbs_count += class.elements * class.kind.pbs_per_element();
         }
-        ProgramNoise {
+        Ok(ProgramNoise {
             pbs_count,
             p_error_per_pbs: worst,
             global_p_error: -log_ok.exp_m1(),
-        }
+        })
     }
 }
 
@@ -381,19 +486,21 @@ fn invalid(instruction: usize, op: &'static str, message: impl Into<String>) -> 
 /// `m - 1` comparisons).
 pub fn lookup_classes(program: &Program) -> Result<Vec<LookupClass>, RuntimeError> {
     let mut classes: Vec<LookupClass> = Vec::new();
-    let mut add = |kind: LookupKind, noise_factor: f64, elements: u64| {
+    let mut add = |role: LookupRole, lut: &Lut, noise_factor: f64, elements: u64| {
         if elements == 0 {
             return;
         }
-        match classes
-            .iter_mut()
-            .find(|c| c.kind == kind && c.noise_factor == noise_factor)
-        {
+        let kind = LookupKind::of(lut);
+        match classes.iter_mut().find(|c| {
+            c.kind == kind && c.noise_factor == noise_factor && c.role == role && c.sets == lut.sets
+        }) {
             Some(c) => c.elements += elements,
             None => classes.push(LookupClass {
                 kind,
                 noise_factor,
                 elements,
+                role,
+                sets: lut.sets,
             }),
         }
     };
@@ -408,7 +515,7 @@ pub fn lookup_classes(program: &Program) -> Result<Vec<LookupClass>, RuntimeErro
         match instruction {
             Instruction::Tlu { input, lut } => {
                 let info = operand_info(*input)?;
-                add(LookupKind::of(lut), info.noise_factor, info.len() as u64);
+                add(LookupRole::Table, lut, info.noise_factor, info.len() as u64);
             }
             Instruction::MaxPool {
                 input,
@@ -419,9 +526,9 @@ pub fn lookup_classes(program: &Program) -> Result<Vec<LookupClass>, RuntimeErro
                 let out = operand_info(i)?;
                 let per_level = maxpool_comparisons(&info.shape, &out.shape, window)
                     .map_err(|m| invalid(i, op, m))?;
-                let kind = LookupKind::of(relu);
                 for (level, count) in per_level.iter().enumerate() {
-                    add(kind, 2.0 * (info.noise_factor + level as f64), *count);
+                    let alpha = 2.0 * (info.noise_factor + level as f64);
+                    add(LookupRole::MaxPool, relu, alpha, *count);
                 }
             }
             _ => {}

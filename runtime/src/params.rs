@@ -1,4 +1,5 @@
-//! TFHE parameters of a circuit: one set for every bootstrap.
+//! TFHE parameters of a circuit: [`CryptoParams`], one bootstrap parameter set, and
+//! [`ParamSets`], the sets of a circuit (one per class of lookups) sharing one big key.
 //!
 //! Ciphertexts between bootstraps live under the "big" key (the GLWE key flattened,
 //! dimension `glwe_dimension * polynomial_size`); a bootstrap keyswitches to the small key
@@ -124,4 +125,219 @@ pub fn check_params(params: &CryptoParams) -> Result<(), RuntimeError> {
         }
     }
     Ok(())
+}
+
+/// The TFHE parameters of a circuit: one bootstrap parameter set per class of lookups, all
+/// sharing the big key every ciphertext lives under between bootstraps.
+///
+/// Each set has its own small LWE key, keyswitch key (big → small) and bootstrap key, and
+/// reads the big key as a GLWE key of its own shape `(k, N)`: the shapes differ, the
+/// flattened key (dimension `k * N`, noise `glwe_noise_std`) is the same one. So a value can
+/// go from any lookup to any other without a keyswitch between sets, and a linear
+/// instruction may mix values made by different sets. Set 0 is the primary set (circuits
+/// with one class have only it). Built only through [`ParamSets::new`] or
+/// [`ParamSets::single`], which check that the sets share the big key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<CryptoParams>", into = "Vec<CryptoParams>")]
+pub struct ParamSets {
+    sets: Vec<CryptoParams>,
+}
+
+/// Largest number of parameter sets a circuit may have (each costs a pair of keys).
+pub const MAX_SETS: usize = 16;
+
+impl ParamSets {
+    /// One set for every bootstrap.
+    pub fn single(params: CryptoParams) -> Self {
+        ParamSets { sets: vec![params] }
+    }
+
+    /// Several sets; fails unless there are 1 to [`MAX_SETS`] of them, all with the same big
+    /// key dimension `k * N` and the same `glwe_noise_std`.
+    pub fn new(sets: Vec<CryptoParams>) -> Result<Self, RuntimeError> {
+        let Some(first) = sets.first() else {
+            return Err(RuntimeError::Mismatch(
+                "a circuit needs at least one TFHE parameter set".into(),
+            ));
+        };
+        if sets.len() > MAX_SETS {
+            return Err(RuntimeError::Mismatch(format!(
+                "{} TFHE parameter sets, at most {MAX_SETS} are supported",
+                sets.len()
+            )));
+        }
+        for (i, s) in sets.iter().enumerate().skip(1) {
+            if s.big_lwe_dimension() != first.big_lwe_dimension()
+                || s.glwe_noise_std != first.glwe_noise_std
+            {
+                return Err(RuntimeError::Mismatch(format!(
+                    "TFHE parameter set {i} ({s}) does not share the big key of set 0 ({first}): \
+                     k*N and glwe_noise_std must be equal"
+                )));
+            }
+        }
+        Ok(ParamSets { sets })
+    }
+
+    pub fn sets(&self) -> &[CryptoParams] {
+        &self.sets
+    }
+
+    /// Set `index`, or an error naming it.
+    pub fn get(&self, index: usize) -> Result<&CryptoParams, RuntimeError> {
+        self.sets.get(index).ok_or_else(|| {
+            RuntimeError::Mismatch(format!(
+                "a lookup uses TFHE parameter set {index}, the circuit has {}",
+                self.sets.len()
+            ))
+        })
+    }
+
+    /// The first set (the only one of a single-class circuit).
+    pub fn primary(&self) -> &CryptoParams {
+        &self.sets[0]
+    }
+
+    pub fn len(&self) -> usize {
+        self.sets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Dimension of the big LWE key, `k * N` (the same in every set).
+    pub fn big_lwe_dimension(&self) -> usize {
+        self.primary().big_lwe_dimension()
+    }
+
+    /// Noise of fresh encryptions under the big key (and of every bootstrap key).
+    pub fn glwe_noise_std(&self) -> f64 {
+        self.primary().glwe_noise_std
+    }
+
+    /// A digest of every set: artifacts made for other parameters are refused by it.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(b"fhec-param-sets-v1");
+        h.update(&(self.sets.len() as u64).to_le_bytes());
+        for s in &self.sets {
+            h.update(&s.fingerprint());
+        }
+        *h.finalize().as_bytes()
+    }
+
+    /// Short hexadecimal form of the fingerprint for messages and file names.
+    pub fn fingerprint_hex(&self) -> String {
+        self.fingerprint()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Checks every set with [`check_params`] and that the sets share the big key.
+    pub fn check(&self) -> Result<(), RuntimeError> {
+        for s in &self.sets {
+            check_params(s)?;
+        }
+        ParamSets::new(self.sets.clone()).map(|_| ())
+    }
+}
+
+impl TryFrom<Vec<CryptoParams>> for ParamSets {
+    type Error = RuntimeError;
+    fn try_from(sets: Vec<CryptoParams>) -> Result<Self, RuntimeError> {
+        ParamSets::new(sets)
+    }
+}
+
+impl From<CryptoParams> for ParamSets {
+    fn from(p: CryptoParams) -> Self {
+        ParamSets::single(p)
+    }
+}
+
+impl From<&CryptoParams> for ParamSets {
+    fn from(p: &CryptoParams) -> Self {
+        ParamSets::single(*p)
+    }
+}
+
+impl From<&ParamSets> for ParamSets {
+    fn from(p: &ParamSets) -> Self {
+        p.clone()
+    }
+}
+
+impl From<ParamSets> for Vec<CryptoParams> {
+    fn from(p: ParamSets) -> Self {
+        p.sets
+    }
+}
+
+impl std::fmt::Display for ParamSets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let [only] = self.sets.as_slice() {
+            return write!(f, "{only}");
+        }
+        for (i, s) in self.sets.iter().enumerate() {
+            if i > 0 {
+                write!(f, "; ")?;
+            }
+            write!(f, "set {i}: {s}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fhe::insecure_test_params;
+
+    #[test]
+    fn sets_must_share_the_big_key() {
+        let a = insecure_test_params();
+        let reshaped = CryptoParams {
+            glwe_dimension: 2,
+            polynomial_size: 512,
+            ..a
+        };
+        assert!(ParamSets::new(vec![a, reshaped]).is_ok());
+        let bigger = CryptoParams {
+            polynomial_size: 2048,
+            ..a
+        };
+        let err = ParamSets::new(vec![a, bigger]).unwrap_err().to_string();
+        assert!(err.contains("set 1") && err.contains("k*N"), "{err}");
+        let noisier = CryptoParams {
+            glwe_noise_std: a.glwe_noise_std * 2.0,
+            ..a
+        };
+        assert!(ParamSets::new(vec![a, noisier]).is_err());
+        assert!(ParamSets::new(vec![]).is_err());
+        assert!(ParamSets::new(vec![a; MAX_SETS + 1]).is_err());
+        // A file cannot smuggle in what `new` refuses.
+        let bytes = bincode::serialize(&vec![a, bigger]).unwrap();
+        assert!(bincode::deserialize::<ParamSets>(&bytes).is_err());
+        let sets = ParamSets::new(vec![a, reshaped]).unwrap();
+        let bytes = bincode::serialize(&sets).unwrap();
+        assert_eq!(bincode::deserialize::<ParamSets>(&bytes).unwrap(), sets);
+    }
+
+    #[test]
+    fn the_fingerprint_covers_every_set_and_their_order() {
+        let a = insecure_test_params();
+        let b = CryptoParams {
+            glwe_dimension: 2,
+            polynomial_size: 512,
+            ..a
+        };
+        let one = ParamSets::single(a).fingerprint();
+        let ab = ParamSets::new(vec![a, b]).unwrap().fingerprint();
+        let ba = ParamSets::new(vec![b, a]).unwrap().fingerprint();
+        assert_ne!(one, ab);
+        assert_ne!(ab, ba);
+        assert_ne!(one, a.fingerprint());
+    }
 }

@@ -131,7 +131,7 @@ fn tensor_text(t: &IntTensor) -> String {
     format!("{}{}", list(&t.shape), summarize_ints(&t.data))
 }
 
-/// `lut{min=.. p=.. round=.. axis=.. tables=count x {summary}}`.
+/// `lut{min=.. p=.. round=.. axis=.. [sets=table:..,bits:..] tables=count x {summary}}`.
 fn lut_text(lut: &Lut) -> String {
     let rounding = match lut.rounding {
         None => "none".to_string(),
@@ -148,8 +148,14 @@ fn lut_text(lut: &Lut) -> String {
         Some((first, rest)) if rest.iter().all(|l| l == first) => format!("{first}"),
         _ => list(&lens),
     };
+    // Parameter sets only once the optimizer named others than set 0.
+    let sets = if lut.sets == Default::default() {
+        String::new()
+    } else {
+        format!(" sets=table:{},bits:{}", lut.sets.table, lut.sets.bits)
+    };
     format!(
-        "lut{{min={} p={} round={rounding} axis={axis} tables={}x{len_text} {}}}",
+        "lut{{min={} p={} round={rounding} axis={axis}{sets} tables={}x{len_text} {}}}",
         lut.input_min,
         lut.precision,
         lut.tables.len(),

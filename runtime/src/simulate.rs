@@ -1,13 +1,14 @@
 //! The simulation engine: executes a program on plain integers like [`crate::ClearEngine`],
 //! but every table lookup reads the box the FHE bootstrap would read given Gaussian noise of
-//! the variance [`crate::noise::NoiseModel`] predicts. Running a test set through it measures
+//! the variance [`crate::noise::CircuitNoise`] predicts (each lookup with the noise of its own
+//! parameter sets). Running a test set through it measures
 //! the accuracy an encrypted run would have, in seconds instead of hours.
 //!
 //! Per element of a lookup with input noise factor `alpha`, in units of the input delta
 //! (`2^-(B+1)` of the torus, `B = precision + shift`):
 //!
-//! - no rounding / approximate rounding: `x = acc - input_min (+ 1/2 with rounding) + e`, `e ~ N(0, alpha*var_pbs +
-//!   var_ks + var_ms)`; the bootstrap reads box `floor(x / 2^s + 1/2)`, taken modulo
+//! - no rounding / approximate rounding: `x = acc - input_min (+ 1/2 with rounding) + e`, `e ~ N(0, alpha*unit +
+//!   var_ks + var_ms)` (`unit`: the circuit's largest bootstrap output variance); the bootstrap reads box `floor(x / 2^s + 1/2)`, taken modulo
 //!   `2^(R+1)` (negacyclic): boxes `[0, 2^R)` give `table[box]`, boxes `[2^R, 2^(R+1))` give
 //!   `-table[box - 2^R]`, entries past the end of a table are 0 (as in the FHE accumulator);
 //! - exact rounding: each bit extraction `j` reads bit `j` of `x` with its own keyswitch and
@@ -31,8 +32,8 @@ use crate::circuit::{Circuit, Lut, Program, ValueInfo};
 use crate::clear::{PlainEngine, PlainLookups};
 use crate::error::RuntimeError;
 use crate::exec::{decoded_outputs, dequantize_outputs, execute, quantize_inputs};
-use crate::noise::{LookupKind, NoiseModel};
-use crate::params::CryptoParams;
+use crate::noise::{CircuitNoise, LookupKind};
+use crate::params::ParamSets;
 
 /// Elements sharing one random stream.
 pub const BLOCK: usize = 1024;
@@ -45,24 +46,22 @@ pub type SimulationEngine = PlainEngine<SimulatedLookups>;
 /// predict (see the module documentation).
 #[derive(Debug)]
 pub struct SimulatedLookups {
-    params: CryptoParams,
-    model: NoiseModel,
+    noise: CircuitNoise,
     seed: u64,
     calls: AtomicU64,
 }
 
 impl SimulationEngine {
     /// An engine simulating the noise of `params`; `seed` fixes every random draw.
-    pub fn new(params: CryptoParams, seed: u64) -> Self {
-        Self::with_model(params, NoiseModel::new(&params), seed)
+    pub fn new(params: &ParamSets, seed: u64) -> Self {
+        Self::with_model(CircuitNoise::new(params), seed)
     }
 
     /// An engine with an explicit noise model (tests, what-if studies).
-    pub fn with_model(params: CryptoParams, model: NoiseModel, seed: u64) -> Self {
+    pub fn with_model(noise: CircuitNoise, seed: u64) -> Self {
         PlainEngine {
             lookups: SimulatedLookups {
-                params,
-                model,
+                noise,
                 seed,
                 calls: AtomicU64::new(0),
             },
@@ -70,12 +69,8 @@ impl SimulationEngine {
         }
     }
 
-    pub fn params(&self) -> &CryptoParams {
-        &self.lookups.params
-    }
-
-    pub fn model(&self) -> &NoiseModel {
-        &self.lookups.model
+    pub fn model(&self) -> &CircuitNoise {
+        &self.lookups.noise
     }
 }
 
@@ -105,13 +100,14 @@ fn floor_i64(x: f64) -> i64 {
 /// Noise stds of one lookup in units of its input delta.
 struct LookupNoise {
     kind: LookupKind,
-    /// Noise already on the input (`alpha` bootstrap outputs).
+    /// Noise already on the input (`alpha` units of the circuit's noise).
     input: f64,
-    /// Keyswitch + modulus switch noise of one bootstrap.
+    /// Keyswitch + modulus switch noise of the table's bootstrap.
     switch: f64,
-    /// The same on the normalised torus (what a bit extraction sees at its input).
+    /// Keyswitch + modulus switch noise of a bit extraction, on the normalised torus (what
+    /// it sees at its input).
     switch_torus: f64,
-    /// Output noise of one bootstrap.
+    /// Output noise of one bit extraction.
     pbs: f64,
     /// Everything a non-exact lookup sees at once.
     total: f64,
@@ -120,18 +116,25 @@ struct LookupNoise {
 }
 
 impl LookupNoise {
-    fn new(model: &NoiseModel, lut: &Lut, alpha: f64) -> Self {
+    fn new(noise: &CircuitNoise, lut: &Lut, alpha: f64) -> Result<Self, RuntimeError> {
         let kind = LookupKind::of(lut);
         let units = 2f64.powi(kind.input_bits() as i32 + 1);
-        LookupNoise {
+        let table = noise.set(lut.sets.table)?;
+        let bits = if kind.exact {
+            noise.set(lut.sets.bits)?
+        } else {
+            table
+        };
+        let input = alpha.max(0.0) * noise.unit;
+        Ok(LookupNoise {
             kind,
-            input: (alpha.max(0.0) * model.var_pbs).sqrt() * units,
-            switch: (model.var_ks + model.var_ms).sqrt() * units,
-            switch_torus: (model.var_ks + model.var_ms).sqrt(),
-            pbs: model.var_pbs.sqrt() * units,
-            total: model.input_variance(alpha.max(0.0)).sqrt() * units,
+            input: input.sqrt() * units,
+            switch: (table.var_ks + table.var_ms).sqrt() * units,
+            switch_torus: (bits.var_ks + bits.var_ms).sqrt(),
+            pbs: bits.var_pbs.sqrt() * units,
+            total: (input + table.var_ks + table.var_ms).sqrt() * units,
             box_width: 2f64.powi(kind.shift as i32),
-        }
+        })
     }
 
     /// What the bootstrap(s) of one element decode to; `offset = acc - input_min`.
@@ -196,7 +199,7 @@ impl PlainLookups for SimulatedLookups {
             )));
         }
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
-        let noise = LookupNoise::new(&self.model, lut, input.noise_factor);
+        let noise = LookupNoise::new(&self.noise, lut, input.noise_factor)?;
         let seed = self.seed;
         // Each block of BLOCK elements draws from its own stream, straight into the output.
         let mut out = vec![0i64; inputs.len()];
@@ -230,13 +233,13 @@ pub fn simulate_integers(
     inputs: &[ArrayD<f32>],
     seed: u64,
 ) -> Result<Vec<ArrayD<i64>>, RuntimeError> {
-    simulate_program(&circuit.program, circuit.params, inputs, seed)
+    simulate_program(&circuit.program, &circuit.params, inputs, seed)
 }
 
 /// [`simulate_integers`] for a program and explicit parameters.
 pub fn simulate_program(
     program: &Program,
-    params: CryptoParams,
+    params: &ParamSets,
     inputs: &[ArrayD<f32>],
     seed: u64,
 ) -> Result<Vec<ArrayD<i64>>, RuntimeError> {

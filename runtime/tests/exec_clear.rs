@@ -112,6 +112,7 @@ fn relu_lut(precision: u32) -> Lut {
         rounding: None,
         tables: vec![(0..2 * half).map(|i| (i - half).max(0)).collect()],
         axis: None,
+        sets: Default::default(),
     }
 }
 
@@ -346,6 +347,7 @@ fn tlu_per_channel_along_axis_1() {
             (0..8).map(|i| -(i - 4)).collect(),    // -x
         ],
         axis: Some(1),
+        sets: Default::default(),
     };
     let delta = lut.input_delta_log2();
     let mut b = Builder::new();
@@ -375,6 +377,7 @@ fn rounding_program(exact: bool, input_min: i64) -> Program {
         }),
         tables: vec![vec![10, 20, 30, 40]],
         axis: None,
+        sets: Default::default(),
     };
     let mut b = Builder::new();
     let i = b.input(&[15], lut.input_delta_log2());
@@ -1303,6 +1306,7 @@ fn intermediate_tensors_are_freed_after_their_last_reader() {
         rounding: None,
         tables: vec![(0..16).map(|i| (i + 1) % 16).collect()],
         axis: None,
+        sets: Default::default(),
     };
     let d = lut.input_delta_log2();
     let mut b = Builder::new();

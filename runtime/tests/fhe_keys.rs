@@ -10,7 +10,7 @@ use fhec_runtime::RuntimeError;
 #[test]
 fn encrypt_decrypt_round_trip_at_several_deltas() {
     let params = insecure_test_params();
-    let (client, _) = ClientKey::generate_insecure_for_tests(&params).unwrap();
+    let (client, _) = ClientKey::generate_insecure_for_tests(params).unwrap();
     for delta in [32u32, 40, 52, 59, 60] {
         for v in [-8i64, -1, 0, 1, 7] {
             let ct = client.encrypt_value(v, delta);
@@ -41,7 +41,7 @@ fn encrypt_decrypt_round_trip_at_several_deltas() {
 fn files_round_trip_and_run_checks_keys() {
     let dir = tempfile::tempdir().unwrap();
     let params = insecure_test_params();
-    let (client, server) = ClientKey::generate_insecure_for_tests(&params).unwrap();
+    let (client, server) = ClientKey::generate_insecure_for_tests(params).unwrap();
     let program = identity_program(59);
 
     // Keys survive their files.
@@ -57,10 +57,10 @@ fn files_round_trip_and_run_checks_keys() {
     }
     let client2 = ClientKey::load(&ck_path).unwrap();
     assert_eq!(client2.key_id, client.key_id);
-    assert_eq!(client2.glwe, client.glwe);
+    assert_eq!(client2.big_lwe(), client.big_lwe());
     let server2 = CompressedServerKey::load(&sk_path).unwrap();
-    assert_eq!(server2.bsk, server.bsk);
-    assert_eq!(server2.ksk, server.ksk);
+    assert_eq!(server2.sets[0].bsk, server.sets[0].bsk);
+    assert_eq!(server2.sets[0].ksk, server.sets[0].ksk);
     // The seeded bootstrap key is 1/(k+1) of the full one.
     let full_bsk = params.lwe_dimension
         * params.pbs_level
@@ -68,7 +68,7 @@ fn files_round_trip_and_run_checks_keys() {
         * (params.glwe_dimension + 1)
         * params.polynomial_size;
     assert_eq!(
-        server2.bsk.as_ref().len() * (params.glwe_dimension + 1),
+        server2.sets[0].bsk.as_ref().len() * (params.glwe_dimension + 1),
         full_bsk
     );
     let server_key = server2.expand();
@@ -104,7 +104,7 @@ fn files_round_trip_and_run_checks_keys() {
     assert_eq!(decoded, vec![sample().mapv(|v| v as f32)]);
 
     // Another client key: the server refuses the inputs, the client refuses the outputs.
-    let (other, other_server) = ClientKey::generate_insecure_for_tests(&params).unwrap();
+    let (other, other_server) = ClientKey::generate_insecure_for_tests(params).unwrap();
     let other_enc = other.encrypt_integers(&program, &[sample()]).unwrap();
     let err = fhe::run(&c, &server_key, &other_enc).unwrap_err();
     assert!(
@@ -122,7 +122,7 @@ fn files_round_trip_and_run_checks_keys() {
     // A server key for other parameters.
     let mut params_b = params;
     params_b.lwe_dimension = 600;
-    let (_, server_b) = ClientKey::generate_insecure_for_tests(&params_b).unwrap();
+    let (_, server_b) = ClientKey::generate_insecure_for_tests(params_b).unwrap();
     let err = fhe::run(&c, &server_b.expand(), &loaded).unwrap_err();
     assert!(
         matches!(&err, RuntimeError::Mismatch(m) if m.contains("other TFHE parameters")),
@@ -178,7 +178,7 @@ fn bad_parameters_are_refused() {
     for (what, edit, needle) in cases {
         let mut params = insecure_test_params();
         edit(&mut params);
-        let err = match ClientKey::generate_insecure_for_tests(&params) {
+        let err = match ClientKey::generate_insecure_for_tests(params) {
             Err(RuntimeError::Mismatch(e)) => e,
             Err(other) => panic!("{what}: unexpected error {other}"),
             Ok(_) => panic!("{what}: keys were generated"),
@@ -187,7 +187,7 @@ fn bad_parameters_are_refused() {
     }
     // And the security check is a separate refusal: the test parameters are structurally
     // fine but below 128 bits.
-    let err = match ClientKey::generate(&insecure_test_params()) {
+    let err = match ClientKey::generate(insecure_test_params()) {
         Err(RuntimeError::Mismatch(e)) => e,
         _ => panic!("insecure parameters were accepted"),
     };
@@ -203,22 +203,22 @@ fn seeded_keys_and_encryptions_reproduce() {
         let program = identity_program(40);
         client.encrypt_integers(&program, &[sample()]).unwrap()
     };
-    let (a, sa) = seeded_keys(&params, 42);
-    let (b, sb) = seeded_keys(&params, 42);
-    let (c, _) = seeded_keys(&params, 43);
+    let (a, sa) = seeded_keys(params, 42);
+    let (b, sb) = seeded_keys(params, 42);
+    let (c, _) = seeded_keys(params, 43);
     assert_eq!(a.key_id, b.key_id);
-    assert_eq!(a.small_lwe.as_ref(), b.small_lwe.as_ref());
-    assert_eq!(a.glwe.as_ref(), b.glwe.as_ref());
-    assert_eq!(sa.bsk.as_ref(), sb.bsk.as_ref());
-    assert_eq!(sa.ksk.as_ref(), sb.ksk.as_ref());
+    assert_eq!(a.small_lwe, b.small_lwe);
+    assert_eq!(a.big_lwe(), b.big_lwe());
+    assert_eq!(sa.sets[0].bsk.as_ref(), sb.sets[0].bsk.as_ref());
+    assert_eq!(sa.sets[0].ksk.as_ref(), sb.sets[0].ksk.as_ref());
     assert_eq!(encrypt(&a), encrypt(&b));
     assert_eq!(a.encrypt_value(3, 40), b.encrypt_value(3, 40));
     assert_ne!(a.key_id, c.key_id);
-    assert_ne!(a.small_lwe.as_ref(), c.small_lwe.as_ref());
+    assert_ne!(a.small_lwe, c.small_lwe);
     // Successive encryptions under one key draw fresh randomness.
     assert_ne!(encrypt(&a), encrypt(&a));
-    let (d, _) = ClientKey::generate_insecure_for_tests(&params).unwrap();
-    let (e, _) = ClientKey::generate_insecure_for_tests(&params).unwrap();
+    let (d, _) = ClientKey::generate_insecure_for_tests(params).unwrap();
+    let (e, _) = ClientKey::generate_insecure_for_tests(params).unwrap();
     assert_ne!(d.key_id, e.key_id);
-    assert_ne!(d.small_lwe.as_ref(), e.small_lwe.as_ref());
+    assert_ne!(d.small_lwe, e.small_lwe);
 }

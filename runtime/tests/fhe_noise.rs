@@ -29,6 +29,7 @@ fn measured_failure_rate_matches_prediction() {
         rounding: None,
         tables: vec![(0..64).collect()],
         axis: None,
+        sets: Default::default(),
     };
     let model = NoiseModel::new(&params);
     let p = model.lookup_failure_probability(&lut, 1.0);
@@ -37,7 +38,7 @@ fn measured_failure_rate_matches_prediction() {
         "test parameters should predict a few percent of failures, got {p}"
     );
 
-    let (client, server) = seeded_keys(&params, 7);
+    let (client, server) = seeded_keys(params, 7);
     let server = server.expand();
     let engine = FheEngine::new(&server);
     let delta = lut.input_delta_log2();

@@ -24,6 +24,7 @@ fn lut1() -> Lut {
         rounding: None,
         tables: vec![(0..16).map(|i| (i - 4).max(0)).collect()],
         axis: None,
+        sets: Default::default(),
     }
 }
 
@@ -39,6 +40,7 @@ fn lut2() -> Lut {
             .map(|c| (0..16).map(|i| (i * (c + 1) + c) % 8).collect())
             .collect(),
         axis: Some(1),
+        sets: Default::default(),
     }
 }
 
@@ -49,6 +51,7 @@ fn relu() -> Lut {
         rounding: None,
         tables: vec![(0..16).map(|i| (i - 7).max(0)).collect()],
         axis: None,
+        sets: Default::default(),
     }
 }
 
@@ -221,6 +224,7 @@ fn lookups_outside_a_narrowed_domain_wrap_identically_in_every_engine() {
             rounding,
             tables: vec![vec![1, 2, 3, 4, 5]],
             axis: None,
+            sets: Default::default(),
         };
         let d_in = lut.input_delta_log2();
         let program = Program {
@@ -267,8 +271,8 @@ fn lookups_outside_a_narrowed_domain_wrap_identically_in_every_engine() {
         let clear =
             fhec_runtime::clear::run_clear_integers(&program, std::slice::from_ref(&real)).unwrap();
         assert_eq!(clear[0].iter().copied().collect::<Vec<_>>(), expected);
-        let sim =
-            fhec_runtime::simulate::simulate_program(&program, circuit.params, &[real], 7).unwrap();
+        let sim = fhec_runtime::simulate::simulate_program(&program, &circuit.params, &[real], 7)
+            .unwrap();
         assert_eq!(sim[0].iter().copied().collect::<Vec<_>>(), expected);
     }
 }
@@ -359,4 +363,121 @@ fn a_batch_runs_each_sample_as_alone() {
         err.contains("[3, 3, 1]") && err.contains("[N, 1, 3]"),
         "{err}"
     );
+}
+
+/// Three parameter sets sharing one big key (`k*N = 1024` read as k=1 N=1024, k=2 N=512 and
+/// k=4 N=256, each with its own small key): the first table on set 1, the exact rounding's
+/// bit extractions on set 2 and its table on set 0, the max-pool comparisons on set 1.
+fn three_sets() -> fhec_runtime::ParamSets {
+    let base = insecure_test_params();
+    let shaped = |k: usize, n: usize| fhec_runtime::CryptoParams {
+        glwe_dimension: k,
+        polynomial_size: 1024 / k,
+        lwe_dimension: n,
+        ..base
+    };
+    fhec_runtime::ParamSets::new(vec![base, shaped(2, 600), shaped(4, 700)]).unwrap()
+}
+
+fn program_on_three_sets() -> Program {
+    use fhec_runtime::circuit::LookupSets;
+    let mut program = program();
+    for instruction in &mut program.instructions {
+        match instruction {
+            Instruction::Tlu { lut, input: 1 } => lut.sets = LookupSets { table: 1, bits: 0 },
+            Instruction::Tlu { lut, .. } => lut.sets = LookupSets { table: 0, bits: 2 },
+            Instruction::MaxPool { relu, .. } => relu.sets = LookupSets { table: 1, bits: 0 },
+            _ => {}
+        }
+    }
+    program
+}
+
+#[test]
+fn a_circuit_on_three_parameter_sets_matches_the_reference_after_a_file_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut circuit = common::circuit(program_on_three_sets(), insecure_test_params());
+    circuit.params = three_sets();
+    circuit.check_lookup_sets().unwrap();
+    let (client, server) = ClientKey::generate_insecure_for_tests(&circuit.params).unwrap();
+    assert_eq!(server.sets.len(), 3);
+    // Circuit and keys survive their files (the circuit file refuses insecure parameters,
+    // so only the keys and the bytes of the circuit's encoding go through files here).
+    let (ck, sk) = (dir.path().join("client.key"), dir.path().join("server.key"));
+    client.save(&ck).unwrap();
+    server.save(&sk).unwrap();
+    let client = ClientKey::load(&ck).unwrap();
+    let server = fhec_runtime::CompressedServerKey::load(&sk)
+        .unwrap()
+        .expand();
+    assert_eq!(client.small_lwe.len(), 3);
+    assert_eq!(server.params, circuit.params);
+    let program = &circuit.program;
+    for x in [
+        vec![0, 0, 0],
+        vec![3, 3, 3],
+        vec![3, 0, 3],
+        vec![0, 3, 0],
+        vec![1, 2, 3],
+    ] {
+        let input = ArrayD::from_shape_vec(IxDyn(&[1, 3]), x.clone()).unwrap();
+        let enc = client
+            .encrypt_integers(program, std::slice::from_ref(&input))
+            .unwrap();
+        let out = fhe::run(&circuit, &server, &enc).unwrap();
+        let got = client.decrypt_integers(program, &out).unwrap();
+        let (max, hidden) = reference(&x);
+        assert_eq!(
+            got[0].iter().copied().collect::<Vec<_>>(),
+            vec![max],
+            "x = {x:?}"
+        );
+        assert_eq!(
+            got[1].iter().copied().collect::<Vec<_>>(),
+            hidden,
+            "x = {x:?}"
+        );
+    }
+}
+
+#[test]
+fn a_lookup_naming_a_missing_or_too_small_parameter_set_is_refused() {
+    use fhec_runtime::circuit::LookupSets;
+    let mut circuit = common::circuit(program_on_three_sets(), insecure_test_params());
+    circuit.params = three_sets();
+    let set_tables = |circuit: &mut fhec_runtime::Circuit, sets: LookupSets| {
+        for instruction in &mut circuit.program.instructions {
+            if let Instruction::Tlu { lut, .. } = instruction {
+                lut.sets = sets;
+            }
+        }
+    };
+    set_tables(&mut circuit, LookupSets { table: 3, bits: 0 });
+    let err = circuit.check_lookup_sets().unwrap_err().to_string();
+    assert!(
+        err.contains("parameter set 3") && err.contains("has 3"),
+        "{err}"
+    );
+    // Set 2 (N = 256) holds tables of at most 7 bits: a 4-bit table fits, 8 bits do not.
+    set_tables(&mut circuit, LookupSets { table: 2, bits: 0 });
+    circuit.check_lookup_sets().unwrap();
+    for instruction in &mut circuit.program.instructions {
+        if let Instruction::Tlu { lut, .. } = instruction {
+            lut.precision = 8;
+        }
+    }
+    let err = circuit.check_lookup_sets().unwrap_err().to_string();
+    assert!(err.contains("8-bit table") && err.contains("2^9"), "{err}");
+    // The engine refuses too, instead of reading a wrong table.
+    let (_, server) = ClientKey::generate_insecure_for_tests(&circuit.params).unwrap();
+    let server = server.expand();
+    let engine = fhec_runtime::FheEngine::new(&server);
+    let lut = Lut {
+        sets: LookupSets { table: 7, bits: 0 },
+        ..lut1()
+    };
+    let err = fhec_runtime::Engine::lookup(&engine, &lut, &info(&[1], 0, 3, 59, 1.0), 59, &[], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("parameter set 7"), "{err}");
 }

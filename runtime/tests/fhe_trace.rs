@@ -55,6 +55,7 @@ fn program() -> Program {
         rounding: None,
         tables: vec![(0..16).map(|i| (i * 7 + 1) % 4).collect()],
         axis: None,
+        sets: Default::default(),
     };
     // Dense 2: y0 + y3 + y7 - y12 over 0..=3: [-3, 9], read with one bit rounded away.
     let lut2 = Lut {
@@ -66,6 +67,7 @@ fn program() -> Program {
         }),
         tables: vec![(0..16).map(|i| (i * 5 + 2) % 8).collect()],
         axis: None,
+        sets: Default::default(),
     };
     let relu = Lut {
         input_min: -7,
@@ -73,6 +75,7 @@ fn program() -> Program {
         rounding: None,
         tables: vec![(0..16).map(|i| (i - 7).max(0)).collect()],
         axis: None,
+        sets: Default::default(),
     };
     Program {
         inputs: vec![InputSpec {
@@ -144,7 +147,7 @@ fn trace_measures_noise_and_margin_per_lookup() {
     program.validate().unwrap();
     let circuit = circuit(program, params);
     let program = &circuit.program;
-    let (client, compressed) = ClientKey::generate_insecure_for_tests(&params).unwrap();
+    let (client, compressed) = ClientKey::generate_insecure_for_tests(params).unwrap();
     let server = compressed.expand();
     let mut rng = rand::rng();
     let x = ArrayD::from_shape_fn(IxDyn(&[ROWS, FEATURES]), |_| rng.random_range(0..4i64));
@@ -243,8 +246,8 @@ fn trace_measures_noise_and_margin_per_lookup() {
 fn trace_refuses_a_client_key_of_another_pair() {
     let params = insecure_test_params();
     let circuit = circuit(program(), params);
-    let (client, compressed) = ClientKey::generate_insecure_for_tests(&params).unwrap();
-    let (other, _) = ClientKey::generate_insecure_for_tests(&params).unwrap();
+    let (client, compressed) = ClientKey::generate_insecure_for_tests(params).unwrap();
+    let (other, _) = ClientKey::generate_insecure_for_tests(params).unwrap();
     let server = compressed.expand();
     let x = ArrayD::from_elem(IxDyn(&[ROWS, FEATURES]), 1i64);
     let encrypted = client.encrypt_integers(&circuit.program, &[x]).unwrap();

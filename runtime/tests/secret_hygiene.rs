@@ -41,7 +41,8 @@ impl KeyWindows {
     fn new(client: &ClientKey) -> Self {
         let mut words = HashSet::new();
         let mut packed = HashSet::new();
-        for key in [client.small_lwe.as_ref(), client.big_lwe().into_container()] {
+        let small = client.small_lwe.iter().map(|k| k.as_ref());
+        for key in small.chain([client.big_lwe().into_container()]) {
             assert!(key.iter().all(|&b| b <= 1), "binary keys");
             for w in key.windows(WORD_WINDOW) {
                 words.insert(w.iter().fold(0u64, |acc, &b| (acc << 1) | b));
@@ -90,7 +91,7 @@ fn client_key_never_appears_in_server_side_artifacts() {
     let d = dir.path();
     // Small, fast parameters: the key layout is the same as with secure ones.
     let params = insecure_test_params();
-    let (client, compressed) = ClientKey::generate_insecure_for_tests(&params).unwrap();
+    let (client, compressed) = ClientKey::generate_insecure_for_tests(params).unwrap();
     let windows = KeyWindows::new(&client);
     let program = identity_program(59);
     let circuit = circuit(program.clone(), params);
@@ -132,7 +133,7 @@ fn client_key_never_appears_in_server_side_artifacts() {
 #[test]
 fn secret_key_files_are_owner_only() {
     let dir = tempfile::tempdir().unwrap();
-    let (client, _) = ClientKey::generate_insecure_for_tests(&insecure_test_params()).unwrap();
+    let (client, _) = ClientKey::generate_insecure_for_tests(insecure_test_params()).unwrap();
     let path = dir.path().join("c.key");
     // A world-readable file already there, and a stale temporary with the name the writer
     // uses: neither may leave the key readable by others.
@@ -215,7 +216,7 @@ fn inspect_frees(f: impl FnOnce()) -> (usize, usize) {
 #[test]
 fn secret_memory_is_wiped_before_it_is_freed() {
     let params = insecure_test_params();
-    let (client, _) = ClientKey::generate_insecure_for_tests(&params).unwrap();
+    let (client, _) = ClientKey::generate_insecure_for_tests(params).unwrap();
     assert!(WINDOWS.set(KeyWindows::new(&client)).is_ok());
     let key_bytes = 8 * (params.lwe_dimension + params.big_lwe_dimension());
 

@@ -9,7 +9,9 @@ use fhec_runtime::circuit::{
     InputSpec, Instruction, Lut, OutputSpec, Program, QParams, Rounding, RoundingMode, ValueInfo,
 };
 use fhec_runtime::clear::run_clear;
-use fhec_runtime::noise::{minimal_secure_std_glwe, minimal_secure_std_lwe, NoiseModel};
+use fhec_runtime::noise::{
+    minimal_secure_std_glwe, minimal_secure_std_lwe, CircuitNoise, NoiseModel,
+};
 use fhec_runtime::simulate::simulate;
 use fhec_runtime::{execute, ClearEngine, CryptoParams, Engine, SimulationEngine};
 use ndarray::{ArrayD, IxDyn};
@@ -75,6 +77,7 @@ fn program() -> Program {
         }),
         tables: vec![(0..16).map(|i| i * i - 20).collect()],
         axis: None,
+        sets: Default::default(),
     };
     let wide = Lut {
         input_min: lo,
@@ -85,6 +88,7 @@ fn program() -> Program {
         }),
         tables: vec![(0..64).map(|i| (i * 37 % 101) - 50).collect()],
         axis: None,
+        sets: Default::default(),
     };
     assert!(exact.index(hi).is_some() && wide.index(hi).is_some());
     let d = exact.input_delta_log2();
@@ -151,7 +155,7 @@ fn program() -> Program {
 fn quiet_simulation_matches_clear_engine_on_every_input() {
     let program = program();
     program.validate().unwrap();
-    let sim = SimulationEngine::with_model(params(), quiet(), 7);
+    let sim = SimulationEngine::with_model(CircuitNoise::from_models(vec![quiet()]), 7);
     for sample in 0..200i64 {
         let x: Vec<i64> = (0..8)
             .map(|i| (sample * 7 + i * 5 + sample / 16) % 16)
@@ -176,11 +180,12 @@ fn tfhe_shaped_params_match_clear_engine_at_box_centres() {
         }),
         tables: vec![(0..32).map(|i| (i * 7 % 23) - 11).collect()],
         axis: None,
+        sets: Default::default(),
     };
     let input = info(&[1], -300, 700, lut.input_delta_log2(), 40.0);
     let model = NoiseModel::new(&params());
     assert!(model.lookup_failure_probability(&lut, 40.0) < 1e-8);
-    let sim = SimulationEngine::new(params(), 3);
+    let sim = SimulationEngine::new(&params().into(), 3);
     let accs: Vec<i64> = (0..50_000).map(|i| -300 + 32 * (i % 32)).collect();
     let refs: Vec<&i64> = accs.iter().collect();
     let tables = vec![0; refs.len()];
@@ -238,12 +243,13 @@ fn empirical_flip_rate_matches_prediction_without_rounding() {
         rounding: None,
         tables: vec![(0..16).map(|i| 3 * i + 1).collect()],
         axis: None,
+        sets: Default::default(),
     };
     let input = info(&[1], -5, 10, 59, 1.0);
     let model = model_for(0.05, 2f64.powi(-6));
     let p = model.lookup_failure_probability(&lut, 1.0);
     assert!((p - 0.05).abs() < 1e-6, "{p}");
-    let engine = SimulationEngine::with_model(params(), model, 11);
+    let engine = SimulationEngine::with_model(CircuitNoise::from_models(vec![model]), 11);
     let accs: Vec<i64> = (0..40_000).map(|i| -5 + i % 16).collect();
     assert_rate(flip_count(&engine, &lut, &input, &accs), accs.len(), p);
 }
@@ -262,12 +268,13 @@ fn empirical_flip_rate_matches_prediction_with_approximate_rounding() {
         }),
         tables: vec![(0..8).map(|i| 10 - i).collect()],
         axis: None,
+        sets: Default::default(),
     };
     let input = info(&[1], 0, 59, 57, 1.0);
     let model = model_for(0.02, 2f64.powi(-5));
     let p = model.lookup_failure_probability(&lut, 1.0);
     assert!((p - 0.02).abs() < 1e-6, "{p}");
-    let engine = SimulationEngine::with_model(params(), model, 12);
+    let engine = SimulationEngine::with_model(CircuitNoise::from_models(vec![model]), 12);
     let accs: Vec<i64> = (0..30_000).map(|i| 8 * (i % 8)).collect();
     // Approximate rounding reads half an input unit above the accumulator (so that a value
     // on a boundary rounds up as in the clear): from a box centre the edges are 3.5 and 4.5
@@ -297,6 +304,7 @@ fn exact_rounding_final_lookup_flips_at_predicted_rate() {
         }),
         tables: vec![(0..8).map(|i| 2 * i - 7).collect()],
         axis: None,
+        sets: Default::default(),
     };
     let input = info(&[1], -100, 19, 56, 1.0);
     let model = model_for(0.05, 2f64.powi(-5));
@@ -305,7 +313,7 @@ fn exact_rounding_final_lookup_flips_at_predicted_rate() {
     assert!(bootstraps[..4].iter().all(|b| b.p_fail() < 1e-40));
     let p = model.lookup_failure_probability(&lut, 1.0);
     assert!((p - 0.05).abs() < 1e-6, "{p}");
-    let engine = SimulationEngine::with_model(params(), model, 13);
+    let engine = SimulationEngine::with_model(CircuitNoise::from_models(vec![model]), 13);
     let accs: Vec<i64> = (0..40_000).map(|i| -100 + i % 120).collect();
     assert_rate(flip_count(&engine, &lut, &input, &accs), accs.len(), p);
 }
@@ -323,6 +331,7 @@ fn exact_rounding_extraction_noise_breaks_results_no_more_than_predicted() {
         }),
         tables: vec![vec![5, -3, 8, 1]],
         axis: None,
+        sets: Default::default(),
     };
     let input = info(&[1], 0, 27, 58, 2.0);
     // B = 5: extraction 0 sees 4^5 * 2 * var_pbs.
@@ -334,7 +343,7 @@ fn exact_rounding_extraction_noise_breaks_results_no_more_than_predicted() {
     let kind = fhec_runtime::noise::LookupKind::of(&lut);
     let union = model.element_failure_probability(kind, 2.0);
     assert!(union > 0.01, "{union}");
-    let engine = SimulationEngine::with_model(params(), model, 14);
+    let engine = SimulationEngine::with_model(CircuitNoise::from_models(vec![model]), 14);
     let accs: Vec<i64> = (0..40_000).map(|i| i % 28).collect();
     let flips = flip_count(&engine, &lut, &input, &accs);
     let n = accs.len() as f64;
@@ -353,6 +362,7 @@ fn randomness_is_reproducible_and_thread_count_independent() {
         rounding: None,
         tables: vec![(0..16).collect()],
         axis: None,
+        sets: Default::default(),
     };
     let input = info(&[1], 0, 15, 59, 1.0);
     let model = model_for(0.3, 2f64.powi(-6));
@@ -360,7 +370,7 @@ fn randomness_is_reproducible_and_thread_count_independent() {
     let refs: Vec<&i64> = accs.iter().collect();
     let tables = vec![0; refs.len()];
     let run = |threads: usize, seed: u64| {
-        let engine = SimulationEngine::with_model(params(), model, seed);
+        let engine = SimulationEngine::with_model(CircuitNoise::from_models(vec![model]), seed);
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
@@ -382,9 +392,10 @@ fn out_of_domain_values_wrap_like_the_bootstrap() {
         rounding: None,
         tables: vec![vec![1, 2, 3]],
         axis: None,
+        sets: Default::default(),
     };
     let input = info(&[1], 0, 2, 61, 1.0);
-    let engine = SimulationEngine::with_model(params(), quiet(), 1);
+    let engine = SimulationEngine::with_model(CircuitNoise::from_models(vec![quiet()]), 1);
     // Offsets -1 (box 7: -entry 3, past the end: 0), 3 (past the end: 0), 4 (-entry 0), 6
     // (-entry 2), 9 (box 1).
     for (acc, expected) in [(-1i64, 0), (3, 0), (4, -1), (6, -3), (9, 2)] {
@@ -407,9 +418,10 @@ fn a_million_simulated_lookups_take_well_under_seconds() {
         }),
         tables: vec![(0..64).collect()],
         axis: None,
+        sets: Default::default(),
     };
     let input = info(&[1], 0, 251, lut.input_delta_log2(), 100.0);
-    let engine = SimulationEngine::new(params(), 9);
+    let engine = SimulationEngine::new(&params().into(), 9);
     let accs: Vec<i64> = (0..1_000_000).map(|i| 4 * (i % 63)).collect();
     let refs: Vec<&i64> = accs.iter().collect();
     let tables = vec![0; refs.len()];

@@ -33,6 +33,22 @@ pub struct CryptoArgs {
     /// Threads the latency prediction assumes [default: the threads of this machine].
     #[arg(long, value_name = "T", value_parser = clap::value_parser!(u32).range(1..), help_heading = "FHE")]
     pub threads: Option<u32>,
+    /// Put every bootstrap on one parameter set instead of one set per class of lookups
+    /// (table precision, max-pool comparisons, bit extractions of exact rounding).
+    #[arg(long, help_heading = "FHE")]
+    pub single_param_set: bool,
+    /// Largest server key (expanded, all parameter sets) the compiler may choose, MiB.
+    #[arg(long, value_name = "MIB", value_parser = parse_mib, help_heading = "FHE")]
+    pub max_server_key_mib: Option<f64>,
+}
+
+fn parse_mib(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(m) if m.is_finite() && m > 0.0 => Ok(m),
+        _ => Err(format!(
+            "'{s}' is not a positive size in MiB (for example 512)"
+        )),
+    }
 }
 
 pub(crate) fn parse_probability(s: &str) -> Result<f64, String> {
@@ -55,6 +71,8 @@ impl CryptoArgs {
             p_error: self.p_error,
             global_p_error: self.global_p_error,
             threads: self.threads,
+            single_param_set: self.single_param_set,
+            max_server_key_mib: self.max_server_key_mib,
         }
     }
 }

@@ -5,33 +5,56 @@ use std::collections::BTreeMap;
 
 use fhec_driver::report::{CircuitReport, LayerJson, TableRangesJson};
 
-/// The circuit's cost, parameters and promises, one aligned line each.
+/// The circuit's cost, parameters and promises, one aligned line each (one line per
+/// parameter set).
 pub fn circuit_text(r: &CircuitReport) -> String {
     let precisions: Vec<String> = r
         .pbs_by_precision
         .iter()
         .map(|(b, n)| format!("{n}x{b}-bit"))
         .collect();
-    let p = &r.params;
+    let sets: Vec<String> = r
+        .param_sets
+        .iter()
+        .enumerate()
+        .map(|(i, set)| {
+            let p = &set.params;
+            format!(
+                "{}n={} k={} N={} pbs 2^{}x{} ks 2^{}x{} (sigma 2^{:.1} / 2^{:.1}): {} bootstraps \
+                 at {:.2} ms ({})",
+                if r.param_sets.len() > 1 {
+                    format!("set {i}: ")
+                } else {
+                    String::new()
+                },
+                p.lwe_dimension,
+                p.glwe_dimension,
+                p.polynomial_size,
+                p.pbs_base_log,
+                p.pbs_level,
+                p.ks_base_log,
+                p.ks_level,
+                p.lwe_noise_std_log2,
+                p.glwe_noise_std_log2,
+                set.pbs_count,
+                set.predicted_pbs_ms,
+                set.serves.join(", "),
+            )
+        })
+        .collect();
     format!(
         "bootstraps:      {} per inference ({})\n\
          accumulators:    up to {} bits; tables read up to {} bits\n\
-         parameters:      n={} k={} N={} pbs 2^{}x{} ks 2^{}x{} (sigma 2^{:.1} / 2^{:.1}), fingerprint {}\n\
+         parameters:      {}\n\
+         server key:      {:.1} MiB expanded, fingerprint {}\n\
          failure:         {:.3e} per bootstrap, {:.3e} per inference\n\
          predicted:       {:.2} ms per bootstrap, {:.3} s per inference on {} thread(s)\n",
         r.pbs_count,
         precisions.join(", "),
         r.max_accumulator_bits,
         r.tlu_precision_bits,
-        p.lwe_dimension,
-        p.glwe_dimension,
-        p.polynomial_size,
-        p.pbs_base_log,
-        p.pbs_level,
-        p.ks_base_log,
-        p.ks_level,
-        p.lwe_noise_std_log2,
-        p.glwe_noise_std_log2,
+        sets.join("\n                 "),
+        r.server_key_mib,
         r.fingerprint,
         r.p_error_per_pbs,
         r.global_p_error,

@@ -11,14 +11,14 @@
 //! range reaches, read the way the bootstrap reads them (`Lut::read`, with the negacyclic
 //! wrap past either end). An approximately rounded lookup also reaches the index below (above)
 //! when the lowest (highest) accumulator of its range lies within [`SIGMAS`] standard
-//! deviations of the predicted rotation noise (`NoiseModel::lookup_input_std` of the input's
-//! noise factor) of its box's lower (upper) edge; the FHE engine places an accumulator half
+//! deviations of the predicted rotation noise (the last of `CircuitNoise::bootstraps` for the input's
+//! noise factor, on the lookup's parameter sets) of its box's lower (upper) edge; the FHE engine places an accumulator half
 //! an input unit above its nominal position (`runtime/src/fhe/engine.rs`), which is where the
 //! distances are measured from.
 
 use fhec_runtime::circuit::{Circuit, Lut, ValueInfo};
 use fhec_runtime::exec::quantize_inputs;
-use fhec_runtime::noise::NoiseModel;
+use fhec_runtime::noise::{CircuitNoise, LookupKind};
 use fhec_runtime::{execute, Engine, RuntimeError};
 use ndarray::ArrayD;
 
@@ -49,7 +49,7 @@ pub const SIGMAS: f64 = 8.0;
 
 /// The interval engine (see the module documentation).
 pub struct IntervalEngine {
-    pub noise: NoiseModel,
+    pub noise: CircuitNoise,
 }
 
 impl Engine for IntervalEngine {
@@ -104,7 +104,11 @@ impl Engine for IntervalEngine {
         // The noise margin, in accumulator units (one unit is 2^-(precision + 1 + shift) of
         // the torus).
         let unit = 2f64.powi(-(lut.precision as i32 + 1 + s as i32));
-        let margin = SIGMAS * self.noise.lookup_input_std(input.noise_factor) / unit;
+        let rotation = self
+            .noise
+            .bootstraps(LookupKind::of(lut), input.noise_factor, lut.sets)?;
+        let std = rotation.last().map_or(0.0, |b| b.variance.sqrt());
+        let margin = SIGMAS * std / unit;
         // Distance of an accumulator, placed half a unit above its value, from the lower and
         // upper edges of its box (box `i` holds `[i * 2^s - half, (i + 1) * 2^s - half)`).
         let edges = |acc: i64| {
@@ -169,7 +173,7 @@ pub fn output_bounds(
         .map(|a| a.mapv(|v| Iv { lo: v, hi: v }))
         .collect();
     let engine = IntervalEngine {
-        noise: NoiseModel::new(&circuit.params),
+        noise: CircuitNoise::new(&circuit.params),
     };
     execute(&circuit.program, &engine, ivs)
 }

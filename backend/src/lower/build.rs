@@ -455,6 +455,7 @@ impl Builder {
                 rounding: None,
                 tables: vec![(lo..=hi).collect()],
                 axis: None,
+                sets: Default::default(),
             };
             let instr = Instruction::MaxPool {
                 input: x,
@@ -648,6 +649,7 @@ impl Builder {
             rounding: t.rounding,
             tables: t.tables.clone(),
             axis: t.axis,
+            sets: Default::default(),
         })
     }
 
@@ -670,6 +672,7 @@ impl Builder {
                 .map(|i| (i + input_min).max(0))
                 .collect()],
             axis: None,
+            sets: Default::default(),
         })
     }
 

@@ -223,6 +223,7 @@ impl Config {
             p_error,
             global_p_error,
             threads: spec.threads,
+            ..Default::default()
         }
     }
 }
@@ -986,6 +987,7 @@ fn measure(
 fn fill_circuit_columns(row: &mut Row, report: &CircuitReport) {
     row.pbs_count = Some(report.pbs_count);
     row.tlu_precision_bits = Some(report.tlu_precision_bits);
+    row.param_sets = Some(report.param_sets.len());
     let p = &report.params;
     row.lwe_dimension = Some(p.lwe_dimension);
     row.glwe_dimension = Some(p.glwe_dimension);

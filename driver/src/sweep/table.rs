@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DriverError, FileFix, Result};
 
 /// The CSV columns, in order (the shared contract with `fhec plot`).
-pub const COLUMNS: [&str; 40] = [
+pub const COLUMNS: [&str; 41] = [
     "dataset",
     "model",
     "format",
@@ -35,6 +35,7 @@ pub const COLUMNS: [&str; 40] = [
     "max_accumulator_bits",
     "pbs_count",
     "tlu_precision_bits",
+    "param_sets",
     "lwe_dimension",
     "glwe_dimension",
     "polynomial_size",
@@ -90,6 +91,10 @@ pub struct Row {
     pub max_accumulator_bits: Option<u32>,
     pub pbs_count: Option<u64>,
     pub tlu_precision_bits: Option<u32>,
+    /// TFHE parameter sets of the circuit; the parameter columns after it describe set 0,
+    /// the one with the most bootstraps. Empty in files written before this column.
+    #[serde(default)]
+    pub param_sets: Option<usize>,
     pub lwe_dimension: Option<usize>,
     pub glwe_dimension: Option<usize>,
     pub polynomial_size: Option<usize>,
@@ -129,17 +134,23 @@ pub const BASELINE_COLUMNS: [&str; 7] = [
     "float_accuracy",
 ];
 
-/// Columns added after the first results format: files written before them (fhec sweeps of
-/// 2026-12-06 and earlier lack `prune_rate` and `prune_method`) are read with the columns' serde defaults and
-/// rewritten in the current schema on the next write.
-const ADDED_COLUMNS: [&str; 2] = ["prune_rate", "prune_method"];
+/// Columns added after the first results format, per revision: files written before a
+/// revision (fhec sweeps of 2026-12-06 and earlier lack `prune_rate` and `prune_method`;
+/// those before parameter sets per lookup class lack `param_sets`) are read with the
+/// columns' serde defaults and rewritten in the current schema on the next write.
+const ADDED_COLUMNS: [&[&str]; 2] = [&["prune_rate", "prune_method"], &["param_sets"]];
 
-/// The header of results files written before [`ADDED_COLUMNS`].
-fn legacy_columns() -> Vec<&'static str> {
-    COLUMNS
-        .iter()
-        .copied()
-        .filter(|c| !ADDED_COLUMNS.contains(c))
+/// The headers of results files written before each revision of [`ADDED_COLUMNS`].
+fn legacy_headers() -> Vec<Vec<&'static str>> {
+    (0..ADDED_COLUMNS.len())
+        .map(|revision| {
+            let added: Vec<&str> = ADDED_COLUMNS[revision..].concat();
+            COLUMNS
+                .iter()
+                .copied()
+                .filter(|c| !added.contains(c))
+                .collect()
+        })
         .collect()
 }
 
@@ -157,7 +168,9 @@ fn no_prune_method() -> String {
 /// Reads a results CSV written by `fhec sweep` (this version's columns, or an older
 /// version's, migrated); anything else is an error naming the file.
 pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
-    read_table(path, columns(), &[&legacy_columns()])
+    let legacy = legacy_headers();
+    let legacy: Vec<&[&str]> = legacy.iter().map(Vec::as_slice).collect();
+    read_table(path, columns(), &legacy)
 }
 
 pub fn read_baseline(path: &Path) -> Result<Vec<BaselineRow>> {
@@ -277,6 +290,44 @@ mod tests {
         .unwrap();
         let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
         assert_eq!(text.lines().next().unwrap(), BASELINE_COLUMNS.join(","));
+    }
+
+    #[test]
+    fn files_of_every_earlier_revision_read_with_defaults() {
+        let r = Row {
+            dataset: "d".into(),
+            bits: 6,
+            param_sets: Some(2),
+            lwe_dimension: Some(800),
+            prune_rate: "0.5".into(),
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (c, j) = (dir.path().join("r.csv"), dir.path().join("r.jsonl"));
+        write_table(&c, &j, columns(), std::slice::from_ref(&r)).unwrap();
+        let text = std::fs::read_to_string(&c).unwrap();
+        // Drop the columns of each revision from the newest back, as older fhec wrote them.
+        let mut dropped: Vec<&str> = Vec::new();
+        for (revision, added) in ADDED_COLUMNS.iter().enumerate().rev() {
+            dropped.extend(added.iter());
+            let mut rd = csv::Reader::from_reader(text.as_bytes());
+            let header = rd.headers().unwrap().clone();
+            let keep: Vec<usize> = (0..header.len())
+                .filter(|&i| !dropped.contains(&&header[i]))
+                .collect();
+            let mut w = csv::Writer::from_path(&c).unwrap();
+            w.write_record(keep.iter().map(|&i| &header[i])).unwrap();
+            for rec in rd.records() {
+                let rec = rec.unwrap();
+                w.write_record(keep.iter().map(|&i| &rec[i])).unwrap();
+            }
+            w.flush().unwrap();
+            let read = read_rows(&c).unwrap_or_else(|e| panic!("revision {revision}: {e}"));
+            assert_eq!(read[0].param_sets, None, "revision {revision}");
+            assert_eq!(read[0].lwe_dimension, Some(800));
+            let rate = if revision == 0 { "0" } else { "0.5" };
+            assert_eq!(read[0].prune_rate, rate, "revision {revision}");
+        }
     }
 
     #[test]

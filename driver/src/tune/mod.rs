@@ -743,6 +743,7 @@ fn candidate_crypto(c: &Candidate, threads: Option<u32>) -> CryptoConfig {
         p_error: Some(c.p_error),
         global_p_error: None,
         threads,
+        ..Default::default()
     }
 }
 

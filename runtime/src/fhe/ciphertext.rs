@@ -34,7 +34,7 @@ use crate::circuit::{Instruction, Program};
 use crate::error::RuntimeError;
 use crate::fhe::engine::{encode, Ct};
 use crate::fhe::keys::{gaussian, key_id_hex, native, ClientKey};
-use crate::params::CryptoParams;
+use crate::params::ParamSets;
 use crate::FORMAT_VERSION;
 
 /// The ciphertexts of one tensor (row-major).
@@ -149,7 +149,7 @@ pub struct EncryptedTensor {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EncryptedTensors {
     pub key_id: [u8; 16],
-    /// [`CryptoParams::fingerprint`] of the parameters.
+    /// [`ParamSets::fingerprint`] of the parameters.
     pub fingerprint: [u8; 32],
     pub tensors: Vec<EncryptedTensor>,
 }
@@ -208,7 +208,7 @@ impl EncryptedTensors {
     /// names the key or circuit they are used with.
     pub fn check(
         &self,
-        params: &CryptoParams,
+        params: &ParamSets,
         key_id: Option<&[u8; 16]>,
         what: &str,
     ) -> Result<(), RuntimeError> {
@@ -517,7 +517,7 @@ fn decode(plain: u64, delta_log2: u32, min: i64) -> i64 {
 }
 
 impl ClientKey {
-    fn check_params_of(&self, program_params: Option<&CryptoParams>) -> Result<(), RuntimeError> {
+    fn check_params_of(&self, program_params: Option<&ParamSets>) -> Result<(), RuntimeError> {
         if let Some(p) = program_params {
             if p.fingerprint() != self.params.fingerprint() {
                 return Err(RuntimeError::Mismatch(format!(
@@ -574,7 +574,7 @@ impl ClientKey {
                     &self.big_lwe(),
                     &mut list,
                     &PlaintextList::from_container(plain),
-                    gaussian(self.params.glwe_noise_std),
+                    gaussian(self.params.glwe_noise_std()),
                     seeder,
                 );
                 tensors.push(EncryptedTensor {
@@ -710,7 +710,7 @@ impl ClientKey {
             allocate_and_encrypt_new_lwe_ciphertext(
                 &self.big_lwe(),
                 Plaintext(encode(value, delta_log2)),
-                gaussian(self.params.glwe_noise_std),
+                gaussian(self.params.glwe_noise_std()),
                 native(),
                 &mut generator,
             )
@@ -718,7 +718,7 @@ impl ClientKey {
     }
 
     /// Checks `params` against this key (used when a circuit is paired with the key).
-    pub fn check_circuit_params(&self, params: &CryptoParams) -> Result<(), RuntimeError> {
+    pub fn check_circuit_params(&self, params: &ParamSets) -> Result<(), RuntimeError> {
         self.check_params_of(Some(params))
     }
 }

@@ -16,7 +16,8 @@ use tfhe::core_crypto::prelude::*;
 use crate::circuit::{Lut, ValueInfo};
 use crate::engine::Engine;
 use crate::error::RuntimeError;
-use crate::fhe::keys::{native, ServerKey};
+use crate::fhe::keys::{native, ServerKey, SetKey};
+use crate::params::CryptoParams;
 
 /// One element: an LWE ciphertext under the big key (dimension `k * N`).
 pub type Ct = LweCiphertextOwned<u64>;
@@ -31,21 +32,115 @@ pub(crate) fn encode(value: i64, delta_log2: u32) -> u64 {
     (value as u64).wrapping_mul(1u64.checked_shl(delta_log2).unwrap_or(0))
 }
 
-/// Per-thread working memory of a bootstrap.
+/// Per-thread working memory of a bootstrap in one parameter set.
 struct BootstrapScratch {
     buffers: ComputationBuffers,
-    /// Keyswitch output (small key).
+    /// Keyswitch output (the set's small key).
     small: LweCiphertextOwned<u64>,
     /// The accumulator being rotated.
     glwe: GlweCiphertextOwned<u64>,
 }
 
+impl BootstrapScratch {
+    fn new(set: &SetKey) -> Self {
+        let p = &set.params;
+        let glwe_size = GlweSize(p.glwe_dimension + 1);
+        let poly = PolynomialSize(p.polynomial_size);
+        let mut buffers = ComputationBuffers::new();
+        buffers.resize(
+            blind_rotate_assign_mem_optimized_requirement::<u64>(
+                glwe_size,
+                poly,
+                set.fft.as_view(),
+            )
+            .unaligned_bytes_required(),
+        );
+        BootstrapScratch {
+            buffers,
+            small: LweCiphertext::new(0, LweSize(p.lwe_dimension + 1), native()),
+            glwe: GlweCiphertext::new(0, glwe_size, poly, native()),
+        }
+    }
+}
+
 /// Per-thread working memory of a lookup.
 struct Scratch {
-    bs: BootstrapScratch,
+    table: BootstrapScratch,
+    /// For the bit extractions of exact rounding (their own parameter set).
+    bits: Option<BootstrapScratch>,
     /// Input and output of the sign bootstraps of exact rounding (big key).
     shifted: LweCiphertextOwned<u64>,
     bit: LweCiphertextOwned<u64>,
+}
+
+/// A trivial accumulator of parameter set `set` whose body polynomial is `body`.
+fn accumulator(set: &CryptoParams, body: &[u64]) -> GlweCiphertextOwned<u64> {
+    let mut acc = GlweCiphertext::new(
+        0,
+        GlweSize(set.glwe_dimension + 1),
+        PolynomialSize(set.polynomial_size),
+        native(),
+    );
+    acc.get_mut_body().as_mut().copy_from_slice(body);
+    acc
+}
+
+/// Accumulator of an `precision`-bit table in parameter set `set`: `2^precision` boxes over
+/// the `N` coefficients, each centred on its message (half-box rotation, the first half box
+/// negated for negacyclicity), entries encoded at `delta_log2`.
+fn table_accumulator(
+    set: &CryptoParams,
+    table: &[i64],
+    precision: u32,
+    delta_log2: u32,
+) -> GlweCiphertextOwned<u64> {
+    let n = set.polynomial_size;
+    let box_size = n >> precision;
+    let half = box_size / 2;
+    let mut body = vec![0u64; n];
+    for (i, chunk) in body.chunks_mut(box_size).enumerate() {
+        let v = table.get(i).map_or(0, |&v| encode(v, delta_log2));
+        chunk.fill(v);
+    }
+    for a in &mut body[..half] {
+        *a = a.wrapping_neg();
+    }
+    body.rotate_left(half);
+    accumulator(set, &body)
+}
+
+/// Keyswitch to the set's small key and centered modulus switch to `2N`: what the blind
+/// rotation reads.
+fn switch<'s, C: Container<Element = u64>>(
+    set: &SetKey,
+    small: &'s mut LweCiphertextOwned<u64>,
+    input: &LweCiphertext<C>,
+) -> LazyStandardModulusSwitchedLweCiphertext<u64, usize, &'s [u64]> {
+    keyswitch_lwe_ciphertext(&set.ksk, input, small);
+    let log_modulus =
+        PolynomialSize(set.params.polynomial_size).to_blind_rotation_input_modulus_log();
+    lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(small.as_view(), log_modulus)
+}
+
+/// Keyswitch, centered modulus switch, blind rotation of `acc` and sample extraction of
+/// `input` into `out`, in parameter set `set`.
+fn bootstrap<C: Container<Element = u64>>(
+    set: &SetKey,
+    s: &mut BootstrapScratch,
+    input: &LweCiphertext<C>,
+    acc: &GlweCiphertextOwned<u64>,
+    out: &mut LweCiphertextOwned<u64>,
+) {
+    let msed = switch(set, &mut s.small, input);
+    s.glwe.as_mut().copy_from_slice(acc.as_ref());
+    blind_rotate_assign_mem_optimized(
+        &msed,
+        &mut s.glwe,
+        &set.bsk,
+        set.fft.as_view(),
+        s.buffers.stack(),
+    );
+    extract_lwe_sample_from_glwe_ciphertext(&s.glwe, out, MonomialDegree(0));
 }
 
 impl<'k> FheEngine<'k> {
@@ -59,93 +154,6 @@ impl<'k> FheEngine<'k> {
 
     fn big_lwe_size(&self) -> LweSize {
         LweSize(self.key.params.big_lwe_dimension() + 1)
-    }
-
-    fn glwe_size(&self) -> GlweSize {
-        GlweSize(self.key.params.glwe_dimension + 1)
-    }
-
-    fn poly_size(&self) -> PolynomialSize {
-        PolynomialSize(self.key.params.polynomial_size)
-    }
-
-    fn scratch(&self) -> Scratch {
-        let fft = self.key.fft.as_view();
-        let mut buffers = ComputationBuffers::new();
-        buffers.resize(
-            blind_rotate_assign_mem_optimized_requirement::<u64>(
-                self.glwe_size(),
-                self.poly_size(),
-                fft,
-            )
-            .unaligned_bytes_required(),
-        );
-        Scratch {
-            bs: BootstrapScratch {
-                buffers,
-                small: LweCiphertext::new(0, LweSize(self.key.params.lwe_dimension + 1), native()),
-                glwe: GlweCiphertext::new(0, self.glwe_size(), self.poly_size(), native()),
-            },
-            shifted: LweCiphertext::new(0, self.big_lwe_size(), native()),
-            bit: LweCiphertext::new(0, self.big_lwe_size(), native()),
-        }
-    }
-
-    /// A trivial accumulator whose body polynomial is `body`.
-    fn accumulator(&self, body: &[u64]) -> GlweCiphertextOwned<u64> {
-        let mut acc = GlweCiphertext::new(0, self.glwe_size(), self.poly_size(), native());
-        acc.get_mut_body().as_mut().copy_from_slice(body);
-        acc
-    }
-
-    /// Accumulator of an `precision`-bit table: `2^precision` boxes over the `N`
-    /// coefficients, each centred on its message (half-box rotation, the first half box
-    /// negated for negacyclicity), entries encoded at `delta_log2`.
-    fn table_accumulator(
-        &self,
-        table: &[i64],
-        precision: u32,
-        delta_log2: u32,
-    ) -> GlweCiphertextOwned<u64> {
-        let n = self.key.params.polynomial_size;
-        let box_size = n >> precision;
-        let half = box_size / 2;
-        let mut body = vec![0u64; n];
-        for (i, chunk) in body.chunks_mut(box_size).enumerate() {
-            let v = table.get(i).map_or(0, |&v| encode(v, delta_log2));
-            chunk.fill(v);
-        }
-        for a in &mut body[..half] {
-            *a = a.wrapping_neg();
-        }
-        body.rotate_left(half);
-        self.accumulator(&body)
-    }
-
-    /// Keyswitch, centered modulus switch, blind rotation of `acc` and sample extraction of
-    /// `input` into `out`.
-    fn bootstrap<C: Container<Element = u64>>(
-        &self,
-        s: &mut BootstrapScratch,
-        input: &LweCiphertext<C>,
-        acc: &GlweCiphertextOwned<u64>,
-        out: &mut LweCiphertextOwned<u64>,
-    ) {
-        keyswitch_lwe_ciphertext(&self.key.ksk, input, &mut s.small);
-        let log_modulus = self.poly_size().to_blind_rotation_input_modulus_log();
-        let msed = lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(
-            s.small.as_view(),
-            log_modulus,
-        );
-        s.glwe.as_mut().copy_from_slice(acc.as_ref());
-        blind_rotate_assign_mem_optimized(
-            &msed,
-            &mut s.glwe,
-            &self.key.bsk,
-            self.key.fft.as_view(),
-            s.buffers.stack(),
-        );
-        extract_lwe_sample_from_glwe_ciphertext(&s.glwe, out, MonomialDegree(0));
     }
 }
 
@@ -259,17 +267,13 @@ impl FheEngine<'_> {
         self.lookup_impl(lut, output_delta_log2, inputs, tables, true)
     }
 
-    /// Keyswitch and centered modulus switch of `input`, as a bootstrap does before its blind
-    /// rotation: the mask and body modulo `2N`.
-    pub fn switched(&self, input: &Ct) -> (Vec<u64>, u64) {
-        let mut small = LweCiphertext::new(0, LweSize(self.key.params.lwe_dimension + 1), native());
-        keyswitch_lwe_ciphertext(&self.key.ksk, input, &mut small);
-        let log_modulus = self.poly_size().to_blind_rotation_input_modulus_log();
-        let msed = lwe_ciphertext_centered_binary_modulus_switch::<u64, u64, _>(
-            small.as_view(),
-            log_modulus,
-        );
-        (msed.mask().collect(), msed.body())
+    /// Keyswitch and centered modulus switch of `input` in parameter set `set`, as a
+    /// bootstrap does before its blind rotation: the mask and body modulo `2N`.
+    pub fn switched(&self, set: usize, input: &Ct) -> Result<(Vec<u64>, u64), RuntimeError> {
+        let set = self.key.set(set)?;
+        let mut small = LweCiphertext::new(0, LweSize(set.params.lwe_dimension + 1), native());
+        let msed = switch(set, &mut small, input);
+        Ok((msed.mask().map(|m| m as u64).collect(), msed.body() as u64))
     }
 
     fn lookup_impl(
@@ -280,15 +284,15 @@ impl FheEngine<'_> {
         tables: &[usize],
         keep_inputs: bool,
     ) -> Result<(Vec<Ct>, Vec<Ct>), RuntimeError> {
-        let params = &self.key.params;
+        let table_set = self.key.set(lut.sets.table)?;
         let precision = lut.precision;
         let shift = lut.shift();
         let bits = precision + shift;
-        if params.polynomial_size < (2usize << precision.min(62)) {
+        if table_set.params.polynomial_size < (2usize << precision.min(62)) {
             return Err(RuntimeError::Mismatch(format!(
                 "a {precision}-bit table lookup needs a polynomial size of at least 2^{} (have {})",
                 precision + 1,
-                params.polynomial_size
+                table_set.params.polynomial_size
             )));
         }
         if bits > 62 {
@@ -303,7 +307,7 @@ impl FheEngine<'_> {
                 tables.len()
             )));
         }
-        let big = params.big_lwe_dimension() + 1;
+        let big = self.key.params.big_lwe_dimension() + 1;
         if let Some(x) = inputs.iter().find(|x| x.as_ref().len() != big) {
             return Err(RuntimeError::Mismatch(format!(
                 "a ciphertext of size {} does not match the server key (LWE size {big})",
@@ -318,7 +322,12 @@ impl FheEngine<'_> {
                 .get_mut(t)
                 .ok_or(RuntimeError::NoSuchTable { table: t, count })?;
             if slot.is_none() {
-                *slot = Some(self.table_accumulator(&lut.tables[t], precision, output_delta_log2));
+                *slot = Some(table_accumulator(
+                    &table_set.params,
+                    &lut.tables[t],
+                    precision,
+                    output_delta_log2,
+                ));
             }
         }
         let d_in = lut.input_delta_log2();
@@ -326,13 +335,25 @@ impl FheEngine<'_> {
             Some(r) if r.is_exact() => r.shift,
             _ => 0,
         };
+        let bits_set = if exact_shift > 0 {
+            Some(self.key.set(lut.sets.bits)?)
+        } else {
+            None
+        };
         // Constant tables of the sign bootstraps: +c for bit 0, -c for bit 1.
-        let sign_accs: Vec<(u64, GlweCiphertextOwned<u64>)> = (0..exact_shift)
-            .map(|j| {
-                let c = 1u64 << (d_in + j - 1);
-                (c, self.accumulator(&vec![c; params.polynomial_size]))
+        let sign_accs: Vec<(u64, GlweCiphertextOwned<u64>)> = bits_set
+            .map(|set| {
+                (0..exact_shift)
+                    .map(|j| {
+                        let c = 1u64 << (d_in + j - 1);
+                        (
+                            c,
+                            accumulator(&set.params, &vec![c; set.params.polynomial_size]),
+                        )
+                    })
+                    .collect()
             })
-            .collect();
+            .unwrap_or_default();
         // x = acc - input_min (+ 2^(s-1) for exact rounding), at the input delta.
         let offset = if exact_shift > 0 {
             encode(
@@ -352,7 +373,12 @@ impl FheEngine<'_> {
             .par_iter()
             .zip(tables.par_iter())
             .map_init(
-                || self.scratch(),
+                || Scratch {
+                    table: BootstrapScratch::new(table_set),
+                    bits: bits_set.map(BootstrapScratch::new),
+                    shifted: LweCiphertext::new(0, LweSize(big), native()),
+                    bit: LweCiphertext::new(0, LweSize(big), native()),
+                },
                 |s, (x, &t)| {
                     let mut x = (*x).clone();
                     let b = body_mut(&mut x);
@@ -365,7 +391,11 @@ impl FheEngine<'_> {
                         }
                         let b = body_mut(&mut s.shifted);
                         *b = b.wrapping_add(1 << 62);
-                        self.bootstrap(&mut s.bs, &s.shifted, acc, &mut s.bit);
+                        let (set, scratch) = (
+                            bits_set.expect("sign tables exist only with a bits set"),
+                            s.bits.as_mut().expect("made with the bits set"),
+                        );
+                        bootstrap(set, scratch, &s.shifted, acc, &mut s.bit);
                         // x += out - c: removes bit j.
                         add_slices(x.as_mut(), s.bit.as_ref());
                         let b = body_mut(&mut x);
@@ -373,7 +403,7 @@ impl FheEngine<'_> {
                     }
                     let mut out = LweCiphertext::new(0, LweSize(big), native());
                     let acc = accs[t].as_ref().expect("accumulator built above");
-                    self.bootstrap(&mut s.bs, &x, acc, &mut out);
+                    bootstrap(table_set, &mut s.table, &x, acc, &mut out);
                     (out, keep_inputs.then_some(x))
                 },
             )

@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use crate::artifact::{decode_bytes, format_error, load_with, write_file, ArtifactKind, Header};
 use crate::error::RuntimeError;
-use crate::params::{check_params, CryptoParams};
+use crate::params::{CryptoParams, ParamSets};
 use crate::FORMAT_VERSION;
 
 /// Short hexadecimal form of a key id for messages.
@@ -55,13 +55,15 @@ pub(crate) fn native() -> CiphertextModulus<u64> {
     CiphertextModulus::new_native()
 }
 
-/// The secret key pair of a client (binary small LWE key and binary GLWE key).
+/// The secret keys of a client: the binary big key every ciphertext lives under between
+/// bootstraps (dimension `k * N`; each parameter set reads it as a GLWE key of its own
+/// shape) and one binary small LWE key per parameter set.
 pub struct ClientKey {
-    pub params: CryptoParams,
+    pub params: ParamSets,
     /// Random identity shared with the server key generated alongside.
     pub key_id: [u8; 16],
-    pub small_lwe: LweSecretKey<Vec<u64>>,
-    pub glwe: GlweSecretKey<Vec<u64>>,
+    pub small_lwe: Vec<LweSecretKey<Vec<u64>>>,
+    big: LweSecretKey<Vec<u64>>,
     entropy: Entropy,
 }
 
@@ -95,19 +97,28 @@ fn wipe(data: &mut [u64]) {
 
 impl Drop for ClientKey {
     fn drop(&mut self) {
-        wipe(self.small_lwe.as_mut());
-        wipe(self.glwe.as_mut());
+        for key in &mut self.small_lwe {
+            wipe(key.as_mut());
+        }
+        wipe(self.big.as_mut());
     }
 }
 
-/// The evaluation key as shipped: seeded bootstrap and keyswitch keys (masks regenerated from
-/// their seeds by [`CompressedServerKey::expand`]).
+/// The evaluation key as shipped: per parameter set, the seeded bootstrap and keyswitch keys
+/// (masks regenerated from their seeds by [`CompressedServerKey::expand`]).
 #[derive(Clone, Debug)]
 pub struct CompressedServerKey {
-    pub params: CryptoParams,
+    pub params: ParamSets,
     pub key_id: [u8; 16],
+    /// One entry per parameter set, in the order of `params`.
+    pub sets: Vec<CompressedSetKey>,
+}
+
+/// The seeded evaluation keys of one parameter set.
+#[derive(Clone, Debug)]
+pub struct CompressedSetKey {
     pub bsk: SeededLweBootstrapKeyOwned<u64>,
-    /// Big (GLWE, flattened) key → small LWE key.
+    /// Big key → this set's small LWE key.
     pub ksk: SeededLweKeyswitchKeyOwned<u64>,
     bsk_seed: u128,
     ksk_seed: u128,
@@ -115,12 +126,31 @@ pub struct CompressedServerKey {
 
 /// The expanded evaluation key the server computes with.
 pub struct ServerKey {
-    pub params: CryptoParams,
+    pub params: ParamSets,
     pub key_id: [u8; 16],
+    /// One entry per parameter set, in the order of `params`.
+    pub sets: Vec<SetKey>,
+}
+
+/// The expanded evaluation keys of one parameter set.
+pub struct SetKey {
+    pub params: CryptoParams,
     pub bsk: FourierLweBootstrapKeyOwned,
     pub ksk: LweKeyswitchKeyOwned<u64>,
-    /// The FFT plan every bootstrap shares.
+    /// The FFT plan every bootstrap of this set shares.
     pub fft: Fft,
+}
+
+impl ServerKey {
+    /// The keys of parameter set `index`.
+    pub fn set(&self, index: usize) -> Result<&SetKey, RuntimeError> {
+        self.sets.get(index).ok_or_else(|| {
+            RuntimeError::Mismatch(format!(
+                "a lookup uses TFHE parameter set {index}, the server key has {}",
+                self.sets.len()
+            ))
+        })
+    }
 }
 
 impl std::fmt::Debug for ServerKey {
@@ -139,24 +169,27 @@ impl ClientKey {
     /// to ship to the server. Refuses parameters whose noise is below tfhe-rs's minimal
     /// secure noise for their key dimensions (see [`crate::noise::params_are_secure`]).
     pub fn generate(
-        params: &CryptoParams,
+        params: impl Into<ParamSets>,
     ) -> Result<(ClientKey, CompressedServerKey), RuntimeError> {
-        check_params(params)?;
-        crate::noise::params_are_secure(params).map_err(|e| {
-            RuntimeError::Mismatch(format!(
-                "refusing to generate keys for TFHE parameters below 128-bit security: {e}; \
-                 recompile the model to get secure parameters"
-            ))
-        })?;
+        let params = params.into();
+        params.check()?;
+        for set in params.sets() {
+            crate::noise::params_are_secure(set).map_err(|e| {
+                RuntimeError::Mismatch(format!(
+                    "refusing to generate keys for TFHE parameters below 128-bit security: {e}; \
+                     recompile the model to get secure parameters"
+                ))
+            })?;
+        }
         Self::generate_insecure_for_tests(params)
     }
 
     /// [`ClientKey::generate`] without the security check, for tests and benchmarks that need
     /// small, fast parameters such as [`insecure_test_params`]. Never use it for real data.
     pub fn generate_insecure_for_tests(
-        params: &CryptoParams,
+        params: impl Into<ParamSets>,
     ) -> Result<(ClientKey, CompressedServerKey), RuntimeError> {
-        Self::generate_with(params, new_seeder().as_mut(), Entropy::System)
+        Self::generate_with(&params.into(), new_seeder().as_mut(), Entropy::System)
     }
 
     /// [`ClientKey::generate_insecure_for_tests`] with the keys drawn from `keys` and every
@@ -164,89 +197,68 @@ impl ClientKey {
     /// (tfhe's `DeterministicSeeder`) a test or a measurement of failure rates reproduces its
     /// keys and ciphertexts. Never use it for real data: whoever knows the seeds knows the key.
     pub fn generate_with_seeders_for_tests(
-        params: &CryptoParams,
+        params: impl Into<ParamSets>,
         keys: &mut dyn Seeder,
         encryptions: Box<dyn Seeder + Send>,
     ) -> Result<(ClientKey, CompressedServerKey), RuntimeError> {
-        Self::generate_with(params, keys, Entropy::Injected(Mutex::new(encryptions)))
+        Self::generate_with(
+            &params.into(),
+            keys,
+            Entropy::Injected(Mutex::new(encryptions)),
+        )
     }
 
     fn generate_with(
-        params: &CryptoParams,
+        params: &ParamSets,
         seeder: &mut dyn Seeder,
         entropy: Entropy,
     ) -> Result<(ClientKey, CompressedServerKey), RuntimeError> {
-        check_params(params)?;
+        params.check()?;
 
         let mut secret_gen = SecretRandomGenerator::<DefaultRandomGenerator>::new(seeder.seed());
-        let small_lwe =
-            LweSecretKey::generate_new_binary(LweDimension(params.lwe_dimension), &mut secret_gen);
-        let glwe = GlweSecretKey::generate_new_binary(
-            GlweDimension(params.glwe_dimension),
-            PolynomialSize(params.polynomial_size),
+        let big = LweSecretKey::generate_new_binary(
+            LweDimension(params.big_lwe_dimension()),
             &mut secret_gen,
         );
+        let small_lwe: Vec<_> = params
+            .sets()
+            .iter()
+            .map(|p| {
+                LweSecretKey::generate_new_binary(LweDimension(p.lwe_dimension), &mut secret_gen)
+            })
+            .collect();
         let mut key_id = [0u8; 16];
         key_id.copy_from_slice(&seeder.seed().0.to_le_bytes());
 
-        let bsk_seed = seeder.seed().0;
-        let mut bsk = SeededLweBootstrapKey::new(
-            0u64,
-            GlweDimension(params.glwe_dimension).to_glwe_size(),
-            PolynomialSize(params.polynomial_size),
-            DecompositionBaseLog(params.pbs_base_log),
-            DecompositionLevelCount(params.pbs_level),
-            LweDimension(params.lwe_dimension),
-            Seed(bsk_seed).into(),
-            native(),
-        );
-        par_generate_seeded_lwe_bootstrap_key(
-            &small_lwe,
-            &glwe,
-            &mut bsk,
-            gaussian(params.glwe_noise_std),
-            seeder,
-        );
-
-        let ksk_seed = seeder.seed().0;
-        let mut ksk = SeededLweKeyswitchKey::new(
-            0u64,
-            DecompositionBaseLog(params.ks_base_log),
-            DecompositionLevelCount(params.ks_level),
-            LweDimension(params.big_lwe_dimension()),
-            LweDimension(params.lwe_dimension),
-            Seed(ksk_seed).into(),
-            native(),
-        );
-        generate_seeded_lwe_keyswitch_key(
-            &glwe.as_lwe_secret_key(),
-            &small_lwe,
-            &mut ksk,
-            gaussian(params.lwe_noise_std),
-            seeder,
-        );
-
+        let sets = params
+            .sets()
+            .iter()
+            .zip(&small_lwe)
+            .map(|(p, small)| set_keys(p, &big, small, seeder))
+            .collect();
         let client = ClientKey {
-            params: *params,
+            params: params.clone(),
             key_id,
             small_lwe,
-            glwe,
+            big,
             entropy,
         };
         let server = CompressedServerKey {
-            params: *params,
+            params: params.clone(),
             key_id,
-            bsk,
-            ksk,
-            bsk_seed,
-            ksk_seed,
+            sets,
         };
         Ok((client, server))
     }
 
-    /// The big LWE key (the GLWE key flattened) ciphertexts are encrypted under.
+    /// The GLWE key of parameter set `set` (the big key read with that set's shape).
+    pub fn glwe(&self, set: &CryptoParams) -> GlweSecretKey<&[u64]> {
+        GlweSecretKey::from_container(self.big.as_ref(), PolynomialSize(set.polynomial_size))
+    }
+
+    /// The big LWE key ciphertexts are encrypted under.
     pub fn big_lwe(&self) -> LweSecretKey<&[u64]> {
-        self.glwe.as_lwe_secret_key()
+        self.big.as_view()
     }
 
     fn header(&self) -> Header {
@@ -262,8 +274,8 @@ impl ClientKey {
     pub fn save(&self, path: &Path) -> Result<(), RuntimeError> {
         let payload = ClientKeyRef {
             params: &self.params,
-            small_lwe: self.small_lwe.as_ref(),
-            glwe: self.glwe.as_ref(),
+            small_lwe: self.small_lwe.iter().map(|k| k.as_ref()).collect(),
+            big: self.big.as_ref(),
         };
         write_file(path, &self.header(), &payload, true)
     }
@@ -281,36 +293,43 @@ impl ClientKey {
         let ClientKeyPayload {
             params,
             mut small_lwe,
-            mut glwe,
+            mut big,
         } = payload;
         let checked = (|| {
             if header.fingerprint != params.fingerprint() {
                 return Err("the header fingerprint does not match the stored parameters".into());
             }
-            check_params(&params).map_err(|e| e.to_string())?;
-            // `check_params` bounded the dimensions: `big_lwe_dimension` cannot overflow.
-            if small_lwe.len() != params.lwe_dimension || glwe.len() != params.big_lwe_dimension() {
-                return Err(format!(
-                    "key sizes {} and {} do not match the parameters ({params})",
-                    small_lwe.len(),
-                    glwe.len()
-                ));
+            params.check().map_err(|e| e.to_string())?;
+            // `check` bounded the dimensions: `big_lwe_dimension` cannot overflow.
+            let sizes_match = small_lwe.len() == params.len()
+                && small_lwe
+                    .iter()
+                    .zip(params.sets())
+                    .all(|(k, p)| k.len() == p.lwe_dimension)
+                && big.len() == params.big_lwe_dimension();
+            if !sizes_match {
+                return Err(format!("key sizes do not match the parameters ({params})"));
             }
-            if small_lwe.iter().chain(glwe.iter()).any(|&b| b > 1) {
+            if small_lwe.iter().flatten().chain(big.iter()).any(|&b| b > 1) {
                 return Err("the secret keys are not binary".into());
             }
             Ok(())
         })();
         if let Err(message) = checked {
-            wipe(&mut small_lwe);
-            wipe(&mut glwe);
+            for key in &mut small_lwe {
+                wipe(key);
+            }
+            wipe(&mut big);
             return Err(format(message));
         }
         Ok(ClientKey {
             params,
             key_id: header.key_id,
-            small_lwe: LweSecretKey::from_container(small_lwe),
-            glwe: GlweSecretKey::from_container(glwe, PolynomialSize(params.polynomial_size)),
+            small_lwe: small_lwe
+                .into_iter()
+                .map(LweSecretKey::from_container)
+                .collect(),
+            big: LweSecretKey::from_container(big),
             entropy: Entropy::System,
         })
     }
@@ -344,21 +363,26 @@ impl ClientKey {
 
 #[derive(Serialize)]
 struct ClientKeyRef<'a> {
-    params: &'a CryptoParams,
-    small_lwe: &'a [u64],
-    glwe: &'a [u64],
+    params: &'a ParamSets,
+    small_lwe: Vec<&'a [u64]>,
+    big: &'a [u64],
 }
 
 #[derive(Deserialize)]
 struct ClientKeyPayload {
-    params: CryptoParams,
-    small_lwe: Vec<u64>,
-    glwe: Vec<u64>,
+    params: ParamSets,
+    small_lwe: Vec<Vec<u64>>,
+    big: Vec<u64>,
 }
 
 #[derive(Serialize)]
 struct ServerKeyRef<'a> {
-    params: &'a CryptoParams,
+    params: &'a ParamSets,
+    sets: Vec<SetKeyRef<'a>>,
+}
+
+#[derive(Serialize)]
+struct SetKeyRef<'a> {
     bsk_seed: u128,
     bsk: &'a [u64],
     ksk_seed: u128,
@@ -367,7 +391,12 @@ struct ServerKeyRef<'a> {
 
 #[derive(Deserialize)]
 struct ServerKeyPayload {
-    params: CryptoParams,
+    params: ParamSets,
+    sets: Vec<SetKeyPayload>,
+}
+
+#[derive(Deserialize)]
+struct SetKeyPayload {
     bsk_seed: u128,
     bsk: Vec<u64>,
     ksk_seed: u128,
@@ -389,6 +418,52 @@ fn seeded_ksk_len(p: &CryptoParams) -> Option<usize> {
         .checked_mul(p.ks_level)
 }
 
+/// The seeded bootstrap key (small → the big key read as `p`'s GLWE key) and keyswitch key
+/// (big → small) of one parameter set.
+fn set_keys(
+    p: &CryptoParams,
+    big: &LweSecretKey<Vec<u64>>,
+    small: &LweSecretKey<Vec<u64>>,
+    seeder: &mut dyn Seeder,
+) -> CompressedSetKey {
+    let glwe = GlweSecretKey::from_container(big.as_ref(), PolynomialSize(p.polynomial_size));
+    let bsk_seed = seeder.seed().0;
+    let mut bsk = SeededLweBootstrapKey::new(
+        0u64,
+        GlweDimension(p.glwe_dimension).to_glwe_size(),
+        PolynomialSize(p.polynomial_size),
+        DecompositionBaseLog(p.pbs_base_log),
+        DecompositionLevelCount(p.pbs_level),
+        LweDimension(p.lwe_dimension),
+        Seed(bsk_seed).into(),
+        native(),
+    );
+    par_generate_seeded_lwe_bootstrap_key(
+        small,
+        &glwe,
+        &mut bsk,
+        gaussian(p.glwe_noise_std),
+        seeder,
+    );
+    let ksk_seed = seeder.seed().0;
+    let mut ksk = SeededLweKeyswitchKey::new(
+        0u64,
+        DecompositionBaseLog(p.ks_base_log),
+        DecompositionLevelCount(p.ks_level),
+        LweDimension(p.big_lwe_dimension()),
+        LweDimension(p.lwe_dimension),
+        Seed(ksk_seed).into(),
+        native(),
+    );
+    generate_seeded_lwe_keyswitch_key(big, small, &mut ksk, gaussian(p.lwe_noise_std), seeder);
+    CompressedSetKey {
+        bsk,
+        ksk,
+        bsk_seed,
+        ksk_seed,
+    }
+}
+
 impl CompressedServerKey {
     fn header(&self) -> Header {
         Header {
@@ -403,10 +478,16 @@ impl CompressedServerKey {
     pub fn save(&self, path: &Path) -> Result<(), RuntimeError> {
         let payload = ServerKeyRef {
             params: &self.params,
-            bsk_seed: self.bsk_seed,
-            bsk: self.bsk.as_ref(),
-            ksk_seed: self.ksk_seed,
-            ksk: self.ksk.as_ref(),
+            sets: self
+                .sets
+                .iter()
+                .map(|k| SetKeyRef {
+                    bsk_seed: k.bsk_seed,
+                    bsk: k.bsk.as_ref(),
+                    ksk_seed: k.ksk_seed,
+                    ksk: k.ksk.as_ref(),
+                })
+                .collect(),
         };
         write_file(path, &self.header(), &payload, false)
     }
@@ -421,67 +502,88 @@ impl CompressedServerKey {
         let (header, payload): (Header, ServerKeyPayload) =
             decode_bytes(bytes, ArtifactKind::ServerKey)?;
         let format = format_error;
-        let p = payload.params;
-        if header.fingerprint != p.fingerprint() {
+        let params = payload.params;
+        if header.fingerprint != params.fingerprint() {
             return Err(format(
                 "the header fingerprint does not match the stored parameters".into(),
             ));
         }
-        check_params(&p).map_err(|e| format(e.to_string()))?;
-        if Some(payload.bsk.len()) != seeded_bsk_len(&p)
-            || Some(payload.ksk.len()) != seeded_ksk_len(&p)
-        {
+        params.check().map_err(|e| format(e.to_string()))?;
+        if payload.sets.len() != params.len() {
             return Err(format(format!(
-                "key sizes do not match the parameters ({p})"
+                "{} key sets for {} parameter sets",
+                payload.sets.len(),
+                params.len()
             )));
         }
-        let bsk = SeededLweBootstrapKey::from_container(
-            payload.bsk,
-            GlweDimension(p.glwe_dimension).to_glwe_size(),
-            PolynomialSize(p.polynomial_size),
-            DecompositionBaseLog(p.pbs_base_log),
-            DecompositionLevelCount(p.pbs_level),
-            Seed(payload.bsk_seed).into(),
-            native(),
-        );
-        let ksk = SeededLweKeyswitchKey::from_container(
-            payload.ksk,
-            DecompositionBaseLog(p.ks_base_log),
-            DecompositionLevelCount(p.ks_level),
-            LweDimension(p.lwe_dimension).to_lwe_size(),
-            Seed(payload.ksk_seed).into(),
-            native(),
-        );
+        let mut sets = Vec::with_capacity(params.len());
+        for (k, p) in payload.sets.into_iter().zip(params.sets()) {
+            if Some(k.bsk.len()) != seeded_bsk_len(p) || Some(k.ksk.len()) != seeded_ksk_len(p) {
+                return Err(format(format!(
+                    "key sizes do not match the parameters ({p})"
+                )));
+            }
+            let bsk = SeededLweBootstrapKey::from_container(
+                k.bsk,
+                GlweDimension(p.glwe_dimension).to_glwe_size(),
+                PolynomialSize(p.polynomial_size),
+                DecompositionBaseLog(p.pbs_base_log),
+                DecompositionLevelCount(p.pbs_level),
+                Seed(k.bsk_seed).into(),
+                native(),
+            );
+            let ksk = SeededLweKeyswitchKey::from_container(
+                k.ksk,
+                DecompositionBaseLog(p.ks_base_log),
+                DecompositionLevelCount(p.ks_level),
+                LweDimension(p.lwe_dimension).to_lwe_size(),
+                Seed(k.ksk_seed).into(),
+                native(),
+            );
+            sets.push(CompressedSetKey {
+                bsk,
+                ksk,
+                bsk_seed: k.bsk_seed,
+                ksk_seed: k.ksk_seed,
+            });
+        }
         Ok(CompressedServerKey {
-            params: p,
+            params,
             key_id: header.key_id,
-            bsk,
-            ksk,
-            bsk_seed: payload.bsk_seed,
-            ksk_seed: payload.ksk_seed,
+            sets,
         })
     }
 
-    /// Regenerates the masks and converts the bootstrap key to the Fourier domain (the costly
+    /// Regenerates the masks and converts the bootstrap keys to the Fourier domain (the costly
     /// step a server does once per key).
     pub fn expand(&self) -> ServerKey {
-        let std_bsk = self.bsk.clone().par_decompress_into_lwe_bootstrap_key();
-        let mut bsk = FourierLweBootstrapKey::new(
-            std_bsk.input_lwe_dimension(),
-            std_bsk.glwe_size(),
-            std_bsk.polynomial_size(),
-            std_bsk.decomposition_base_log(),
-            std_bsk.decomposition_level_count(),
-        );
-        par_convert_standard_lwe_bootstrap_key_to_fourier(&std_bsk, &mut bsk);
-        drop(std_bsk);
-        let ksk = self.ksk.clone().par_decompress_into_lwe_keyswitch_key();
+        let sets = self
+            .sets
+            .iter()
+            .zip(self.params.sets())
+            .map(|(k, p)| {
+                let std_bsk = k.bsk.clone().par_decompress_into_lwe_bootstrap_key();
+                let mut bsk = FourierLweBootstrapKey::new(
+                    std_bsk.input_lwe_dimension(),
+                    std_bsk.glwe_size(),
+                    std_bsk.polynomial_size(),
+                    std_bsk.decomposition_base_log(),
+                    std_bsk.decomposition_level_count(),
+                );
+                par_convert_standard_lwe_bootstrap_key_to_fourier(&std_bsk, &mut bsk);
+                drop(std_bsk);
+                SetKey {
+                    params: *p,
+                    bsk,
+                    ksk: k.ksk.clone().par_decompress_into_lwe_keyswitch_key(),
+                    fft: Fft::new(PolynomialSize(p.polynomial_size)),
+                }
+            })
+            .collect();
         ServerKey {
-            params: self.params,
+            params: self.params.clone(),
             key_id: self.key_id,
-            bsk,
-            ksk,
-            fft: Fft::new(PolynomialSize(self.params.polynomial_size)),
+            sets,
         }
     }
 }

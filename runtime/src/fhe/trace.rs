@@ -40,7 +40,7 @@ use crate::fhe::ciphertext::EncryptedTensors;
 use crate::fhe::engine::{encode, expected_bootstrap_input, Ct, FheEngine};
 use crate::fhe::keys::{ClientKey, ServerKey};
 use crate::fhe::{expand_inputs, pack_outputs};
-use crate::noise::{LookupKind, NoiseModel, MODULUS};
+use crate::noise::{CircuitNoise, LookupKind, MODULUS};
 
 /// What one lookup batch (one `Tlu` instruction, or one tree level of a `MaxPool`) measured.
 /// Noise figures are on the normalised torus (1 = the whole ciphertext modulus).
@@ -160,7 +160,7 @@ struct Cursor {
 pub struct TraceEngine<'a> {
     fhe: FheEngine<'a>,
     client: &'a ClientKey,
-    model: NoiseModel,
+    model: CircuitNoise,
     cursor: Mutex<Cursor>,
     records: Mutex<Vec<LookupTrace>>,
 }
@@ -175,7 +175,7 @@ impl<'a> TraceEngine<'a> {
         TraceEngine {
             fhe: FheEngine::new(server_key),
             client,
-            model: NoiseModel::new(&server_key.params),
+            model: CircuitNoise::new(&server_key.params),
             cursor: Mutex::new(Cursor {
                 instruction: 0,
                 op: "",
@@ -194,17 +194,21 @@ impl<'a> TraceEngine<'a> {
         };
     }
 
-    /// Phase of a keyswitched, modulus-switched ciphertext under the small key, in units
-    /// of `1/(2N)` of the torus.
-    fn switched_phase(&self, x: &Ct) -> u64 {
-        let (mask, body) = self.fhe.switched(x);
-        let key = self.client.small_lwe.as_ref();
+    /// Phase of a ciphertext keyswitched and modulus-switched in parameter set `set`, under
+    /// that set's small key, in units of `1/(2N)` of the torus.
+    fn switched_phase(&self, set: usize, x: &Ct) -> Result<u64, RuntimeError> {
+        let (mask, body) = self.fhe.switched(set, x)?;
+        let key = self
+            .client
+            .small_lwe
+            .get(set)
+            .map_or(&[][..], |k| k.as_ref());
         let dot = mask
             .iter()
             .zip(key)
             .fold(0u64, |acc, (&a, &s)| acc.wrapping_add(a.wrapping_mul(s)));
-        let two_n = 2 * self.fhe.server_key().params.polynomial_size as u64;
-        body.wrapping_sub(dot) & (two_n - 1)
+        let two_n = 2 * self.fhe.server_key().set(set)?.params.polynomial_size as u64;
+        Ok(body.wrapping_sub(dot) & (two_n - 1))
     }
 
     /// Measures one element: `input` the operand, `fed` what the final bootstrap read,
@@ -238,7 +242,10 @@ impl<'a> TraceEngine<'a> {
         let off = torus_diff(expected, encode(index, 63 - lut.precision));
         // The centered switch subtracts half a unit of 2N (see fhe/engine.rs).
         let centre = expected as f64 / MODULUS * two_n - 0.5;
-        let phase = self.switched_phase(fed) as f64;
+        let Ok(phase) = self.switched_phase(lut.sets.table, fed) else {
+            return Sums::default();
+        };
+        let phase = phase as f64;
         let rotation = ((phase - centre + two_n / 2.0).rem_euclid(two_n) - two_n / 2.0) / two_n;
         let half_box = 2f64.powi(-(lut.precision as i32 + 2));
         let room = if rotation >= 0.0 {
@@ -324,7 +331,8 @@ impl Engine for TraceEngine<'_> {
         let (outs, fed) = self
             .fhe
             .lookup_with_inputs(lut, output_delta_log2, &cts, tables)?;
-        let two_n = 2.0 * self.fhe.server_key().params.polynomial_size as f64;
+        let table_set = self.fhe.server_key().set(lut.sets.table)?;
+        let two_n = 2.0 * table_set.params.polynomial_size as f64;
         let sums = (0..outs.len())
             .into_par_iter()
             .map(|i| {
@@ -343,7 +351,8 @@ impl Engine for TraceEngine<'_> {
 
         let kind = LookupKind::of(lut);
         let alpha = input.noise_factor;
-        let final_alpha = alpha + if kind.exact { kind.shift as f64 } else { 0.0 };
+        let bootstraps = self.model.bootstraps(kind, alpha, lut.sets)?;
+        let table_model = self.model.set(lut.sets.table)?;
         let half_box = 2f64.powi(-(lut.precision as i32 + 2));
         let rms = |sq: f64, n: usize| {
             if n == 0 {
@@ -352,7 +361,7 @@ impl Engine for TraceEngine<'_> {
                 (sq / n as f64).sqrt()
             }
         };
-        let rotation_std_predicted = self.model.lookup_input_std(final_alpha);
+        let rotation_std_predicted = bootstraps.last().map_or(f64::NAN, |b| b.variance.sqrt());
         let rotation_std_measured = rms(sums.rotation_sq, sums.measured);
         let (instruction, op, level) = {
             let mut c = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
@@ -371,7 +380,7 @@ impl Engine for TraceEngine<'_> {
             noise_factor: alpha,
             elements: outs.len(),
             inputs_wrong: sums.inputs_wrong,
-            input_std_predicted: (alpha * self.model.var_pbs).sqrt(),
+            input_std_predicted: (alpha * self.model.unit).sqrt(),
             input_std_measured: rms(sums.input_sq, sums.measured),
             rotation_std_predicted,
             rotation_std_measured,
@@ -382,8 +391,10 @@ impl Engine for TraceEngine<'_> {
             margin_sigmas_measured: half_box / rotation_std_measured,
             rotation_out_of_box: sums.out_of_box,
             outputs_wrong: sums.outputs_wrong,
-            p_fail_predicted: self.model.element_failure_probability(kind, alpha),
-            output_std_predicted: self.model.var_pbs.sqrt(),
+            p_fail_predicted: self
+                .model
+                .element_failure_probability(kind, alpha, lut.sets)?,
+            output_std_predicted: table_model.var_pbs.sqrt(),
             output_std_measured: rms(sums.output_sq, sums.outputs_right),
         };
         self.records

@@ -46,14 +46,10 @@ pub fn identity_program(delta_log2: u32) -> Program {
 pub fn circuit(program: Program, params: CryptoParams) -> Circuit {
     Circuit {
         program,
-        params,
+        params: params.into(),
         prediction: Prediction {
-            pbs_count: 0,
-            p_error_per_pbs: 0.0,
-            global_p_error: 0.0,
-            pbs_latency_s: 0.0,
-            latency_s: 0.0,
             threads: 1,
+            ..Default::default()
         },
         postprocessing: vec![],
     }

@@ -19,12 +19,16 @@
 //! The constants are fitted to tfhe-rs 1.8.2's own shortint parameter sets measured on the
 //! development machine (see [`COST`]).
 
-use fhec_runtime::circuit::{Instruction, Prediction, Program};
+mod sets;
+
+pub use sets::{choose_param_sets, server_key_bytes, SetOptions};
+
+use fhec_runtime::circuit::{Instruction, LookupSets, Prediction, Program};
 use fhec_runtime::noise::{
-    self, lookup_classes, minimal_secure_std_glwe, minimal_secure_std_lwe, LookupClass, LookupKind,
-    NoiseModel,
+    self, lookup_classes, minimal_secure_std_glwe, minimal_secure_std_lwe, CircuitNoise,
+    LookupClass, LookupKind, NoiseModel,
 };
-use fhec_runtime::{CryptoParams, RuntimeError};
+use fhec_runtime::{CryptoParams, ParamSets, RuntimeError};
 
 /// Failure-probability target of a compilation.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -67,6 +71,13 @@ pub enum OptimizerError {
     Program(#[from] RuntimeError),
     #[error("invalid failure probability {0}: it must be strictly between 0 and 1")]
     InvalidTarget(f64),
+    /// Even one parameter set for the whole circuit needs a larger server key than allowed.
+    #[error(
+        "the smallest server key found takes {:.1} MiB, above the limit of {:.1} MiB",
+        *bytes as f64 / 1048576.0,
+        *limit as f64 / 1048576.0
+    )]
+    ServerKeyTooLarge { bytes: u64, limit: u64 },
     /// No parameter set of the search space satisfies `constraint` for the lookups of the
     /// given kind; `remedies` says what would help, in the compiler's terms (the CLI names
     /// its flags for them).
@@ -136,17 +147,20 @@ pub fn pbs_latency_s(params: &CryptoParams) -> f64 {
 }
 
 fn pbs_latency_parts(n: usize, k: usize, poly: usize, level: usize, ks_level: usize) -> f64 {
-    let (n, k, poly, l, m) = (
-        n as f64,
-        k as f64,
-        poly as f64,
-        level as f64,
-        ks_level as f64,
-    );
+    blind_rotation_s(n, k, poly, level) + keyswitch_s(n, k * poly, ks_level)
+}
+
+/// The blind rotation's share of [`pbs_latency_parts`].
+fn blind_rotation_s(n: usize, k: usize, poly: usize, level: usize) -> f64 {
+    let (n, k, poly, l) = (n as f64, k as f64, poly as f64, level as f64);
     let ffts = n * (k + 1.0) * (l + 1.0) * poly * poly.log2();
     let products = n * (k + 1.0) * (k + 1.0) * l * poly;
-    let keyswitch = k * poly * m * (n + 1.0);
-    COST.fft_op_s * (ffts + products) + COST.ks_mac_s * keyswitch
+    COST.fft_op_s * (ffts + products)
+}
+
+/// The keyswitch's share of [`pbs_latency_parts`] (`big` = `k * N`).
+fn keyswitch_s(n: usize, big: usize, ks_level: usize) -> f64 {
+    COST.ks_mac_s * (big * ks_level * (n + 1)) as f64
 }
 
 /// Ciphertext-level operations of the linear instructions of one inference (each costs
@@ -174,43 +188,60 @@ pub fn linear_ops(program: &Program) -> u64 {
         .sum()
 }
 
-/// What `params` give for one inference of `program` on `threads` threads.
+/// What `params` give for one inference of `program` on `threads` threads (each lookup on
+/// the sets it names).
 pub fn predict(
     program: &Program,
-    params: &CryptoParams,
+    params: &ParamSets,
     threads: usize,
 ) -> Result<Prediction, OptimizerError> {
     let classes = lookup_classes(program)?;
-    Ok(predict_classes(
-        &classes,
-        linear_ops(program),
-        params,
-        threads,
-    ))
+    predict_classes(&classes, linear_ops(program), params, threads)
 }
 
 fn predict_classes(
     classes: &[LookupClass],
     linear: u64,
-    params: &CryptoParams,
+    params: &ParamSets,
     threads: usize,
-) -> Prediction {
+) -> Result<Prediction, OptimizerError> {
     let threads = threads.max(1);
-    let failure = NoiseModel::new(params).classes_failure(classes);
-    let pbs_latency_s = pbs_latency_s(params);
+    let failure = CircuitNoise::new(params).classes_failure(classes)?;
+    let mut pbs_per_set = vec![0u64; params.len()];
+    for c in classes {
+        pbs_per_set[c.sets.table] += c.elements;
+        if c.kind.exact {
+            pbs_per_set[c.sets.bits] += c.elements * c.kind.shift as u64;
+        }
+    }
+    let latencies: Vec<f64> = params.sets().iter().map(pbs_latency_s).collect();
+    let pbs_s: f64 = pbs_per_set
+        .iter()
+        .zip(&latencies)
+        .map(|(&n, l)| n as f64 * l)
+        .sum();
     let linear_s = linear as f64 * (params.big_lwe_dimension() + 1) as f64 * COST.linear_word_s;
-    Prediction {
+    Ok(Prediction {
         pbs_count: failure.pbs_count,
         p_error_per_pbs: failure.p_error_per_pbs,
         global_p_error: failure.global_p_error,
-        pbs_latency_s,
-        latency_s: (failure.pbs_count as f64 * pbs_latency_s + linear_s) / threads as f64,
+        pbs_latency_s: if failure.pbs_count > 0 {
+            pbs_s / failure.pbs_count as f64
+        } else {
+            latencies[0]
+        },
+        latency_s: (pbs_s + linear_s) / threads as f64,
         threads,
-    }
+        pbs_per_set,
+        pbs_latency_per_set_s: latencies,
+        server_key_bytes: server_key_bytes(params),
+    })
 }
 
-/// Search bounds.
+/// Search bounds. With one set per class, set shapes with `k` up to 4 share one big key
+/// (`k * N` equal): a small table takes a small `N` and a larger `k`.
 const GLWE_DIMENSIONS: std::ops::RangeInclusive<usize> = 1..=3;
+const SET_GLWE_DIMENSIONS: std::ops::RangeInclusive<usize> = 1..=4;
 const LOG2_POLY: std::ops::RangeInclusive<u32> = 9..=15;
 const MAX_BIG_LWE_DIMENSION: usize = 1 << 15;
 const LWE_DIMENSIONS: std::ops::RangeInclusive<usize> = 500..=1200;
@@ -256,10 +287,11 @@ fn best_bases(levels: usize, variance: impl Fn(usize, usize) -> f64) -> Vec<(usi
 /// Calls `visit` for every `(k, N, n)` of the search space whose tables fit (`N >= 2^(R+1)`)
 /// with, per PBS level and keyswitch level, the best base and resulting variance.
 fn for_each_point(
+    glwe_dimensions: std::ops::RangeInclusive<usize>,
     max_precision: u32,
     mut visit: impl FnMut(&CryptoParams, &[(usize, f64)], &[(usize, f64)], f64),
 ) {
-    for k in GLWE_DIMENSIONS {
+    for k in glwe_dimensions {
         for log_poly in LOG2_POLY {
             let poly = 1usize << log_poly;
             if k * poly > MAX_BIG_LWE_DIMENSION || (poly as u64) < 2u64 << max_precision.min(62) {
@@ -310,12 +342,12 @@ fn with_levels(
     }
 }
 
-/// Every parameter set [`choose_params`] can return: each `(k, N, n)` of the search space
+/// Every parameter set [`choose_params`] and [`choose_param_sets`] can return: each `(k, N, n)` of the search space
 /// with its noise levels and, per PBS and keyswitch level, the base the search would pick.
 /// For audits (the security test checks every one of them against tfhe-rs's curves).
 pub fn candidate_params() -> Vec<CryptoParams> {
     let mut out = Vec::new();
-    for_each_point(0, |base, pbs, ks, _| {
+    for_each_point(SET_GLWE_DIMENSIONS, 0, |base, pbs, ks, _| {
         for (l, &(pbs_base, _)) in pbs.iter().enumerate() {
             for (m, &(ks_base, _)) in ks.iter().enumerate() {
                 out.push(with_levels(base, (l + 1, pbs_base), (m + 1, ks_base)));
@@ -332,8 +364,24 @@ fn worst_p(model: &NoiseModel, constraints: &[Constraint]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Chooses the parameters with the lowest predicted latency whose every bootstrap meets
-/// `target`, and what they predict for one inference on `threads` threads.
+/// Classes equal but for their role or sets, merged (same noise, same count in total).
+fn merge_classes(classes: Vec<LookupClass>) -> Vec<LookupClass> {
+    let mut out: Vec<LookupClass> = Vec::new();
+    for c in classes {
+        match out
+            .iter_mut()
+            .find(|x| x.kind == c.kind && x.noise_factor == c.noise_factor && x.sets == c.sets)
+        {
+            Some(x) => x.elements += c.elements,
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+/// Chooses the one parameter set with the lowest predicted latency whose every bootstrap
+/// meets `target`, and what it predicts for one inference on `threads` threads (every
+/// lookup on it). [`choose_param_sets`] gives each class of lookups its own set.
 pub fn choose_params(
     program: &Program,
     target: PErrorTarget,
@@ -343,7 +391,12 @@ pub fn choose_params(
     if !(p > 0.0 && p < 1.0) {
         return Err(OptimizerError::InvalidTarget(p));
     }
-    let classes = lookup_classes(program)?;
+    let mut classes = lookup_classes(program)?;
+    // One set for everything: whatever sets the lookups named, they all use set 0 here.
+    for c in &mut classes {
+        c.sets = LookupSets::default();
+    }
+    let classes = merge_classes(classes);
     let linear = linear_ops(program);
     let pbs_count: u64 = classes
         .iter()
@@ -358,7 +411,7 @@ pub fn choose_params(
         .unwrap_or(1);
 
     let mut best: Option<(f64, CryptoParams)> = None;
-    for_each_point(max_precision, |base, pbs, ks, var_ms| {
+    for_each_point(GLWE_DIMENSIONS, max_precision, |base, pbs, ks, var_ms| {
         let big = base.big_lwe_dimension();
         let linear_s = linear as f64 * (big + 1) as f64 * COST.linear_word_s;
         for (l, &(pbs_base, var_pbs)) in pbs.iter().enumerate() {
@@ -391,7 +444,8 @@ pub fn choose_params(
 
     match best {
         Some((_, params)) => {
-            let prediction = predict_classes(&classes, linear, &params, threads);
+            let prediction =
+                predict_classes(&classes, linear, &ParamSets::single(params), threads)?;
             Ok((params, prediction))
         }
         None => Err(diagnose(&constraints, max_precision, per_pbs, target)),
@@ -447,7 +501,7 @@ fn diagnose(
     // Smallest failure probability each constraint reaches anywhere in the search space.
     let mut best_p = vec![f64::INFINITY; constraints.len()];
     let mut best_at: Vec<Option<CryptoParams>> = vec![None; constraints.len()];
-    for_each_point(max_precision, |base, pbs, ks, var_ms| {
+    for_each_point(GLWE_DIMENSIONS, max_precision, |base, pbs, ks, var_ms| {
         let (l, &(pbs_base, var_pbs)) = pbs
             .iter()
             .enumerate()
