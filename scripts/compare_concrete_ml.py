@@ -478,9 +478,14 @@ class Fhec:
 
 
 def fhec_params_text(j):
-    p = j["params"]
-    return (f"n={p['lwe_dimension']} k={p['glwe_dimension']} N={p['polynomial_size']} "
-            f"pbs 2^{p['pbs_base_log']}x{p['pbs_level']} ks 2^{p['ks_base_log']}x{p['ks_level']}")
+    def one(p):
+        return (f"n={p['lwe_dimension']} k={p['glwe_dimension']} N={p['polynomial_size']} "
+                f"pbs 2^{p['pbs_base_log']}x{p['pbs_level']} ks 2^{p['ks_base_log']}x{p['ks_level']}")
+    sets = j.get("param_sets") or []
+    if len(sets) <= 1:
+        return one(j["params"])
+    # Several parameter sets (one per class of lookups): each with its bootstrap count.
+    return "; ".join(f"{one(p)} ({p['pbs_count']} PBS)" for p in sets)
 
 
 def fhec_pbs_text(j):
