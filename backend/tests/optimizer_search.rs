@@ -407,6 +407,11 @@ fn exact_rounding_gets_its_bit_extractions_on_their_own_cheaper_set() {
     let s = exact_luts.next().unwrap();
     assert_ne!(s.bits, s.table);
     assert_eq!(pred.pbs_per_set.iter().sum::<u64>(), pred.pbs_count);
+    // Set 0 runs the most bootstraps (what one-set summaries show).
+    assert!(
+        pred.pbs_per_set.windows(2).all(|w| w[0] >= w[1]),
+        "{pred:?}"
+    );
     assert_eq!(pred.pbs_per_set[s.bits], 100 * 6);
     assert_eq!(pred.pbs_count, 100 * 7 + 100);
 }

@@ -3,15 +3,30 @@
 //!
 //! ```text
 //! cargo run --release -p fhec-runtime --example pbs_timing [-- OUTPUT_FILE]
+//! cargo run --release -p fhec-runtime --example pbs_timing -- --batch
 //! ```
 //! The numbers feed the optimizer's cost model; with OUTPUT_FILE they are appended there.
+//!
+//! `--batch` asks whether bootstrapping several ciphertexts per pass over the Fourier key
+//! raises throughput: on 2 threads, `COUNT` lookups as the engine does them (keyswitch,
+//! centered modulus switch and blind rotation per ciphertext, in parallel) against tfhe-rs's
+//! batch blind rotation (each thread takes a chunk of ciphertexts and applies every GGSW of the
+//! key to the whole chunk before the next, so the key streams from memory once per chunk), on
+//! the sets fhec picks for `mlp_torch` (6 bits, exact rounding of 6) and `cnn_torch_28`.
 
 use std::io::Write;
 use std::time::Instant;
 
+use rayon::prelude::*;
+use tfhe::core_crypto::fft_impl::fft64::crypto::bootstrap::batch_blind_rotate_assign_scratch;
+use tfhe::core_crypto::prelude::*;
+
 use fhec_runtime::circuit::{Lut, ValueInfo};
-use fhec_runtime::fhe::{ClientKey, FheEngine};
+use fhec_runtime::fhe::{ClientKey, FheEngine, SetKey};
 use fhec_runtime::{CryptoParams, Engine};
+
+/// Lookups per measurement of `--batch`.
+const COUNT: usize = 256;
 
 fn params(pbs: (usize, usize), ks: (usize, usize)) -> CryptoParams {
     CryptoParams {
@@ -74,9 +89,120 @@ fn measure(
     best
 }
 
+/// Lookups per second with batch blind rotations of `batch` ciphertexts per thread step.
+fn batch_rate(set: &SetKey, client: &ClientKey, pool: &rayon::ThreadPool, batch: usize) -> f64 {
+    let p = &set.params;
+    let (glwe_size, poly) = (
+        GlweSize(p.glwe_dimension + 1),
+        PolynomialSize(p.polynomial_size),
+    );
+    let delta = 59;
+    let cts: Vec<_> = (0..COUNT)
+        .map(|i| client.encrypt_value((i % 16) as i64, delta))
+        .collect();
+    // A constant table: every box returns 5 at delta 59.
+    let body = vec![5u64 << delta; p.polynomial_size];
+    let mut best = 0f64;
+    for _ in 0..2 {
+        let start = Instant::now();
+        pool.install(|| {
+            cts.par_chunks(batch).for_each(|chunk| {
+                let log_modulus = poly.to_blind_rotation_input_modulus_log();
+                let smalls: Vec<_> = chunk
+                    .iter()
+                    .map(|ct| {
+                        let mut small = LweCiphertext::new(
+                            0u64,
+                            LweSize(p.lwe_dimension + 1),
+                            CiphertextModulus::new_native(),
+                        );
+                        keyswitch_lwe_ciphertext(&set.ksk, ct, &mut small);
+                        small
+                    })
+                    .collect();
+                let msed: Vec<_> = smalls
+                    .iter()
+                    .map(|s| {
+                        lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(
+                            s.as_view(),
+                            log_modulus,
+                        )
+                    })
+                    .collect();
+                let mut accs = GlweCiphertextList::new(
+                    0u64,
+                    glwe_size,
+                    poly,
+                    GlweCiphertextCount(chunk.len()),
+                    CiphertextModulus::new_native(),
+                );
+                for mut acc in accs.iter_mut() {
+                    acc.get_mut_body().as_mut().copy_from_slice(&body);
+                }
+                let mut buffers = ComputationBuffers::new();
+                buffers.resize(
+                    batch_blind_rotate_assign_scratch::<u64>(
+                        glwe_size,
+                        poly,
+                        CiphertextCount(chunk.len()),
+                        set.fft.as_view(),
+                    )
+                    .unaligned_bytes_required(),
+                );
+                set.bsk.as_view().batch_blind_rotate_assign(
+                    accs.as_mut_view(),
+                    &msed,
+                    set.fft.as_view(),
+                    buffers.stack(),
+                );
+                for acc in accs.iter() {
+                    let mut out = LweCiphertext::new(
+                        0u64,
+                        LweSize(p.big_lwe_dimension() + 1),
+                        CiphertextModulus::new_native(),
+                    );
+                    extract_lwe_sample_from_glwe_ciphertext(&acc, &mut out, MonomialDegree(0));
+                    assert_eq!(client.decrypt_raw(&out, delta).0, 5);
+                }
+            })
+        });
+        best = best.max(COUNT as f64 / start.elapsed().as_secs_f64());
+    }
+    best
+}
+
+/// `--batch`: engine path against batch blind rotations, per set and batch size.
+fn batch_comparison() {
+    let set = |n, k, poly: usize, pbs: (usize, usize), ks: (usize, usize)| CryptoParams {
+        lwe_dimension: n,
+        glwe_dimension: k,
+        polynomial_size: poly,
+        ..params(pbs, ks)
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("thread pool");
+    for p in [
+        set(828, 1, 2048, (9, 4), (3, 5)),
+        set(580, 4, 512, (12, 3), (3, 3)),
+        set(916, 2, 2048, (15, 2), (5, 3)),
+    ] {
+        let (client, compressed) = ClientKey::generate_insecure_for_tests(p).expect("keygen");
+        let server = compressed.expand();
+        let engine = FheEngine::new(&server);
+        let one = 1.0 / measure(&engine, &client, 2, COUNT, 2);
+        let mut line = format!("{p}: engine {one:.1} lookups/s");
+        for batch in [4, 16, 64] {
+            let rate = batch_rate(&server.sets[0], &client, &pool, batch);
+            line += &format!("; batch {batch}: {rate:.1}/s ({:.2}x)", rate / one);
+        }
+        println!("{line}");
+    }
+}
+
 /// Seconds per keyswitch alone (single thread, best of 3 runs of 16).
 fn measure_ks(server: &fhec_runtime::ServerKey, client: &ClientKey) -> f64 {
-    use tfhe::core_crypto::prelude::*;
     let input = client.encrypt_value(3, 59);
     let mut out = LweCiphertext::new(
         0u64,
@@ -96,6 +222,9 @@ fn measure_ks(server: &fhec_runtime::ServerKey, client: &ClientKey) -> f64 {
 
 fn main() {
     let out_file = std::env::args().nth(1);
+    if out_file.as_deref() == Some("--batch") {
+        return batch_comparison();
+    }
     let mut lines = Vec::new();
     for (pbs, ks) in [
         ((23, 1), (3, 5)),

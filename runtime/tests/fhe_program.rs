@@ -174,14 +174,26 @@ fn encrypted_program_matches_reference() {
     for _ in 0..4 {
         cases.push((0..3).map(|_| rng.random_range(0..4)).collect());
     }
+    check_against_reference(&circuit, &client, &server, &cases);
+}
+
+/// Runs `circuit` encrypted on every input of `cases` and checks the decrypted outputs
+/// against [`reference`] and the clear engine.
+fn check_against_reference(
+    circuit: &fhec_runtime::Circuit,
+    client: &ClientKey,
+    server: &fhec_runtime::ServerKey,
+    cases: &[Vec<i64>],
+) {
+    let program = &circuit.program;
     for x in cases {
         let input = ArrayD::from_shape_vec(IxDyn(&[1, 3]), x.clone()).unwrap();
         let enc = client
-            .encrypt_integers(&program, std::slice::from_ref(&input))
+            .encrypt_integers(program, std::slice::from_ref(&input))
             .unwrap();
-        let out = fhe::run(&circuit, &server, &enc).unwrap();
-        let got = client.decrypt_integers(&program, &out).unwrap();
-        let (max, hidden) = reference(&x);
+        let out = fhe::run(circuit, server, &enc).unwrap();
+        let got = client.decrypt_integers(program, &out).unwrap();
+        let (max, hidden) = reference(x);
         assert_eq!(
             got[0].iter().copied().collect::<Vec<_>>(),
             vec![max],
@@ -193,7 +205,7 @@ fn encrypted_program_matches_reference() {
             "x = {x:?}"
         );
         // And the clear engine agrees.
-        let clear = execute(&program, &ClearEngine, vec![input]).unwrap();
+        let clear = execute(program, &ClearEngine, vec![input]).unwrap();
         assert_eq!(clear, got, "x = {x:?}");
     }
 }
@@ -412,32 +424,14 @@ fn a_circuit_on_three_parameter_sets_matches_the_reference_after_a_file_round_tr
         .expand();
     assert_eq!(client.small_lwe.len(), 3);
     assert_eq!(server.params, circuit.params);
-    let program = &circuit.program;
-    for x in [
+    let cases = [
         vec![0, 0, 0],
         vec![3, 3, 3],
         vec![3, 0, 3],
         vec![0, 3, 0],
         vec![1, 2, 3],
-    ] {
-        let input = ArrayD::from_shape_vec(IxDyn(&[1, 3]), x.clone()).unwrap();
-        let enc = client
-            .encrypt_integers(program, std::slice::from_ref(&input))
-            .unwrap();
-        let out = fhe::run(&circuit, &server, &enc).unwrap();
-        let got = client.decrypt_integers(program, &out).unwrap();
-        let (max, hidden) = reference(&x);
-        assert_eq!(
-            got[0].iter().copied().collect::<Vec<_>>(),
-            vec![max],
-            "x = {x:?}"
-        );
-        assert_eq!(
-            got[1].iter().copied().collect::<Vec<_>>(),
-            hidden,
-            "x = {x:?}"
-        );
-    }
+    ];
+    check_against_reference(&circuit, &client, &server, &cases);
 }
 
 #[test]

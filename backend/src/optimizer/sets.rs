@@ -280,6 +280,29 @@ fn best_sets(
     Some((sets, index))
 }
 
+/// The sets reordered by bootstraps per inference, most first (set 0 is what one-set
+/// summaries such as the sweep's parameter columns show), and the groups' indices with them.
+fn busiest_first(
+    sets: Vec<CryptoParams>,
+    index: Vec<usize>,
+    groups: &[(Group, Need)],
+) -> (Vec<CryptoParams>, Vec<usize>) {
+    let mut count = vec![0u64; sets.len()];
+    for ((_, need), &i) in groups.iter().zip(&index) {
+        count[i] += need.count;
+    }
+    let mut order: Vec<usize> = (0..sets.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(count[i]));
+    let mut new_index = vec![0; sets.len()];
+    for (new, &old) in order.iter().enumerate() {
+        new_index[old] = new;
+    }
+    (
+        order.iter().map(|&i| sets[i]).collect(),
+        index.iter().map(|&i| new_index[i]).collect(),
+    )
+}
+
 /// Names on every lookup of `program` the sets of its groups.
 fn assign(program: &mut Program, groups: &[(Group, Need)], index: &[usize]) {
     let set_of = |group: Group| {
@@ -390,6 +413,7 @@ fn per_class(
     let Some((sets, index)) = best_sets(&groups, per_pbs, linear) else {
         return Ok(None);
     };
+    let (sets, index) = busiest_first(sets, index, &groups);
     let params = ParamSets::new(sets)?;
     let mut assigned = program.clone();
     assign(&mut assigned, &groups, &index);

@@ -28,7 +28,7 @@ pub mod trace;
 
 pub use ciphertext::{input_specs, output_specs, Ciphertexts, EncryptedTensor, EncryptedTensors};
 pub use engine::FheEngine;
-pub use keys::{insecure_test_params, ClientKey, CompressedServerKey, ServerKey};
+pub use keys::{insecure_test_params, ClientKey, CompressedServerKey, ServerKey, SetKey};
 pub use trace::{run_traced, LookupTrace, NoiseTrace};
 
 use ndarray::{ArrayD, IxDyn};
