@@ -12,7 +12,9 @@
 //! centered modulus switch and blind rotation per ciphertext, in parallel) against tfhe-rs's
 //! batch blind rotation (each thread takes a chunk of ciphertexts and applies every GGSW of the
 //! key to the whole chunk before the next, so the key streams from memory once per chunk), on
-//! the sets fhec picks for `mlp_torch` (6 bits, exact rounding of 6) and `cnn_torch_28`.
+//! the sets fhec picks for `mlp_torch`'s tables (6 bits, exact rounding of 6) and
+//! `cnn_torch_28` (its two sets; the bit-extraction set of the MLP is left out: its 9-bit
+//! keyswitch is too coarse for the 4-bit table the engine path is checked with).
 
 use std::io::Write;
 use std::time::Instant;
@@ -98,9 +100,10 @@ fn batch_rate(set: &SetKey, client: &ClientKey, pool: &rayon::ThreadPool, batch:
     );
     let delta = 59;
     let cts: Vec<_> = (0..COUNT)
-        .map(|i| client.encrypt_value((i % 16) as i64, delta))
+        .map(|i| client.encrypt_value((i % 15 + 1) as i64, delta))
         .collect();
-    // A constant table: every box returns 5 at delta 59.
+    // A constant table: every box returns 5 at delta 59 (inputs 1..=15 stay clear of the
+    // negacyclic wrap at 0, which the engine avoids with its half-box rotation).
     let body = vec![5u64 << delta; p.polynomial_size];
     let mut best = 0f64;
     for _ in 0..2 {
@@ -173,10 +176,13 @@ fn batch_rate(set: &SetKey, client: &ClientKey, pool: &rayon::ThreadPool, batch:
 
 /// `--batch`: engine path against batch blind rotations, per set and batch size.
 fn batch_comparison() {
+    // Noise far below the real sets' (timing does not depend on it; results stay exact).
     let set = |n, k, poly: usize, pbs: (usize, usize), ks: (usize, usize)| CryptoParams {
         lwe_dimension: n,
         glwe_dimension: k,
         polynomial_size: poly,
+        lwe_noise_std: 2f64.powi(-40),
+        glwe_noise_std: 2f64.powi(-60),
         ..params(pbs, ks)
     };
     let pool = rayon::ThreadPoolBuilder::new()
@@ -185,8 +191,8 @@ fn batch_comparison() {
         .expect("thread pool");
     for p in [
         set(828, 1, 2048, (9, 4), (3, 5)),
-        set(580, 4, 512, (12, 3), (3, 3)),
         set(916, 2, 2048, (15, 2), (5, 3)),
+        set(932, 1, 4096, (15, 2), (4, 4)),
     ] {
         let (client, compressed) = ClientKey::generate_insecure_for_tests(p).expect("keygen");
         let server = compressed.expand();
