@@ -1,16 +1,18 @@
 //! [`FheEngine`]: the [`Engine`] on tfhe-rs LWE ciphertexts under the big key.
 //!
 //! Linear operations are wrapping arithmetic on the raw `u64` coefficients. A table lookup
-//! is, per element and in parallel: keyswitch big→small, *centered* modulus switch to `2N`
+//! is, per element and in parallel batches (one batch blind rotation per [`BATCH`] elements):
+//! keyswitch big→small, *centered* modulus switch to `2N`
 //! (the mean of the rounding error is removed and the phase shifted by half a step, so every
 //! box of the table is symmetric around its message: this is the switch the noise model
-//! assumes), blind rotation of the table's accumulator and sample extraction. Every thread
-//! keeps its own computation buffers; the bootstrap key and the FFT plan are shared.
+//! assumes), blind rotation of the table's accumulator and sample extraction. The bootstrap
+//! key and the FFT plan are shared.
 //!
 //! Exact rounding (see [`crate::circuit::Rounding`]) removes the dropped bits one by one with
 //! constant-table sign bootstraps before the table lookup itself.
 
 use rayon::prelude::*;
+use tfhe::core_crypto::fft_impl::fft64::crypto::bootstrap::batch_blind_rotate_assign_scratch;
 use tfhe::core_crypto::prelude::*;
 
 use crate::circuit::{Lut, ValueInfo};
@@ -32,46 +34,10 @@ pub(crate) fn encode(value: i64, delta_log2: u32) -> u64 {
     (value as u64).wrapping_mul(1u64.checked_shl(delta_log2).unwrap_or(0))
 }
 
-/// Per-thread working memory of a bootstrap in one parameter set.
-struct BootstrapScratch {
-    buffers: ComputationBuffers,
-    /// Keyswitch output (the set's small key).
-    small: LweCiphertextOwned<u64>,
-    /// The accumulator being rotated.
-    glwe: GlweCiphertextOwned<u64>,
-}
-
-impl BootstrapScratch {
-    fn new(set: &SetKey) -> Self {
-        let p = &set.params;
-        let glwe_size = GlweSize(p.glwe_dimension + 1);
-        let poly = PolynomialSize(p.polynomial_size);
-        let mut buffers = ComputationBuffers::new();
-        buffers.resize(
-            blind_rotate_assign_mem_optimized_requirement::<u64>(
-                glwe_size,
-                poly,
-                set.fft.as_view(),
-            )
-            .unaligned_bytes_required(),
-        );
-        BootstrapScratch {
-            buffers,
-            small: LweCiphertext::new(0, LweSize(p.lwe_dimension + 1), native()),
-            glwe: GlweCiphertext::new(0, glwe_size, poly, native()),
-        }
-    }
-}
-
-/// Per-thread working memory of a lookup.
-struct Scratch {
-    table: BootstrapScratch,
-    /// For the bit extractions of exact rounding (their own parameter set).
-    bits: Option<BootstrapScratch>,
-    /// Input and output of the sign bootstraps of exact rounding (big key).
-    shifted: LweCiphertextOwned<u64>,
-    bit: LweCiphertextOwned<u64>,
-}
+/// Lookups bootstrapped together per blind rotation (see [`bootstrap_batch`]): measured with
+/// `pbs_timing --batch` on 2 threads, batches of 16 raise throughput 1.36-1.56x over one
+/// ciphertext at a time; 64 gains no more.
+const BATCH: usize = 16;
 
 /// A trivial accumulator of parameter set `set` whose body polynomial is `body`.
 fn accumulator(set: &CryptoParams, body: &[u64]) -> GlweCiphertextOwned<u64> {
@@ -122,25 +88,62 @@ fn switch<'s, C: Container<Element = u64>>(
     lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(small.as_view(), log_modulus)
 }
 
-/// Keyswitch, centered modulus switch, blind rotation of `acc` and sample extraction of
-/// `input` into `out`, in parameter set `set`.
-fn bootstrap<C: Container<Element = u64>>(
+/// Keyswitch, centered modulus switch, blind rotation of `accs[i]` and sample extraction of
+/// every `inputs[i]`, in parameter set `set`, as ONE batch blind rotation: each GGSW of the
+/// bootstrap key is applied to the whole batch before the next, so the key (hundreds of MiB)
+/// streams from memory once per batch instead of once per ciphertext. `big`: the LWE size of
+/// the outputs.
+fn bootstrap_batch<C: Container<Element = u64>>(
     set: &SetKey,
-    s: &mut BootstrapScratch,
-    input: &LweCiphertext<C>,
-    acc: &GlweCiphertextOwned<u64>,
-    out: &mut LweCiphertextOwned<u64>,
-) {
-    let msed = switch(set, &mut s.small, input);
-    s.glwe.as_mut().copy_from_slice(acc.as_ref());
-    blind_rotate_assign_mem_optimized(
-        &msed,
-        &mut s.glwe,
-        &set.bsk,
-        set.fft.as_view(),
-        s.buffers.stack(),
+    inputs: &[LweCiphertext<C>],
+    accs: &[&GlweCiphertextOwned<u64>],
+    big: usize,
+) -> Vec<Ct> {
+    let p = &set.params;
+    let glwe_size = GlweSize(p.glwe_dimension + 1);
+    let poly = PolynomialSize(p.polynomial_size);
+    let mut smalls: Vec<LweCiphertextOwned<u64>> = inputs
+        .iter()
+        .map(|_| LweCiphertext::new(0, LweSize(p.lwe_dimension + 1), native()))
+        .collect();
+    let msed: Vec<_> = smalls
+        .iter_mut()
+        .zip(inputs)
+        .map(|(small, x)| switch(set, small, x))
+        .collect();
+    let mut list = GlweCiphertextList::new(
+        0u64,
+        glwe_size,
+        poly,
+        GlweCiphertextCount(inputs.len()),
+        native(),
     );
-    extract_lwe_sample_from_glwe_ciphertext(&s.glwe, out, MonomialDegree(0));
+    for (mut dst, acc) in list.iter_mut().zip(accs) {
+        dst.as_mut().copy_from_slice(acc.as_ref());
+    }
+    let mut buffers = ComputationBuffers::new();
+    buffers.resize(
+        batch_blind_rotate_assign_scratch::<u64>(
+            glwe_size,
+            poly,
+            CiphertextCount(inputs.len()),
+            set.fft.as_view(),
+        )
+        .unaligned_bytes_required(),
+    );
+    set.bsk.as_view().batch_blind_rotate_assign(
+        list.as_mut_view(),
+        &msed,
+        set.fft.as_view(),
+        buffers.stack(),
+    );
+    list.iter()
+        .map(|glwe| {
+            let mut out = LweCiphertext::new(0, LweSize(big), native());
+            extract_lwe_sample_from_glwe_ciphertext(&glwe, &mut out, MonomialDegree(0));
+            out
+        })
+        .collect()
 }
 
 impl<'k> FheEngine<'k> {
@@ -369,45 +372,60 @@ impl FheEngine<'_> {
             encode(lut.input_min.wrapping_neg(), d_in)
         };
 
-        let results = inputs
-            .par_iter()
-            .zip(tables.par_iter())
-            .map_init(
-                || Scratch {
-                    table: BootstrapScratch::new(table_set),
-                    bits: bits_set.map(BootstrapScratch::new),
-                    shifted: LweCiphertext::new(0, LweSize(big), native()),
-                    bit: LweCiphertext::new(0, LweSize(big), native()),
-                },
-                |s, (x, &t)| {
-                    let mut x = (*x).clone();
-                    let b = body_mut(&mut x);
-                    *b = b.wrapping_add(offset);
-                    for (j, (c, acc)) in sign_accs.iter().enumerate() {
-                        // Bit j of the rounded index lands on bit 63.
-                        let factor = 1u64 << (bits - j as u32);
-                        for (o, &i) in s.shifted.as_mut().iter_mut().zip(x.as_ref()) {
-                            *o = i.wrapping_mul(factor);
-                        }
-                        let b = body_mut(&mut s.shifted);
-                        *b = b.wrapping_add(1 << 62);
-                        let (set, scratch) = (
-                            bits_set.expect("sign tables exist only with a bits set"),
-                            s.bits.as_mut().expect("made with the bits set"),
-                        );
-                        bootstrap(set, scratch, &s.shifted, acc, &mut s.bit);
-                        // x += out - c: removes bit j.
-                        add_slices(x.as_mut(), s.bit.as_ref());
+        // Batches of up to BATCH elements, at least one per thread.
+        let threads = rayon::current_num_threads().max(1);
+        let chunk = inputs.len().div_ceil(threads).clamp(1, BATCH);
+        let results: Vec<(Vec<Ct>, Vec<Ct>)> = inputs
+            .par_chunks(chunk)
+            .zip(tables.par_chunks(chunk))
+            .map(|(xs, ts)| {
+                let mut xs: Vec<Ct> = xs
+                    .iter()
+                    .map(|x| {
+                        let mut x = (*x).clone();
                         let b = body_mut(&mut x);
+                        *b = b.wrapping_add(offset);
+                        x
+                    })
+                    .collect();
+                for (j, (c, acc)) in sign_accs.iter().enumerate() {
+                    // Bit j of the rounded index lands on bit 63.
+                    let factor = 1u64 << (bits - j as u32);
+                    let shifted: Vec<Ct> = xs
+                        .iter()
+                        .map(|x| {
+                            let mut t = x.clone();
+                            for v in t.as_mut() {
+                                *v = v.wrapping_mul(factor);
+                            }
+                            let b = body_mut(&mut t);
+                            *b = b.wrapping_add(1 << 62);
+                            t
+                        })
+                        .collect();
+                    let set = bits_set.expect("sign tables exist only with a bits set");
+                    let bits_out = bootstrap_batch(set, &shifted, &vec![acc; xs.len()], big);
+                    // x += out - c: removes bit j.
+                    for (x, bit) in xs.iter_mut().zip(&bits_out) {
+                        add_slices(x.as_mut(), bit.as_ref());
+                        let b = body_mut(x);
                         *b = b.wrapping_sub(*c);
                     }
-                    let mut out = LweCiphertext::new(0, LweSize(big), native());
-                    let acc = accs[t].as_ref().expect("accumulator built above");
-                    bootstrap(table_set, &mut s.table, &x, acc, &mut out);
-                    (out, keep_inputs.then_some(x))
-                },
-            )
-            .unzip::<_, _, Vec<Ct>, Vec<Option<Ct>>>();
-        Ok((results.0, results.1.into_iter().flatten().collect()))
+                }
+                let table_accs: Vec<&GlweCiphertextOwned<u64>> = ts
+                    .iter()
+                    .map(|&t| accs[t].as_ref().expect("accumulator built above"))
+                    .collect();
+                let outs = bootstrap_batch(table_set, &xs, &table_accs, big);
+                (outs, if keep_inputs { xs } else { Vec::new() })
+            })
+            .collect();
+        let mut outs = Vec::with_capacity(inputs.len());
+        let mut fed = Vec::new();
+        for (o, f) in results {
+            outs.extend(o);
+            fed.extend(f);
+        }
+        Ok((outs, fed))
     }
 }
