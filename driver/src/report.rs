@@ -98,7 +98,7 @@ fn set_roles(circuit: &Circuit) -> Vec<Vec<String>> {
             _ => continue,
         };
         add(lut.sets.table, format!("{role} {}-bit", lut.precision));
-        if lut.rounding.is_some_and(|r| r.is_exact() && r.shift > 0) {
+        if lut.rounds_exactly() {
             add(lut.sets.bits, "bit extraction".into());
         }
     }

@@ -52,7 +52,7 @@ impl Circuit {
                 .params
                 .get(lut.sets.table)
                 .map_err(|e| invalid(e.to_string()))?;
-            if lut.shift() > 0 {
+            if lut.rounds_exactly() {
                 self.params
                     .get(lut.sets.bits)
                     .map_err(|e| invalid(e.to_string()))?;
@@ -421,6 +421,11 @@ impl Lut {
         let table = self.tables.get(table)?;
         let offset = acc.wrapping_sub(self.input_min);
         Some(negacyclic_read(table, self.precision, self.shift(), offset))
+    }
+
+    /// Whether bit extractions (exact rounding of at least one bit) precede the table read.
+    pub fn rounds_exactly(&self) -> bool {
+        self.rounding.is_some_and(|r| r.is_exact() && r.shift > 0)
     }
 
     /// Bootstraps one lookup costs per element: one, plus one per dropped bit when exact.

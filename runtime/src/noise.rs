@@ -196,14 +196,10 @@ pub struct LookupKind {
 
 impl LookupKind {
     pub fn of(lut: &Lut) -> Self {
-        let (shift, exact) = match lut.rounding {
-            Some(r) => (r.shift, r.is_exact() && r.shift > 0),
-            None => (0, false),
-        };
         LookupKind {
             precision: lut.precision,
-            shift,
-            exact,
+            shift: lut.shift(),
+            exact: lut.rounds_exactly(),
         }
     }
 

@@ -312,13 +312,16 @@ fn assign(program: &mut Program, groups: &[(Group, Need)], index: &[usize]) {
             .map_or(0, |i| index[i])
     };
     let name = |lut: &mut Lut, role: LookupRole| {
-        let exact = lut.rounding.is_some_and(|r| r.is_exact() && r.shift > 0);
         lut.sets = LookupSets {
             table: set_of(Group::Table {
                 role,
                 precision: lut.precision,
             }),
-            bits: if exact { set_of(Group::Bits) } else { 0 },
+            bits: if lut.rounds_exactly() {
+                set_of(Group::Bits)
+            } else {
+                0
+            },
         };
     };
     for instruction in &mut program.instructions {
