@@ -594,7 +594,7 @@ fn format_version_mismatch() {
     refuse_damaged(
         "v1",
         |b| b[5..9].copy_from_slice(&1u32.to_le_bytes()),
-        &["format version 1", "reads version 3", "recreate the file"],
+        &["format version 1", "reads version 4", "recreate the file"],
     );
 }
 
@@ -605,9 +605,10 @@ fn insecure_parameters_in_a_circuit() {
     // A circuit whose LWE noise was lowered below the 128-bit minimum, written through the
     // artifact API: its header, fingerprint and checksum are all valid.
     let (_, mut circuit): (_, Circuit) = read_file(&a.circuit, ArtifactKind::Circuit).unwrap();
-    let mut sets: Vec<fhec_runtime::CryptoParams> = circuit.params.clone().into();
+    let mut sets = circuit.params.sets().to_vec();
     sets[0].lwe_noise_std /= 4.0;
-    circuit.params = fhec_runtime::ParamSets::new(sets).unwrap();
+    circuit.params =
+        fhec_runtime::ParamSets::with_own_keys(sets, circuit.params.returns().to_vec()).unwrap();
     let tampered = dir.path().join("weak.fhec");
     circuit.save(&tampered).unwrap();
     let (ck, sk) = (dir.path().join("w.ck"), dir.path().join("w.sk"));

@@ -109,11 +109,11 @@ fn digits(key: &str) -> Vec<Tensor> {
 }
 
 /// A tiny CNN fixture through the pass pipeline: its integer graph.
-fn integer_cnn(fixture: &str, mode: RoundingMode, rounding_bits: u32) -> Graph {
+fn integer_cnn(fixture: &str, bits: u32, mode: RoundingMode, rounding_bits: u32) -> Graph {
     let mut g = import_fixture(fixture).graph;
     let mut ctx = PassContext::new(PassOptions {
         prune_threshold: 0.0,
-        quantization: Some(QuantOptions::uniform(BITS)),
+        quantization: Some(QuantOptions::uniform(bits)),
         rounding: Some(RoundingOptions {
             bits: rounding_bits,
             mode,
@@ -127,8 +127,13 @@ fn integer_cnn(fixture: &str, mode: RoundingMode, rounding_bits: u32) -> Graph {
 
 /// `program` with the parameter sets the optimizer picks for it (one per class of lookups
 /// where that is faster, as `fhec compile` does, unless `per_class` is false).
-fn circuit(mut program: Program, per_class: bool) -> Circuit {
-    let target = PErrorTarget::PerPbs(P_ERROR);
+fn circuit(program: Program, per_class: bool) -> Circuit {
+    circuit_at(program, per_class, P_ERROR)
+}
+
+/// [`circuit`] at a failure probability of `p_error` per bootstrap.
+fn circuit_at(mut program: Program, per_class: bool, p_error: f64) -> Circuit {
+    let target = PErrorTarget::PerPbs(p_error);
     let options = SetOptions {
         per_class,
         ..SetOptions::default()
@@ -151,7 +156,20 @@ fn cnn_circuit(
     rounding_bits: u32,
     conflicts: MaxPoolConflicts,
 ) -> Circuit {
-    let graph = integer_cnn(fixture, mode, rounding_bits);
+    let program = cnn_program(fixture, BITS, mode, rounding_bits, conflicts);
+    circuit(program, mode == RoundingMode::Exact)
+}
+
+/// The program of [`cnn_circuit`] quantised to `bits` bits, checked against the integer
+/// interpreter.
+fn cnn_program(
+    fixture: &str,
+    bits: u32,
+    mode: RoundingMode,
+    rounding_bits: u32,
+    conflicts: MaxPoolConflicts,
+) -> Program {
+    let graph = integer_cnn(fixture, bits, mode, rounding_bits);
     let program = lower_with(&graph, conflicts).expect("lowering");
     let variants = lower_variants(&graph).expect("lowering");
     assert!(
@@ -177,7 +195,7 @@ fn cnn_circuit(
             "sample {i}: clear engine vs integer interpreter"
         );
     }
-    circuit(program, mode == RoundingMode::Exact)
+    program
 }
 
 type KeyPair = (ClientKey, ServerKey);
@@ -510,6 +528,26 @@ fn residual_exact_run() -> &'static Run {
     })
 }
 
+/// 6-bit weights and activations, exact rounding to 6 bits, max-poolings re-encoded, p_error
+/// 0.008, on one sample: the max-pool comparisons read 7 bits and need a larger ring than the 6-bit
+/// tables, so the optimizer gives them a big key of their own whose outputs are keyswitched
+/// back.
+fn own_key_run() -> &'static Run {
+    static RUN: OnceLock<Run> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let program = cnn_program(
+            "cnn_torch_8",
+            6,
+            RoundingMode::Exact,
+            6,
+            MaxPoolConflicts::Reencode,
+        );
+        // At the failure target of the medical workflows (`fhec compile --p-error 0.008`):
+        // at 2^-40 the sets need rings up to N = 16384, whose keys take minutes to make.
+        run_plain(circuit_at(program, true, 0.008), &test_samples(1))
+    })
+}
+
 /// An integer graph with the ops no ONNX fixture lowers to: `x * c` (`MulConst`),
 /// `k - (x * c)` (`MulConst` by -1, `AddConst`), `+ x` (`Add`), a table, `Concat` of the
 /// table, the difference and the product, `Transpose`. 3-bit unsigned input [1, 4].
@@ -671,6 +709,27 @@ fn approximate_rounding_reads_at_most_a_neighbouring_entry() {
     eprintln!(
         "approximate: {} of {} lookups read a neighbouring entry; {differ} output integers differ from the clear run; params {}",
         run.neighbours, run.lookups, run.circuit.params
+    );
+}
+
+#[test]
+fn a_set_with_its_own_big_key_decrypts_to_the_clear_integers() {
+    let run = own_key_run();
+    let params = &run.circuit.params;
+    assert!(
+        params.returns().iter().any(Option::is_some),
+        "no parameter set has a big key of its own ({params}): the test would not exercise \
+         return keyswitches"
+    );
+    for (i, (fhe, clear)) in run.fhe.iter().zip(&run.clear).enumerate() {
+        assert_eq!(
+            fhe, clear,
+            "sample {i}: encrypted run differs from the clear one"
+        );
+    }
+    eprintln!(
+        "own keys: {} bootstraps, params {params}",
+        run.circuit.prediction.pbs_count
     );
 }
 

@@ -392,13 +392,7 @@ fn exact_rounding_gets_its_bit_extractions_on_their_own_cheaper_set() {
     let again = predict(&program, &sets, 1).unwrap();
     assert_eq!(again, pred);
     assert!(pred.p_error_per_pbs <= 0.008, "{}", pred.p_error_per_pbs);
-    for set in sets.sets() {
-        fhec_runtime::noise::params_are_secure(set).unwrap();
-        assert!(
-            fhec_backend::optimizer::candidate_params().contains(set),
-            "{set} is not among the audited candidates"
-        );
-    }
+    assert_sets_audited(&sets);
     // The bit extractions and the 6-bit tables sit on different sets; counts add up.
     let mut exact_luts = program.instructions.iter().filter_map(|i| match i {
         Instruction::Tlu { lut, .. } if lut.shift() > 0 => Some(lut.sets),
@@ -407,13 +401,100 @@ fn exact_rounding_gets_its_bit_extractions_on_their_own_cheaper_set() {
     let s = exact_luts.next().unwrap();
     assert_ne!(s.bits, s.table);
     assert_eq!(pred.pbs_per_set.iter().sum::<u64>(), pred.pbs_count);
-    // Set 0 runs the most bootstraps (what one-set summaries show).
-    assert!(
-        pred.pbs_per_set.windows(2).all(|w| w[0] >= w[1]),
-        "{pred:?}"
-    );
+    assert_busiest_first(&sets, &pred);
     assert_eq!(pred.pbs_per_set[s.bits], 100 * 6);
     assert_eq!(pred.pbs_count, 100 * 7 + 100);
+}
+
+/// Every set is secure, and its keys (dimensions and noise; a keyswitch base depends on the
+/// circuit big key it reads) are those of an audited candidate.
+fn assert_sets_audited(sets: &fhec_runtime::ParamSets) {
+    let candidates = fhec_backend::optimizer::candidate_params();
+    for set in sets.sets() {
+        fhec_runtime::noise::params_are_secure(set).unwrap();
+        assert!(
+            candidates
+                .iter()
+                .any(|c| c.lwe_dimension == set.lwe_dimension
+                    && c.glwe_dimension == set.glwe_dimension
+                    && c.polynomial_size == set.polynomial_size
+                    && c.lwe_noise_std == set.lwe_noise_std
+                    && c.glwe_noise_std == set.glwe_noise_std
+                    && c.pbs_base_log == set.pbs_base_log
+                    && c.pbs_level == set.pbs_level),
+            "{set} is not among the audited candidates"
+        );
+    }
+}
+
+/// Sets on the circuit big key come first (set 0 defines it), then sets with keys of their
+/// own; each kind runs the most bootstraps first (set 0 is what one-set summaries show).
+fn assert_busiest_first(sets: &fhec_runtime::ParamSets, pred: &fhec_runtime::circuit::Prediction) {
+    let key = |i: usize| {
+        (
+            sets.return_keyswitch(i).is_some(),
+            u64::MAX - pred.pbs_per_set[i],
+        )
+    };
+    assert!(
+        (1..sets.len()).all(|i| key(i - 1) <= key(i)),
+        "{sets}: {pred:?}"
+    );
+}
+
+/// A CNN-like mix: many 6-bit tables and a few 7-bit ones (like the max-pool comparisons of
+/// a 6-bit CNN, which read the difference of two 6-bit values).
+fn wide_few_mix() -> Program {
+    let mut lookups = vec![(6, approx(2), 8.0); 20];
+    lookups.push((7, None, 16.0));
+    program(&lookups, 200)
+}
+
+#[test]
+fn a_few_wide_lookups_get_a_big_key_of_their_own() {
+    let target = PErrorTarget::PerPbs(0.008);
+    let shared_only = SetOptions {
+        own_keys: false,
+        ..SetOptions::default()
+    };
+    let (shared, shared_pred) =
+        choose_param_sets(&mut wide_few_mix(), target, 1, shared_only).unwrap();
+    assert!(shared.returns().iter().all(Option::is_none), "{shared}");
+    let mut program = wide_few_mix();
+    let (sets, pred) = choose_param_sets(&mut program, target, 1, SetOptions::default()).unwrap();
+    eprintln!("shared {shared}: {shared_pred:?}\nown keys {sets}: {pred:?}");
+    let set_of = |precision: u32| {
+        program
+            .instructions
+            .iter()
+            .find_map(|i| match i {
+                Instruction::Tlu { lut, .. } if lut.precision == precision => Some(lut.sets.table),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let (wide, narrow) = (set_of(7), set_of(6));
+    // The 7-bit tables take a larger ring with a key of their own and a keyswitch back; the
+    // 6-bit tables stay on the smaller circuit big key.
+    assert!(sets.return_keyswitch(wide).is_some(), "{sets}");
+    assert!(sets.return_keyswitch(narrow).is_none(), "{sets}");
+    assert!(
+        sets.sets()[wide].big_lwe_dimension() > sets.big_lwe_dimension(),
+        "{sets}"
+    );
+    assert!(
+        pred.latency_s < 0.8 * shared_pred.latency_s,
+        "{} vs {}",
+        pred.latency_s,
+        shared_pred.latency_s
+    );
+    // The exact noise model (return keyswitch included) agrees, and the keys are audited.
+    assert_eq!(predict(&program, &sets, 1).unwrap(), pred);
+    assert!(pred.p_error_per_pbs <= 0.008, "{}", pred.p_error_per_pbs);
+    assert_sets_audited(&sets);
+    assert_busiest_first(&sets, &pred);
+    assert_eq!(pred.pbs_per_set[wide], 200);
+    assert_eq!(pred.pbs_count, 21 * 200);
 }
 
 #[test]
@@ -426,6 +507,7 @@ fn the_server_key_limit_falls_back_to_one_set_or_explains_itself() {
     let limit = SetOptions {
         per_class: true,
         max_server_key_bytes: Some(single_pred.server_key_bytes),
+        ..SetOptions::default()
     };
     let mut program = exact_mix();
     let (sets, pred) = choose_param_sets(&mut program, target, 1, limit).unwrap();
@@ -434,6 +516,7 @@ fn the_server_key_limit_falls_back_to_one_set_or_explains_itself() {
     let tight = SetOptions {
         per_class: true,
         max_server_key_bytes: Some(single_pred.server_key_bytes - 1),
+        ..SetOptions::default()
     };
     match choose_param_sets(&mut exact_mix(), target, 1, tight) {
         Err(OptimizerError::ServerKeyTooLarge { bytes, limit }) => {
@@ -450,7 +533,7 @@ fn the_server_key_limit_falls_back_to_one_set_or_explains_itself() {
     // Without per-class sets, the single set and nothing else.
     let one = SetOptions {
         per_class: false,
-        max_server_key_bytes: None,
+        ..SetOptions::default()
     };
     let (sets, _) = choose_param_sets(&mut exact_mix(), target, 1, one).unwrap();
     assert_eq!(sets.sets(), &[single]);

@@ -331,6 +331,8 @@ pub struct CryptoConfig {
     pub threads: Option<u32>,
     /// Every bootstrap on one parameter set instead of one set per class of lookups.
     pub single_param_set: bool,
+    /// Sets per class all on the circuit big key (no set with a big key of its own).
+    pub shared_big_key: bool,
     /// Largest expanded server key accepted, MiB (default: no limit).
     pub max_server_key_mib: Option<f64>,
 }
@@ -363,6 +365,7 @@ impl CryptoConfig {
             threads: self.threads(),
             sets: SetOptions {
                 per_class: !self.single_param_set,
+                own_keys: !self.shared_big_key,
                 max_server_key_bytes: self.max_server_key_mib.map(|mib| (mib * 1048576.0) as u64),
             },
         }

@@ -79,6 +79,9 @@ pub struct ParamSetJson {
     pub predicted_pbs_ms: f64,
     /// What runs on it: `table 6-bit`, `max-pool 7-bit`, `bit extraction`.
     pub serves: Vec<String>,
+    /// For a set with a big key of its own: the keyswitch that brings its outputs back to
+    /// the circuit big key (`null` for sets on the circuit big key).
+    pub return_keyswitch: Option<fhec_runtime::ReturnKeyswitch>,
 }
 
 /// What each parameter set of `circuit` serves, by set index.
@@ -150,6 +153,7 @@ impl CircuitReport {
                     predicted_pbs_ms: pred.pbs_latency_per_set_s.get(i).copied().unwrap_or(0.0)
                         * 1e3,
                     serves,
+                    return_keyswitch: circuit.params.return_keyswitch(i),
                 })
                 .collect(),
             server_key_mib: pred.server_key_bytes as f64 / 1048576.0,

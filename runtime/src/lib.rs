@@ -30,10 +30,12 @@ pub use engine::Engine;
 pub use error::RuntimeError;
 pub use exec::execute;
 pub use fhe::{ClientKey, CompressedServerKey, FheEngine, ServerKey};
-pub use params::{CryptoParams, ParamSets};
+pub use params::{CryptoParams, ParamSets, ReturnKeyswitch};
 pub use simulate::SimulationEngine;
 
 /// Version of the serialised artifacts (circuit, keys, ciphertexts).
 /// 2: output specs carry per-channel scales.
 /// 3: parameter sets per lookup class (circuits, keys and ciphertexts of version 2 are refused).
-pub const FORMAT_VERSION: u32 = 3;
+/// 4: parameter sets may have a big key of their own with a return keyswitch (keys carry
+///    those keys; version 3 files are refused).
+pub const FORMAT_VERSION: u32 = 4;

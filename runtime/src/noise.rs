@@ -29,7 +29,7 @@ use tfhe::core_crypto::commons::parameters::{
 
 use crate::circuit::{Instruction, LookupSets, Lut, Program, Window};
 use crate::error::RuntimeError;
-use crate::params::{CryptoParams, ParamSets};
+use crate::params::{CryptoParams, ParamSets, ReturnKeyswitch};
 
 /// The ciphertext modulus as a float (native 2^64 modulus).
 pub const MODULUS: f64 = 18_446_744_073_709_551_616.0;
@@ -40,7 +40,8 @@ pub const FFT_MANTISSA_BITS: f64 = 53.0;
 /// Noise added by the steps of one keyswitch + programmable bootstrap.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct NoiseModel {
-    /// Variance of a bootstrap's output.
+    /// Variance of a bootstrap's output under the circuit big key (for a set with a big key
+    /// of its own: after the return keyswitch, whose noise it includes).
     pub var_pbs: f64,
     /// Variance the keyswitch adds.
     pub var_ks: f64,
@@ -109,6 +110,12 @@ pub fn ms_variance(lwe_dimension: usize, polynomial_size: usize) -> f64 {
         2.0 * polynomial_size as f64,
     )
     .0
+}
+
+/// Variance the return keyswitch of a set with its own big key (dimension `own`) adds on the
+/// way back to the circuit big key (dimension `main`, key noise that of the circuit big key).
+pub fn return_ks_variance(own: usize, main: usize, r: ReturnKeyswitch, params: &ParamSets) -> f64 {
+    ks_variance(own, main, r.base_log, r.level, params.glwe_noise_std())
 }
 
 fn minimal_secure_variance(dimension: usize) -> f64 {
@@ -269,7 +276,34 @@ pub struct LookupClass {
 }
 
 impl NoiseModel {
-    /// The noise of one keyswitch + bootstrap with `params`.
+    /// The noise of parameter set `index` of `params`: its keyswitch reads the circuit big
+    /// key, and a set with a key of its own adds the return keyswitch's noise to its output.
+    pub fn of_set(params: &ParamSets, index: usize) -> Result<Self, RuntimeError> {
+        Ok(Self::in_circuit(
+            params,
+            params.get(index)?,
+            params.return_keyswitch(index),
+        ))
+    }
+
+    fn in_circuit(params: &ParamSets, set: &CryptoParams, ret: Option<ReturnKeyswitch>) -> Self {
+        let main = params.big_lwe_dimension();
+        let mut model = NoiseModel::new(set);
+        model.var_ks = ks_variance(
+            main,
+            set.lwe_dimension,
+            set.ks_base_log,
+            set.ks_level,
+            set.lwe_noise_std,
+        );
+        if let Some(r) = ret {
+            model.var_pbs += return_ks_variance(set.big_lwe_dimension(), main, r, params);
+        }
+        model
+    }
+
+    /// The noise of one keyswitch + bootstrap with `params` (one set: the keyswitch reads
+    /// the set's own big key).
     pub fn new(params: &CryptoParams) -> Self {
         NoiseModel {
             var_pbs: pbs_variance(
@@ -383,7 +417,13 @@ pub struct CircuitNoise {
 
 impl CircuitNoise {
     pub fn new(params: &ParamSets) -> Self {
-        Self::from_models(params.sets().iter().map(NoiseModel::new).collect())
+        let models = params
+            .sets()
+            .iter()
+            .zip(params.returns())
+            .map(|(set, &ret)| NoiseModel::in_circuit(params, set, ret))
+            .collect();
+        Self::from_models(models)
     }
 
     /// The noise of sets with these models (at least one).

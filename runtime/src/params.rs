@@ -127,20 +127,51 @@ pub fn check_params(params: &CryptoParams) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-/// The TFHE parameters of a circuit: one bootstrap parameter set per class of lookups, all
-/// sharing the big key every ciphertext lives under between bootstraps.
+/// How a parameter set with a big key of its own brings each bootstrap output back to the
+/// circuit's big key: a keyswitch (own big key, `k * N` → circuit big key) with this
+/// decomposition, its key encrypted with the circuit big key's noise (`glwe_noise_std` of
+/// set 0, secure for that key by set 0's audit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReturnKeyswitch {
+    pub base_log: usize,
+    pub level: usize,
+}
+
+impl std::fmt::Display for ReturnKeyswitch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "own key, return ks=2^{}x{}", self.base_log, self.level)
+    }
+}
+
+/// The TFHE parameters of a circuit: one bootstrap parameter set per class of lookups.
 ///
-/// Each set has its own small LWE key, keyswitch key (big → small) and bootstrap key, and
-/// reads the big key as a GLWE key of its own shape `(k, N)`: the shapes differ, the
-/// flattened key (dimension `k * N`, noise `glwe_noise_std`) is the same one. So a value can
-/// go from any lookup to any other without a keyswitch between sets, and a linear
-/// instruction may mix values made by different sets. Set 0 is the primary set (circuits
-/// with one class have only it). Built only through [`ParamSets::new`] or
-/// [`ParamSets::single`], which check that the sets share the big key.
+/// Ciphertexts between bootstraps live under ONE big key, the circuit big key: set 0's GLWE
+/// key flattened (dimension `k * N`, noise `glwe_noise_std` of set 0). Every set has its own
+/// small LWE key, keyswitch key (circuit big key → small) and bootstrap key. A set either
+///
+/// - *shares* the circuit big key (`k * N` and `glwe_noise_std` equal to set 0's), reading
+///   it as a GLWE key of its own shape `(k, N)`: its outputs are under the circuit big key
+///   as they come; or
+/// - has a big key *of its own* (any `k * N`, e.g. the larger `N` a wide comparison needs)
+///   and a [`ReturnKeyswitch`] that brings every output back to the circuit big key.
+///
+/// Either way a value can go from any lookup to any other, and a linear instruction may mix
+/// values made by different sets. Set 0 is the primary set (circuits with one class have
+/// only it). Built only through [`ParamSets::new`], [`ParamSets::with_own_keys`] or
+/// [`ParamSets::single`], which check these rules.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "Vec<CryptoParams>", into = "Vec<CryptoParams>")]
+#[serde(try_from = "StoredParamSets", into = "StoredParamSets")]
 pub struct ParamSets {
     sets: Vec<CryptoParams>,
+    /// Per set: `None` if it shares the circuit big key, else how its outputs return to it.
+    returns: Vec<Option<ReturnKeyswitch>>,
+}
+
+/// The serialized form of [`ParamSets`] (checked on the way in).
+#[derive(Serialize, Deserialize)]
+struct StoredParamSets {
+    sets: Vec<CryptoParams>,
+    returns: Vec<Option<ReturnKeyswitch>>,
 }
 
 /// Largest number of parameter sets a circuit may have (each costs a pair of keys).
@@ -149,12 +180,27 @@ pub const MAX_SETS: usize = 16;
 impl ParamSets {
     /// One set for every bootstrap.
     pub fn single(params: CryptoParams) -> Self {
-        ParamSets { sets: vec![params] }
+        ParamSets {
+            sets: vec![params],
+            returns: vec![None],
+        }
     }
 
-    /// Several sets; fails unless there are 1 to [`MAX_SETS`] of them, all with the same big
-    /// key dimension `k * N` and the same `glwe_noise_std`.
+    /// Several sets all sharing the circuit big key; fails unless there are 1 to
+    /// [`MAX_SETS`] of them, all with the same `k * N` and `glwe_noise_std`.
     pub fn new(sets: Vec<CryptoParams>) -> Result<Self, RuntimeError> {
+        let returns = vec![None; sets.len()];
+        Self::with_own_keys(sets, returns)
+    }
+
+    /// Several sets, set `i` with a big key of its own when `returns[i]` is given (set 0
+    /// never: its key is the circuit big key). Sets without one must share set 0's `k * N`
+    /// and `glwe_noise_std`; a return keyswitch must satisfy the decomposition bounds of
+    /// [`check_params`].
+    pub fn with_own_keys(
+        sets: Vec<CryptoParams>,
+        returns: Vec<Option<ReturnKeyswitch>>,
+    ) -> Result<Self, RuntimeError> {
         let Some(first) = sets.first() else {
             return Err(RuntimeError::Mismatch(
                 "a circuit needs at least one TFHE parameter set".into(),
@@ -166,17 +212,45 @@ impl ParamSets {
                 sets.len()
             )));
         }
-        for (i, s) in sets.iter().enumerate().skip(1) {
-            if s.big_lwe_dimension() != first.big_lwe_dimension()
-                || s.glwe_noise_std != first.glwe_noise_std
-            {
-                return Err(RuntimeError::Mismatch(format!(
-                    "TFHE parameter set {i} ({s}) does not share the big key of set 0 ({first}): \
-                     k*N and glwe_noise_std must be equal"
-                )));
+        if returns.len() != sets.len() {
+            return Err(RuntimeError::Mismatch(format!(
+                "{} return keyswitches for {} TFHE parameter sets",
+                returns.len(),
+                sets.len()
+            )));
+        }
+        if returns[0].is_some() {
+            return Err(RuntimeError::Mismatch(
+                "TFHE parameter set 0 holds the circuit big key: it cannot have a key of its own"
+                    .into(),
+            ));
+        }
+        for (i, (s, ret)) in sets.iter().zip(&returns).enumerate().skip(1) {
+            match ret {
+                None if s.big_lwe_dimension() != first.big_lwe_dimension()
+                    || s.glwe_noise_std != first.glwe_noise_std =>
+                {
+                    return Err(RuntimeError::Mismatch(format!(
+                        "TFHE parameter set {i} ({s}) does not share the big key of set 0 \
+                         ({first}): k*N and glwe_noise_std must be equal, or the set needs a \
+                         return keyswitch"
+                    )));
+                }
+                Some(r)
+                    if r.base_log == 0
+                        || r.level == 0
+                        || r.base_log.checked_mul(r.level).is_none_or(|b| b > 64) =>
+                {
+                    return Err(RuntimeError::Mismatch(format!(
+                        "TFHE parameter set {i}: return keyswitch 2^{} x {} must have base_log, \
+                         level >= 1 and base_log * level <= 64",
+                        r.base_log, r.level
+                    )));
+                }
+                _ => {}
             }
         }
-        Ok(ParamSets { sets })
+        Ok(ParamSets { sets, returns })
     }
 
     pub fn sets(&self) -> &[CryptoParams] {
@@ -193,6 +267,17 @@ impl ParamSets {
         })
     }
 
+    /// The return keyswitch of set `index` (`None`: it shares the circuit big key, or there
+    /// is no such set).
+    pub fn return_keyswitch(&self, index: usize) -> Option<ReturnKeyswitch> {
+        self.returns.get(index).copied().flatten()
+    }
+
+    /// Per set, its return keyswitch (`None` for sets sharing the circuit big key).
+    pub fn returns(&self) -> &[Option<ReturnKeyswitch>] {
+        &self.returns
+    }
+
     /// The first set (the only one of a single-class circuit).
     pub fn primary(&self) -> &CryptoParams {
         &self.sets[0]
@@ -206,12 +291,13 @@ impl ParamSets {
         false
     }
 
-    /// Dimension of the big LWE key, `k * N` (the same in every set).
+    /// Dimension of the circuit big key every ciphertext lives under between bootstraps
+    /// (`k * N` of set 0); the input dimension of every set's keyswitch.
     pub fn big_lwe_dimension(&self) -> usize {
         self.primary().big_lwe_dimension()
     }
 
-    /// Noise of fresh encryptions under the big key (and of every bootstrap key).
+    /// Noise of fresh encryptions under the circuit big key (and of return keyswitch keys).
     pub fn glwe_noise_std(&self) -> f64 {
         self.primary().glwe_noise_std
     }
@@ -219,10 +305,13 @@ impl ParamSets {
     /// A digest of every set: artifacts made for other parameters are refused by it.
     pub fn fingerprint(&self) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
-        h.update(b"fhec-param-sets-v1");
+        h.update(b"fhec-param-sets-v2");
         h.update(&(self.sets.len() as u64).to_le_bytes());
-        for s in &self.sets {
+        for (s, ret) in self.sets.iter().zip(&self.returns) {
             h.update(&s.fingerprint());
+            let (b, l) = ret.map_or((0, 0), |r| (r.base_log, r.level));
+            h.update(&(b as u64).to_le_bytes());
+            h.update(&(l as u64).to_le_bytes());
         }
         *h.finalize().as_bytes()
     }
@@ -235,19 +324,28 @@ impl ParamSets {
             .collect()
     }
 
-    /// Checks every set with [`check_params`] and that the sets share the big key.
+    /// Checks every set with [`check_params`] and the rules of [`ParamSets::with_own_keys`].
     pub fn check(&self) -> Result<(), RuntimeError> {
         for s in &self.sets {
             check_params(s)?;
         }
-        ParamSets::new(self.sets.clone()).map(|_| ())
+        ParamSets::with_own_keys(self.sets.clone(), self.returns.clone()).map(|_| ())
     }
 }
 
-impl TryFrom<Vec<CryptoParams>> for ParamSets {
+impl TryFrom<StoredParamSets> for ParamSets {
     type Error = RuntimeError;
-    fn try_from(sets: Vec<CryptoParams>) -> Result<Self, RuntimeError> {
-        ParamSets::new(sets)
+    fn try_from(stored: StoredParamSets) -> Result<Self, RuntimeError> {
+        ParamSets::with_own_keys(stored.sets, stored.returns)
+    }
+}
+
+impl From<ParamSets> for StoredParamSets {
+    fn from(p: ParamSets) -> Self {
+        StoredParamSets {
+            sets: p.sets,
+            returns: p.returns,
+        }
     }
 }
 
@@ -269,22 +367,19 @@ impl From<&ParamSets> for ParamSets {
     }
 }
 
-impl From<ParamSets> for Vec<CryptoParams> {
-    fn from(p: ParamSets) -> Self {
-        p.sets
-    }
-}
-
 impl std::fmt::Display for ParamSets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if let [only] = self.sets.as_slice() {
             return write!(f, "{only}");
         }
-        for (i, s) in self.sets.iter().enumerate() {
+        for (i, (s, ret)) in self.sets.iter().zip(&self.returns).enumerate() {
             if i > 0 {
                 write!(f, "; ")?;
             }
             write!(f, "set {i}: {s}")?;
+            if let Some(r) = ret {
+                write!(f, " ({r})")?;
+            }
         }
         Ok(())
     }
@@ -318,11 +413,64 @@ mod tests {
         assert!(ParamSets::new(vec![]).is_err());
         assert!(ParamSets::new(vec![a; MAX_SETS + 1]).is_err());
         // A file cannot smuggle in what `new` refuses.
-        let bytes = bincode::serialize(&vec![a, bigger]).unwrap();
+        let smuggled = StoredParamSets {
+            sets: vec![a, bigger],
+            returns: vec![None, None],
+        };
+        let bytes = bincode::serialize(&smuggled).unwrap();
         assert!(bincode::deserialize::<ParamSets>(&bytes).is_err());
         let sets = ParamSets::new(vec![a, reshaped]).unwrap();
         let bytes = bincode::serialize(&sets).unwrap();
         assert_eq!(bincode::deserialize::<ParamSets>(&bytes).unwrap(), sets);
+    }
+
+    #[test]
+    fn a_set_with_its_own_big_key_needs_a_valid_return_keyswitch() {
+        let a = insecure_test_params();
+        let bigger = CryptoParams {
+            polynomial_size: 2048,
+            glwe_noise_std: a.glwe_noise_std / 4.0,
+            ..a
+        };
+        let ret = ReturnKeyswitch {
+            base_log: 20,
+            level: 2,
+        };
+        let sets = ParamSets::with_own_keys(vec![a, bigger], vec![None, Some(ret)]).unwrap();
+        assert_eq!(sets.return_keyswitch(1), Some(ret));
+        assert_eq!(sets.return_keyswitch(0), None);
+        assert_eq!(sets.big_lwe_dimension(), a.big_lwe_dimension());
+        assert!(sets.to_string().contains("own key, return ks=2^20x2"));
+        // Set 0 holds the circuit big key.
+        let err = ParamSets::with_own_keys(vec![bigger, a], vec![Some(ret), None])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("set 0"), "{err}");
+        for bad in [
+            ReturnKeyswitch {
+                base_log: 0,
+                level: 2,
+            },
+            ReturnKeyswitch {
+                base_log: 40,
+                level: 2,
+            },
+        ] {
+            let err = ParamSets::with_own_keys(vec![a, bigger], vec![None, Some(bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("return keyswitch"), "{err}");
+        }
+        assert!(ParamSets::with_own_keys(vec![a, bigger], vec![None]).is_err());
+        let bytes = bincode::serialize(&sets).unwrap();
+        assert_eq!(bincode::deserialize::<ParamSets>(&bytes).unwrap(), sets);
+        // The fingerprint covers the return keyswitch.
+        let other = ParamSets::with_own_keys(
+            vec![a, bigger],
+            vec![None, Some(ReturnKeyswitch { level: 3, ..ret })],
+        )
+        .unwrap();
+        assert_ne!(sets.fingerprint(), other.fingerprint());
     }
 
     #[test]

@@ -434,6 +434,65 @@ fn a_circuit_on_three_parameter_sets_matches_the_reference_after_a_file_round_tr
     check_against_reference(&circuit, &client, &server, &cases);
 }
 
+/// Three parameter sets, two with big keys of their own: set 1 (k=1, N=2048: a larger
+/// ring than the circuit big key's k*N = 1024) and set 2 (k=2, N=256: a smaller one), each
+/// keyswitching its outputs back to the circuit big key.
+fn sets_with_own_keys() -> fhec_runtime::ParamSets {
+    use fhec_runtime::ReturnKeyswitch;
+    let base = insecure_test_params();
+    let own = |k: usize, poly: usize, n: usize| fhec_runtime::CryptoParams {
+        glwe_dimension: k,
+        polynomial_size: poly,
+        lwe_dimension: n,
+        ..base
+    };
+    let ret = ReturnKeyswitch {
+        base_log: 10,
+        level: 3,
+    };
+    fhec_runtime::ParamSets::with_own_keys(
+        vec![base, own(1, 2048, 600), own(2, 256, 700)],
+        vec![None, Some(ret), Some(ret)],
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_circuit_on_sets_with_their_own_big_keys_matches_the_reference_after_a_file_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut circuit = common::circuit(program_on_three_sets(), insecure_test_params());
+    circuit.params = sets_with_own_keys();
+    circuit.check_lookup_sets().unwrap();
+    let (client, server) = ClientKey::generate_insecure_for_tests(&circuit.params).unwrap();
+    assert!(server.sets[0].ret.is_none());
+    assert!(server.sets[1].ret.is_some() && server.sets[2].ret.is_some());
+    let (ck, sk) = (dir.path().join("client.key"), dir.path().join("server.key"));
+    client.save(&ck).unwrap();
+    server.save(&sk).unwrap();
+    let client = ClientKey::load(&ck).unwrap();
+    let server = fhec_runtime::CompressedServerKey::load(&sk)
+        .unwrap()
+        .expand();
+    assert_eq!(
+        client.own_big_lwe(1).map(|k| k.lwe_dimension().0),
+        Some(2048)
+    );
+    assert_eq!(
+        client.own_big_lwe(2).map(|k| k.lwe_dimension().0),
+        Some(512)
+    );
+    assert!(client.own_big_lwe(0).is_none());
+    assert_eq!(server.params, circuit.params);
+    let cases = [
+        vec![0, 0, 0],
+        vec![3, 3, 3],
+        vec![3, 0, 3],
+        vec![0, 3, 0],
+        vec![1, 2, 3],
+    ];
+    check_against_reference(&circuit, &client, &server, &cases);
+}
+
 #[test]
 fn a_lookup_naming_a_missing_or_too_small_parameter_set_is_refused() {
     use fhec_runtime::circuit::LookupSets;

@@ -37,6 +37,11 @@ pub struct CryptoArgs {
     /// (table precision, max-pool comparisons, bit extractions of exact rounding).
     #[arg(long, help_heading = "FHE")]
     pub single_param_set: bool,
+    /// Keep every parameter set on the one big key ciphertexts live under (each reading it
+    /// in its own ring shape) instead of letting a class take a big key of its own, whose
+    /// outputs are keyswitched back.
+    #[arg(long, help_heading = "FHE", conflicts_with = "single_param_set")]
+    pub shared_big_key: bool,
     /// Largest server key (expanded, all parameter sets) the compiler may choose, MiB.
     #[arg(long, value_name = "MIB", value_parser = parse_mib, help_heading = "FHE")]
     pub max_server_key_mib: Option<f64>,
@@ -72,6 +77,7 @@ impl CryptoArgs {
             global_p_error: self.global_p_error,
             threads: self.threads,
             single_param_set: self.single_param_set,
+            shared_big_key: self.shared_big_key,
             max_server_key_mib: self.max_server_key_mib,
         }
     }

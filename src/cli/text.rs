@@ -20,8 +20,8 @@ pub fn circuit_text(r: &CircuitReport) -> String {
         .map(|(i, set)| {
             let p = &set.params;
             format!(
-                "{}n={} k={} N={} pbs 2^{}x{} ks 2^{}x{} (sigma 2^{:.1} / 2^{:.1}): {} bootstraps \
-                 at {:.2} ms ({})",
+                "{}n={} k={} N={} pbs 2^{}x{} ks 2^{}x{} (sigma 2^{:.1} / 2^{:.1}){}: {} \
+                 bootstraps at {:.2} ms ({})",
                 if r.param_sets.len() > 1 {
                     format!("set {i}: ")
                 } else {
@@ -36,6 +36,8 @@ pub fn circuit_text(r: &CircuitReport) -> String {
                 p.ks_level,
                 p.lwe_noise_std_log2,
                 p.glwe_noise_std_log2,
+                set.return_keyswitch
+                    .map_or(String::new(), |r| format!(", {r}")),
                 set.pbs_count,
                 set.predicted_pbs_ms,
                 set.serves.join(", "),

@@ -21,14 +21,14 @@
 
 mod sets;
 
-pub use sets::{choose_param_sets, server_key_bytes, SetOptions};
+pub use sets::{choose_param_sets, SetOptions};
 
 use fhec_runtime::circuit::{Instruction, LookupSets, Prediction, Program};
 use fhec_runtime::noise::{
     self, lookup_classes, minimal_secure_std_glwe, minimal_secure_std_lwe, CircuitNoise,
     LookupClass, LookupKind, NoiseModel,
 };
-use fhec_runtime::{CryptoParams, ParamSets, RuntimeError};
+use fhec_runtime::{CryptoParams, ParamSets, ReturnKeyswitch, RuntimeError};
 
 /// Failure-probability target of a compilation.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -163,6 +163,56 @@ fn keyswitch_s(n: usize, big: usize, ks_level: usize) -> f64 {
     COST.ks_mac_s * (big * ks_level * (n + 1)) as f64
 }
 
+/// Predicted single-thread latency of one bootstrap of set `index` of `params`: keyswitch
+/// from the circuit big key, blind rotation and, for a set with its own big key, the return
+/// keyswitch (`k*N * level * (main + 1)` multiply-adds).
+pub fn set_latency_s(params: &ParamSets, index: usize) -> f64 {
+    let p = &params.sets()[index];
+    let main = params.big_lwe_dimension();
+    let rotation = blind_rotation_s(
+        p.lwe_dimension,
+        p.glwe_dimension,
+        p.polynomial_size,
+        p.pbs_level,
+    );
+    let ret = params.return_keyswitch(index).map_or(0.0, |r| {
+        return_keyswitch_s(p.big_lwe_dimension(), main, r.level)
+    });
+    rotation + keyswitch_s(p.lwe_dimension, main, p.ks_level) + ret
+}
+
+/// Latency of a return keyswitch from dimension `own` to the circuit big key `main`.
+fn return_keyswitch_s(own: usize, main: usize, level: usize) -> f64 {
+    keyswitch_s(main, own, level)
+}
+
+/// Bytes of the expanded server key: per set, the Fourier bootstrap key (`n * (k+1)^2 *
+/// level * N / 2` complex f64), the keyswitch key (`main * level * (n + 1)` words, `main` the
+/// circuit big key's dimension) and, for a set with its own big key, the return keyswitch
+/// key (`k*N * level * (main + 1)` words).
+pub fn server_key_bytes(params: &ParamSets) -> u64 {
+    let main = params.big_lwe_dimension() as u64;
+    params
+        .sets()
+        .iter()
+        .zip(params.returns())
+        .map(|(p, ret)| {
+            let k1 = (p.glwe_dimension + 1) as u64;
+            let bsk = p.lwe_dimension as u64
+                * k1
+                * k1
+                * p.pbs_level as u64
+                * p.polynomial_size as u64
+                * 8;
+            let ksk = main * p.ks_level as u64 * (p.lwe_dimension as u64 + 1) * 8;
+            let ret = ret.map_or(0, |r: ReturnKeyswitch| {
+                p.big_lwe_dimension() as u64 * r.level as u64 * (main + 1) * 8
+            });
+            bsk + ksk + ret
+        })
+        .sum()
+}
+
 /// Ciphertext-level operations of the linear instructions of one inference (each costs
 /// `k*N + 1` word operations).
 pub fn linear_ops(program: &Program) -> u64 {
@@ -214,7 +264,9 @@ fn predict_classes(
             pbs_per_set[c.sets.bits] += c.elements * c.kind.shift as u64;
         }
     }
-    let latencies: Vec<f64> = params.sets().iter().map(pbs_latency_s).collect();
+    let latencies: Vec<f64> = (0..params.len())
+        .map(|i| set_latency_s(params, i))
+        .collect();
     let pbs_s: f64 = pbs_per_set
         .iter()
         .zip(&latencies)

@@ -2,28 +2,34 @@
 //!
 //! The lookups of a circuit are grouped by role and precision (activation tables of each
 //! precision, max-pool comparisons of each precision) plus one group for every bit
-//! extraction of exact rounding; each group gets the cheapest set that serves it. All sets
-//! share the big key (`k * N` and its noise, see [`ParamSets`]), so values move between
-//! groups without extra keyswitches: the search is over that common dimension `D`.
+//! extraction of exact rounding; each group gets the cheapest set that serves it. Values
+//! live between bootstraps under the circuit big key (dimension `D`, see [`ParamSets`]); a
+//! group's set either shares that key (its `k * N = D`: no extra cost) or has a big key of
+//! its own of any `k * N` and keyswitches every output back to `D` (a return keyswitch,
+//! priced and noise-counted). Every set's keyswitch reads the circuit big key. The search is
+//! over `D`, with both kinds of set priced for every group.
 //!
 //! The groups are coupled only through the noise of the values they read, which any set
 //! may have produced. The search bounds it by a common ceiling `V` on every set's output
 //! variance (the unit noise factors count in): at a given `(D, V)` each group's constraints
-//! depend on its own set alone (`var_pbs <= V` and, per bootstrap, `A * V + var_ks +
-//! var_ms <= (half_width / z)^2`, where `A` is the largest noise amplification of the group
-//! and `z` the failure target's Gaussian quantile), so each group takes its cheapest set
-//! independently, and the best `(D, V)` minimises the total. `V` runs over a grid of
-//! quarter bits of variance; the chosen circuit is then checked with the exact noise model.
+//! depend on its own set alone (output variance, return keyswitch included, `<= V` and, per
+//! bootstrap, `A * V + var_ks + var_ms <= (half_width / z)^2`, where `A` is the largest noise
+//! amplification of the group and `z` the failure target's Gaussian quantile), so each group
+//! takes its cheapest set independently, and the best `(D, V)` minimises the total (with at
+//! least one set on the circuit big key: set 0 defines it). `V` runs over a grid of quarter
+//! bits of variance; the chosen circuit is then checked with the exact noise model.
 
 use std::collections::BTreeMap;
 
 use fhec_runtime::circuit::{Instruction, LookupSets, Lut, Prediction, Program};
+use fhec_runtime::noise::{ks_variance, minimal_secure_std_lwe};
 use fhec_runtime::noise::{lookup_classes, p_fail, LookupClass, LookupRole};
-use fhec_runtime::{CryptoParams, ParamSets};
+use fhec_runtime::{CryptoParams, ParamSets, ReturnKeyswitch};
 
 use super::{
-    blind_rotation_s, choose_params, for_each_point, keyswitch_s, linear_ops, predict_classes,
-    with_levels, OptimizerError, PErrorTarget, COST, SET_GLWE_DIMENSIONS,
+    best_bases, blind_rotation_s, choose_params, for_each_point, keyswitch_s, linear_ops,
+    predict_classes, return_keyswitch_s, with_levels, OptimizerError, PErrorTarget, COST,
+    KS_LEVELS, SET_GLWE_DIMENSIONS,
 };
 
 /// How [`choose_param_sets`] may split a circuit's bootstraps.
@@ -31,6 +37,9 @@ use super::{
 pub struct SetOptions {
     /// One set per class of lookups; `false` puts every bootstrap on one set.
     pub per_class: bool,
+    /// Per class, sets may have a big key of their own (with a return keyswitch); `false`
+    /// keeps every set on the circuit big key.
+    pub own_keys: bool,
     /// Largest expanded server key accepted (all sets' keys), bytes.
     pub max_server_key_bytes: Option<u64>,
 }
@@ -39,31 +48,15 @@ impl Default for SetOptions {
     fn default() -> Self {
         SetOptions {
             per_class: true,
+            own_keys: true,
             max_server_key_bytes: None,
         }
     }
 }
 
-/// Bytes of the expanded server key: per set, the Fourier bootstrap key (`n * (k+1)^2 *
-/// level * N / 2` complex f64) and the keyswitch key (`k*N * level * (n + 1)` words).
-pub fn server_key_bytes(params: &ParamSets) -> u64 {
-    params
-        .sets()
-        .iter()
-        .map(|p| {
-            let k1 = (p.glwe_dimension + 1) as u64;
-            let bsk = p.lwe_dimension as u64
-                * k1
-                * k1
-                * p.pbs_level as u64
-                * p.polynomial_size as u64
-                * 8;
-            let ksk =
-                p.big_lwe_dimension() as u64 * p.ks_level as u64 * (p.lwe_dimension as u64 + 1) * 8;
-            bsk + ksk
-        })
-        .sum()
-}
+/// Return keyswitch levels searched (the key is `k*N * level` ciphertexts of the circuit
+/// big key: deep ones cost more than they save).
+const RETURN_LEVELS: usize = 4;
 
 /// A group of bootstraps that shares one parameter set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -171,68 +164,217 @@ fn first_at_least(var: f64) -> usize {
     }
 }
 
-/// Per grid index and group, the cheapest set found: (latency of one KS+PBS, set).
-type Table = Vec<Vec<Option<(f64, CryptoParams)>>>;
+/// A set for a group, with what one of its bootstraps costs (keyswitch from the circuit big
+/// key, blind rotation, return keyswitch if it has a key of its own).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Choice {
+    cost: f64,
+    params: CryptoParams,
+    ret: Option<ReturnKeyswitch>,
+}
 
-/// The cheapest sets per group and `V`, for every big-key dimension `D`.
-fn search(groups: &[(Group, Need)], per_pbs: f64) -> BTreeMap<usize, Table> {
+/// A group's cheapest choices at one `(D, V)`: among sets on the circuit big key, and among
+/// all sets.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cheapest {
+    shared: Option<Choice>,
+    any: Option<Choice>,
+}
+
+/// Per grid index and group, the cheapest choices found.
+type Table = Vec<Vec<Cheapest>>;
+
+/// A point `(k, N, n)` of the search space: the best PBS base and variance per level, and
+/// the modulus-switch variance.
+struct Point {
+    base: CryptoParams,
+    pbs: Vec<(usize, f64)>,
+    var_ms: f64,
+}
+
+/// A way to leave a bootstrap: PBS level, return keyswitch, cost and output variance.
+#[derive(Clone, Copy)]
+struct Exit {
+    cost: f64,
+    var: f64,
+    pbs_level: usize,
+    ret: Option<ReturnKeyswitch>,
+}
+
+/// Per grid index `i`, the cheapest exit with output variance `<= V_i`.
+fn cheapest_exits(exits: &[Exit]) -> Vec<Option<Exit>> {
+    let len = grid_len();
+    let mut out: Vec<Option<Exit>> = vec![None; len];
+    for e in exits {
+        let i = first_at_least(e.var);
+        if i < len && out[i].is_none_or(|x| e.cost < x.cost) {
+            out[i] = Some(*e);
+        }
+    }
+    for i in 1..len {
+        if let Some(prev) = out[i - 1] {
+            if out[i].is_none_or(|x| prev.cost < x.cost) {
+                out[i] = Some(prev);
+            }
+        }
+    }
+    out
+}
+
+/// The cheapest choices per group and `V`, for every circuit big key dimension `D`.
+fn search(groups: &[(Group, Need)], per_pbs: f64, own_keys: bool) -> BTreeMap<usize, Table> {
     let sigma = std_per_half_width(per_pbs);
     let budgets: Vec<f64> = groups
         .iter()
         .map(|(g, _)| (g.half_width() * sigma).powi(2))
         .collect();
+    let mut points = Vec::new();
+    for_each_point(SET_GLWE_DIMENSIONS, 0, |base, pbs, _, var_ms| {
+        points.push(Point {
+            base: *base,
+            pbs: pbs.to_vec(),
+            var_ms,
+        });
+    });
+    let mains: std::collections::BTreeSet<usize> =
+        points.iter().map(|p| p.base.big_lwe_dimension()).collect();
     let len = grid_len();
-    let mut by_dimension: BTreeMap<usize, Table> = BTreeMap::new();
-    for_each_point(SET_GLWE_DIMENSIONS, 0, |base, pbs, ks, var_ms| {
-        let (n, k, poly) = (
-            base.lwe_dimension,
-            base.glwe_dimension,
-            base.polynomial_size,
-        );
-        let big = base.big_lwe_dimension();
-        // Cheapest blind rotation whose output variance is at most grid V, per index.
-        let mut rotation: Vec<Option<(f64, usize)>> = vec![None; len];
-        for (l, &(_, var)) in pbs.iter().enumerate() {
-            let cost = blind_rotation_s(n, k, poly, l + 1);
-            for slot in rotation.iter_mut().skip(first_at_least(var)) {
-                if slot.is_none_or(|(c, _)| cost < c) {
-                    *slot = Some((cost, l));
-                }
-            }
-        }
-        let table = by_dimension
-            .entry(big)
-            .or_insert_with(|| vec![vec![None; groups.len()]; len]);
-        for (g, ((group, need), budget)) in groups.iter().zip(&budgets).enumerate() {
-            if (poly as u64) < 2u64 << group.precision() {
+    let mut by_dimension = BTreeMap::new();
+    for main in mains {
+        let main_std = minimal_secure_std_lwe(main);
+        // Keyswitch (circuit big key → n) per n, and return keyswitch per own k*N: best base
+        // per level, with (level, base, variance, cost).
+        let mut ks_by_n: BTreeMap<usize, Vec<(usize, usize, f64, f64)>> = BTreeMap::new();
+        let mut returns_by_dim: BTreeMap<usize, Vec<(ReturnKeyswitch, f64, f64)>> = BTreeMap::new();
+        let mut table: Table = vec![vec![Cheapest::default(); groups.len()]; len];
+        for point in &points {
+            let (n, k, poly) = (
+                point.base.lwe_dimension,
+                point.base.glwe_dimension,
+                point.base.polynomial_size,
+            );
+            let own_dim = k * poly;
+            let shared = own_dim == main;
+            if !shared && !own_keys {
                 continue;
             }
-            for (i, rot) in rotation.iter().enumerate() {
-                let Some((rot_cost, l)) = *rot else {
-                    continue;
-                };
-                let room = budget - var_ms - need.amplification * grid_v(i);
-                if room <= 0.0 {
-                    break; // larger V only leaves less room
-                }
-                let cheapest_ks = ks
-                    .iter()
+            let ks = ks_by_n.entry(n).or_insert_with(|| {
+                let lwe_std = minimal_secure_std_lwe(n);
+                best_bases(KS_LEVELS, |b, l| ks_variance(main, n, b, l, lwe_std))
+                    .into_iter()
                     .enumerate()
-                    .filter(|(_, &(_, var))| var <= room)
-                    .map(|(m, _)| (keyswitch_s(n, big, m + 1), m))
-                    .min_by(|a, b| a.0.total_cmp(&b.0));
-                let Some((ks_cost, m)) = cheapest_ks else {
+                    .map(|(m, (base, var))| (m + 1, base, var, keyswitch_s(n, main, m + 1)))
+                    .collect()
+            });
+            let returns: &[(ReturnKeyswitch, f64, f64)] = if shared {
+                &[]
+            } else {
+                returns_by_dim.entry(own_dim).or_insert_with(|| {
+                    best_bases(RETURN_LEVELS, |b, l| {
+                        ks_variance(own_dim, main, b, l, main_std)
+                    })
+                    .into_iter()
+                    .enumerate()
+                    .map(|(r, (base_log, var))| {
+                        let level = r + 1;
+                        let ret = ReturnKeyswitch { base_log, level };
+                        (ret, var, return_keyswitch_s(own_dim, main, level))
+                    })
+                    .collect()
+                })
+            };
+            let mut exits = Vec::new();
+            for (l, &(_, var)) in point.pbs.iter().enumerate() {
+                let cost = blind_rotation_s(n, k, poly, l + 1);
+                if shared {
+                    exits.push(Exit {
+                        cost,
+                        var,
+                        pbs_level: l + 1,
+                        ret: None,
+                    });
+                }
+                for &(ret, ret_var, ret_cost) in returns {
+                    exits.push(Exit {
+                        cost: cost + ret_cost,
+                        var: var + ret_var,
+                        pbs_level: l + 1,
+                        ret: Some(ret),
+                    });
+                }
+            }
+            let exits = cheapest_exits(&exits);
+            for (g, ((group, need), budget)) in groups.iter().zip(&budgets).enumerate() {
+                if (poly as u64) < 2u64 << group.precision() {
                     continue;
-                };
-                let cost = rot_cost + ks_cost;
-                let slot = &mut table[i][g];
-                if slot.is_none_or(|(c, _)| cost < c) {
-                    *slot = Some((cost, with_levels(base, (l + 1, pbs[l].0), (m + 1, ks[m].0))));
+                }
+                // The room left for the keyswitch shrinks as V grows: the cheapest feasible
+                // keyswitch level only moves up.
+                let mut m = 0;
+                for (i, exit) in exits.iter().enumerate() {
+                    let Some(exit) = exit else {
+                        continue;
+                    };
+                    let room = budget - point.var_ms - need.amplification * grid_v(i);
+                    if room <= 0.0 {
+                        break;
+                    }
+                    while m < ks.len() && ks[m].2 > room {
+                        m += 1;
+                    }
+                    let Some(&(ks_level, ks_base, _, ks_cost)) = ks.get(m) else {
+                        break;
+                    };
+                    let l = exit.pbs_level;
+                    let choice = Choice {
+                        cost: exit.cost + ks_cost,
+                        params: with_levels(
+                            &point.base,
+                            (l, point.pbs[l - 1].0),
+                            (ks_level, ks_base),
+                        ),
+                        ret: exit.ret,
+                    };
+                    let slot = &mut table[i][g];
+                    if slot.any.is_none_or(|c| choice.cost < c.cost) {
+                        slot.any = Some(choice);
+                    }
+                    if shared && slot.shared.is_none_or(|c| choice.cost < c.cost) {
+                        slot.shared = Some(choice);
+                    }
                 }
             }
         }
-    });
+        by_dimension.insert(main, table);
+    }
     by_dimension
+}
+
+/// The cheapest choice per group at one `(D, V)` with at least one set on the circuit big
+/// key, and its total cost (`None` if some group has no set).
+fn cheapest_total(groups: &[(Group, Need)], cheapest: &[Cheapest]) -> Option<(f64, Vec<Choice>)> {
+    let mut total = 0.0;
+    let mut chosen = Vec::with_capacity(groups.len());
+    for ((_, need), found) in groups.iter().zip(cheapest) {
+        let any = found.any?;
+        total += need.count as f64 * any.cost;
+        chosen.push(any);
+    }
+    if chosen.iter().all(|c| c.ret.is_some()) {
+        // Some group must hold the circuit big key: the one for which it costs least.
+        let (g, extra) = groups
+            .iter()
+            .zip(cheapest)
+            .enumerate()
+            .filter_map(|(g, ((_, need), found))| {
+                let shared = found.shared?;
+                Some((g, need.count as f64 * (shared.cost - chosen[g].cost)))
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))?;
+        chosen[g] = cheapest[g].shared?;
+        total += extra;
+    }
+    Some((total, chosen))
 }
 
 /// The cheapest sets of `groups`, one per group (identical sets merged), with the index of
@@ -241,58 +383,55 @@ fn best_sets(
     groups: &[(Group, Need)],
     per_pbs: f64,
     linear: u64,
-) -> Option<(Vec<CryptoParams>, Vec<usize>)> {
-    let mut best: Option<(f64, Vec<CryptoParams>)> = None;
-    for (big, table) in search(groups, per_pbs) {
+    own_keys: bool,
+) -> Option<(Vec<Choice>, Vec<usize>)> {
+    let mut best: Option<(f64, Vec<Choice>)> = None;
+    for (big, table) in search(groups, per_pbs, own_keys) {
         let linear_s = linear as f64 * (big + 1) as f64 * COST.linear_word_s;
         for cheapest in &table {
-            let mut total = linear_s;
-            let mut chosen = Vec::with_capacity(groups.len());
-            for ((_, need), found) in groups.iter().zip(cheapest) {
-                match *found {
-                    Some((cost, params)) => {
-                        total += need.count as f64 * cost;
-                        chosen.push(params);
-                    }
-                    None => {
-                        total = f64::INFINITY;
-                        break;
-                    }
-                }
-            }
-            if total.is_finite() && best.as_ref().is_none_or(|(c, _)| total < *c) {
+            let Some((total, chosen)) = cheapest_total(groups, cheapest) else {
+                continue;
+            };
+            let total = total + linear_s;
+            if best.as_ref().is_none_or(|(c, _)| total < *c) {
                 best = Some((total, chosen));
             }
         }
     }
     let (_, chosen) = best?;
-    let mut sets: Vec<CryptoParams> = Vec::new();
+    let mut sets: Vec<Choice> = Vec::new();
     let index = chosen
         .iter()
-        .map(|p| match sets.iter().position(|s| s == p) {
-            Some(i) => i,
-            None => {
-                sets.push(*p);
-                sets.len() - 1
+        .map(|c| {
+            match sets
+                .iter()
+                .position(|s| s.params == c.params && s.ret == c.ret)
+            {
+                Some(i) => i,
+                None => {
+                    sets.push(*c);
+                    sets.len() - 1
+                }
             }
         })
         .collect();
     Some((sets, index))
 }
 
-/// The sets reordered by bootstraps per inference, most first (set 0 is what one-set
-/// summaries such as the sweep's parameter columns show), and the groups' indices with them.
+/// The sets reordered: those on the circuit big key first (set 0 defines it), each kind by
+/// bootstraps per inference, most first (set 0 is what one-set summaries such as the
+/// sweep's parameter columns show), and the groups' indices with them.
 fn busiest_first(
-    sets: Vec<CryptoParams>,
+    sets: Vec<Choice>,
     index: Vec<usize>,
     groups: &[(Group, Need)],
-) -> (Vec<CryptoParams>, Vec<usize>) {
+) -> (Vec<Choice>, Vec<usize>) {
     let mut count = vec![0u64; sets.len()];
     for ((_, need), &i) in groups.iter().zip(&index) {
         count[i] += need.count;
     }
     let mut order: Vec<usize> = (0..sets.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(count[i]));
+    order.sort_by_key(|&i| (sets[i].ret.is_some(), std::cmp::Reverse(count[i])));
     let mut new_index = vec![0; sets.len()];
     for (new, &old) in order.iter().enumerate() {
         new_index[old] = new;
@@ -376,7 +515,7 @@ pub fn choose_param_sets(
         }
     }
     if options.per_class {
-        if let Some(found) = per_class(program, target, threads)? {
+        if let Some(found) = per_class(program, target, threads, options.own_keys)? {
             let faster = best
                 .as_ref()
                 .is_none_or(|(_, p, _)| found.1.latency_s < p.latency_s);
@@ -404,6 +543,7 @@ fn per_class(
     program: &Program,
     target: PErrorTarget,
     threads: usize,
+    own_keys: bool,
 ) -> Result<Option<(ParamSets, Prediction, Program)>, OptimizerError> {
     let classes = lookup_classes(program)?;
     let pbs_count: u64 = classes
@@ -413,11 +553,14 @@ fn per_class(
     let per_pbs = target.per_pbs(pbs_count);
     let groups: Vec<(Group, Need)> = needs(&classes).into_iter().collect();
     let linear = linear_ops(program);
-    let Some((sets, index)) = best_sets(&groups, per_pbs, linear) else {
+    let Some((sets, index)) = best_sets(&groups, per_pbs, linear, own_keys) else {
         return Ok(None);
     };
     let (sets, index) = busiest_first(sets, index, &groups);
-    let params = ParamSets::new(sets)?;
+    let params = ParamSets::with_own_keys(
+        sets.iter().map(|c| c.params).collect(),
+        sets.iter().map(|c| c.ret).collect(),
+    )?;
     let mut assigned = program.clone();
     assign(&mut assigned, &groups, &index);
     let classes = lookup_classes(&assigned)?;

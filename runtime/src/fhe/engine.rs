@@ -5,8 +5,9 @@
 //! keyswitch big→small, *centered* modulus switch to `2N`
 //! (the mean of the rounding error is removed and the phase shifted by half a step, so every
 //! box of the table is symmetric around its message: this is the switch the noise model
-//! assumes), blind rotation of the table's accumulator and sample extraction. The bootstrap
-//! key and the FFT plan are shared.
+//! assumes), blind rotation of the table's accumulator and sample extraction, then, for a
+//! parameter set with a big key of its own, the keyswitch back to the circuit big key. The
+//! bootstrap key and the FFT plan are shared.
 //!
 //! Exact rounding (see [`crate::circuit::Rounding`]) removes the dropped bits one by one with
 //! constant-table sign bootstraps before the table lookup itself.
@@ -91,8 +92,9 @@ fn switch<'s, C: Container<Element = u64>>(
 /// Keyswitch, centered modulus switch, blind rotation of `accs[i]` and sample extraction of
 /// every `inputs[i]`, in parameter set `set`, as ONE batch blind rotation: each GGSW of the
 /// bootstrap key is applied to the whole batch before the next, so the key (hundreds of MiB)
-/// streams from memory once per batch instead of once per ciphertext. `big`: the LWE size of
-/// the outputs.
+/// streams from memory once per batch instead of once per ciphertext. A set with a big key
+/// of its own then keyswitches every output back to the circuit big key. `big`: the LWE
+/// size of the outputs (circuit big key).
 fn bootstrap_batch<C: Container<Element = u64>>(
     set: &SetKey,
     inputs: &[LweCiphertext<C>],
@@ -137,11 +139,19 @@ fn bootstrap_batch<C: Container<Element = u64>>(
         set.fft.as_view(),
         buffers.stack(),
     );
+    let extracted_size = LweSize(p.big_lwe_dimension() + 1);
     list.iter()
         .map(|glwe| {
-            let mut out = LweCiphertext::new(0, LweSize(big), native());
+            let mut out = LweCiphertext::new(0, extracted_size, native());
             extract_lwe_sample_from_glwe_ciphertext(&glwe, &mut out, MonomialDegree(0));
-            out
+            match &set.ret {
+                Some(ret) => {
+                    let mut back = LweCiphertext::new(0, LweSize(big), native());
+                    keyswitch_lwe_ciphertext(ret, &out, &mut back);
+                    back
+                }
+                None => out,
+            }
         })
         .collect()
 }

@@ -1,13 +1,13 @@
 //! Key generation and key files.
 //!
-//! A [`ClientKey`] holds the two binary secret keys (the small LWE key a bootstrap starts
-//! from and the GLWE key, whose flattened form is the "big" LWE key ciphertexts live under
-//! between bootstraps). [`ClientKey::generate`] also produces the [`CompressedServerKey`]: the
-//! bootstrap key and the big→small keyswitch key in *seeded* form (only bodies plus the seed
-//! their masks are regenerated from), which is what the client ships to the server. The
-//! server calls [`CompressedServerKey::expand`] once to get a [`ServerKey`]: both keys
-//! decompressed, the bootstrap key in the Fourier domain, plus the one FFT plan every
-//! bootstrap shares.
+//! A [`ClientKey`] holds the binary secret keys: the circuit big key ciphertexts live under
+//! between bootstraps, per parameter set the small LWE key its bootstraps start from, and
+//! for a set with a big key of its own that key (see [`ParamSets`]). [`ClientKey::generate`]
+//! also produces the [`CompressedServerKey`]: per set the bootstrap key, the big→small
+//! keyswitch key and (own big key) the return keyswitch key, in *seeded* form (only bodies
+//! plus the seed their masks are regenerated from), which is what the client ships to the
+//! server. The server calls [`CompressedServerKey::expand`] once to get a [`ServerKey`]: the
+//! keys decompressed, the bootstrap keys in the Fourier domain, plus one FFT plan per set.
 //!
 //! Randomness comes from tfhe's `new_seeder()` (hardware or OS entropy), except for keys made
 //! by [`ClientKey::generate_with_seeders_for_tests`], which draw from seeders the caller
@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use crate::artifact::{decode_bytes, format_error, load_with, write_file, ArtifactKind, Header};
 use crate::error::RuntimeError;
-use crate::params::{CryptoParams, ParamSets};
+use crate::params::{CryptoParams, ParamSets, ReturnKeyswitch};
 use crate::FORMAT_VERSION;
 
 /// Short hexadecimal form of a key id for messages.
@@ -55,15 +55,18 @@ pub(crate) fn native() -> CiphertextModulus<u64> {
     CiphertextModulus::new_native()
 }
 
-/// The secret keys of a client: the binary big key every ciphertext lives under between
-/// bootstraps (dimension `k * N`; each parameter set reads it as a GLWE key of its own
-/// shape) and one binary small LWE key per parameter set.
+/// The secret keys of a client: the binary circuit big key every ciphertext lives under
+/// between bootstraps (dimension `k * N` of set 0; each set sharing it reads it as a GLWE key
+/// of its own shape), one binary small LWE key per parameter set, and the big key of each set
+/// that has one of its own.
 pub struct ClientKey {
     pub params: ParamSets,
     /// Random identity shared with the server key generated alongside.
     pub key_id: [u8; 16],
     pub small_lwe: Vec<LweSecretKey<Vec<u64>>>,
     big: LweSecretKey<Vec<u64>>,
+    /// Per set: its own big key (`None` when it shares the circuit big key).
+    own_big: Vec<Option<LweSecretKey<Vec<u64>>>>,
     entropy: Entropy,
 }
 
@@ -100,6 +103,9 @@ impl Drop for ClientKey {
         for key in &mut self.small_lwe {
             wipe(key.as_mut());
         }
+        for key in self.own_big.iter_mut().flatten() {
+            wipe(key.as_mut());
+        }
         wipe(self.big.as_mut());
     }
 }
@@ -118,10 +124,13 @@ pub struct CompressedServerKey {
 #[derive(Clone, Debug)]
 pub struct CompressedSetKey {
     pub bsk: SeededLweBootstrapKeyOwned<u64>,
-    /// Big key → this set's small LWE key.
+    /// Circuit big key → this set's small LWE key.
     pub ksk: SeededLweKeyswitchKeyOwned<u64>,
+    /// The set's own big key → circuit big key (sets with a key of their own).
+    pub ret: Option<SeededLweKeyswitchKeyOwned<u64>>,
     bsk_seed: u128,
     ksk_seed: u128,
+    ret_seed: u128,
 }
 
 /// The expanded evaluation key the server computes with.
@@ -136,7 +145,11 @@ pub struct ServerKey {
 pub struct SetKey {
     pub params: CryptoParams,
     pub bsk: FourierLweBootstrapKeyOwned,
+    /// Circuit big key → this set's small key.
     pub ksk: LweKeyswitchKeyOwned<u64>,
+    /// The set's own big key → circuit big key, applied to every bootstrap output (sets
+    /// with a key of their own).
+    pub ret: Option<LweKeyswitchKeyOwned<u64>>,
     /// The FFT plan every bootstrap of this set shares.
     pub fft: Fft,
 }
@@ -227,20 +240,34 @@ impl ClientKey {
                 LweSecretKey::generate_new_binary(LweDimension(p.lwe_dimension), &mut secret_gen)
             })
             .collect();
+        let own_big: Vec<_> = params
+            .sets()
+            .iter()
+            .zip(params.returns())
+            .map(|(p, ret)| {
+                ret.map(|_| {
+                    LweSecretKey::generate_new_binary(
+                        LweDimension(p.big_lwe_dimension()),
+                        &mut secret_gen,
+                    )
+                })
+            })
+            .collect();
         let mut key_id = [0u8; 16];
         key_id.copy_from_slice(&seeder.seed().0.to_le_bytes());
 
-        let sets = params
-            .sets()
-            .iter()
-            .zip(&small_lwe)
-            .map(|(p, small)| set_keys(p, &big, small, seeder))
+        let sets = (0..params.len())
+            .map(|i| {
+                let own = own_big[i].as_ref().zip(params.return_keyswitch(i));
+                set_keys(params, i, &big, &small_lwe[i], own, seeder)
+            })
             .collect();
         let client = ClientKey {
             params: params.clone(),
             key_id,
             small_lwe,
             big,
+            own_big,
             entropy,
         };
         let server = CompressedServerKey {
@@ -251,14 +278,14 @@ impl ClientKey {
         Ok((client, server))
     }
 
-    /// The GLWE key of parameter set `set` (the big key read with that set's shape).
-    pub fn glwe(&self, set: &CryptoParams) -> GlweSecretKey<&[u64]> {
-        GlweSecretKey::from_container(self.big.as_ref(), PolynomialSize(set.polynomial_size))
-    }
-
-    /// The big LWE key ciphertexts are encrypted under.
+    /// The circuit big LWE key ciphertexts are encrypted under.
     pub fn big_lwe(&self) -> LweSecretKey<&[u64]> {
         self.big.as_view()
+    }
+
+    /// The big key of parameter set `set` if it has one of its own.
+    pub fn own_big_lwe(&self, set: usize) -> Option<LweSecretKey<&[u64]>> {
+        self.own_big.get(set)?.as_ref().map(|k| k.as_view())
     }
 
     fn header(&self) -> Header {
@@ -276,6 +303,11 @@ impl ClientKey {
             params: &self.params,
             small_lwe: self.small_lwe.iter().map(|k| k.as_ref()).collect(),
             big: self.big.as_ref(),
+            own_big: self
+                .own_big
+                .iter()
+                .map(|k| k.as_ref().map(|k| k.as_ref()))
+                .collect(),
         };
         write_file(path, &self.header(), &payload, true)
     }
@@ -294,6 +326,7 @@ impl ClientKey {
             params,
             mut small_lwe,
             mut big,
+            mut own_big,
         } = payload;
         let checked = (|| {
             if header.fingerprint != params.fingerprint() {
@@ -301,22 +334,38 @@ impl ClientKey {
             }
             params.check().map_err(|e| e.to_string())?;
             // `check` bounded the dimensions: `big_lwe_dimension` cannot overflow.
-            let sizes_match = small_lwe.len() == params.len()
-                && small_lwe
-                    .iter()
-                    .zip(params.sets())
-                    .all(|(k, p)| k.len() == p.lwe_dimension)
-                && big.len() == params.big_lwe_dimension();
+            let sizes_match =
+                small_lwe.len() == params.len()
+                    && small_lwe
+                        .iter()
+                        .zip(params.sets())
+                        .all(|(k, p)| k.len() == p.lwe_dimension)
+                    && big.len() == params.big_lwe_dimension()
+                    && own_big.len() == params.len()
+                    && own_big.iter().zip(params.sets()).zip(params.returns()).all(
+                        |((k, p), ret)| match (k, ret) {
+                            (Some(k), Some(_)) => k.len() == p.big_lwe_dimension(),
+                            (None, None) => true,
+                            _ => false,
+                        },
+                    );
             if !sizes_match {
                 return Err(format!("key sizes do not match the parameters ({params})"));
             }
-            if small_lwe.iter().flatten().chain(big.iter()).any(|&b| b > 1) {
+            let own = own_big.iter().flatten().flatten();
+            if small_lwe
+                .iter()
+                .flatten()
+                .chain(big.iter())
+                .chain(own)
+                .any(|&b| b > 1)
+            {
                 return Err("the secret keys are not binary".into());
             }
             Ok(())
         })();
         if let Err(message) = checked {
-            for key in &mut small_lwe {
+            for key in small_lwe.iter_mut().chain(own_big.iter_mut().flatten()) {
                 wipe(key);
             }
             wipe(&mut big);
@@ -330,6 +379,10 @@ impl ClientKey {
                 .map(LweSecretKey::from_container)
                 .collect(),
             big: LweSecretKey::from_container(big),
+            own_big: own_big
+                .into_iter()
+                .map(|k| k.map(LweSecretKey::from_container))
+                .collect(),
             entropy: Entropy::System,
         })
     }
@@ -366,6 +419,7 @@ struct ClientKeyRef<'a> {
     params: &'a ParamSets,
     small_lwe: Vec<&'a [u64]>,
     big: &'a [u64],
+    own_big: Vec<Option<&'a [u64]>>,
 }
 
 #[derive(Deserialize)]
@@ -373,6 +427,7 @@ struct ClientKeyPayload {
     params: ParamSets,
     small_lwe: Vec<Vec<u64>>,
     big: Vec<u64>,
+    own_big: Vec<Option<Vec<u64>>>,
 }
 
 #[derive(Serialize)]
@@ -387,6 +442,8 @@ struct SetKeyRef<'a> {
     bsk: &'a [u64],
     ksk_seed: u128,
     ksk: &'a [u64],
+    ret_seed: u128,
+    ret: Option<&'a [u64]>,
 }
 
 #[derive(Deserialize)]
@@ -401,6 +458,8 @@ struct SetKeyPayload {
     bsk: Vec<u64>,
     ksk_seed: u128,
     ksk: Vec<u64>,
+    ret_seed: u128,
+    ret: Option<Vec<u64>>,
 }
 
 /// Number of stored (body) coefficients of a seeded bootstrap key (`None` on overflow).
@@ -411,22 +470,27 @@ fn seeded_bsk_len(p: &CryptoParams) -> Option<usize> {
         .checked_mul(p.polynomial_size)
 }
 
-/// Number of stored (body) coefficients of a seeded big→small keyswitch key.
-fn seeded_ksk_len(p: &CryptoParams) -> Option<usize> {
-    p.glwe_dimension
-        .checked_mul(p.polynomial_size)?
-        .checked_mul(p.ks_level)
+/// Number of stored (body) coefficients of a seeded keyswitch key from dimension `input`
+/// with `level` levels.
+fn seeded_ksk_len(input: usize, level: usize) -> Option<usize> {
+    input.checked_mul(level)
 }
 
-/// The seeded bootstrap key (small → the big key read as `p`'s GLWE key) and keyswitch key
-/// (big → small) of one parameter set.
+/// The seeded keys of parameter set `index` of `params`: bootstrap key (small → the set's
+/// GLWE key: its own big key if `own` is given, else the circuit big key read with the set's
+/// shape), keyswitch key (circuit big key → small) and, with `own`, the return keyswitch key
+/// (own big key → circuit big key, noise of the circuit big key).
 fn set_keys(
-    p: &CryptoParams,
+    params: &ParamSets,
+    index: usize,
     big: &LweSecretKey<Vec<u64>>,
     small: &LweSecretKey<Vec<u64>>,
+    own: Option<(&LweSecretKey<Vec<u64>>, ReturnKeyswitch)>,
     seeder: &mut dyn Seeder,
 ) -> CompressedSetKey {
-    let glwe = GlweSecretKey::from_container(big.as_ref(), PolynomialSize(p.polynomial_size));
+    let p = &params.sets()[index];
+    let glwe_big = own.map_or(big, |(key, _)| key);
+    let glwe = GlweSecretKey::from_container(glwe_big.as_ref(), PolynomialSize(p.polynomial_size));
     let bsk_seed = seeder.seed().0;
     let mut bsk = SeededLweBootstrapKey::new(
         0u64,
@@ -450,17 +514,39 @@ fn set_keys(
         0u64,
         DecompositionBaseLog(p.ks_base_log),
         DecompositionLevelCount(p.ks_level),
-        LweDimension(p.big_lwe_dimension()),
+        LweDimension(params.big_lwe_dimension()),
         LweDimension(p.lwe_dimension),
         Seed(ksk_seed).into(),
         native(),
     );
     generate_seeded_lwe_keyswitch_key(big, small, &mut ksk, gaussian(p.lwe_noise_std), seeder);
+    let ret_seed = seeder.seed().0;
+    let ret = own.map(|(own_key, r)| {
+        let mut ret = SeededLweKeyswitchKey::new(
+            0u64,
+            DecompositionBaseLog(r.base_log),
+            DecompositionLevelCount(r.level),
+            LweDimension(p.big_lwe_dimension()),
+            LweDimension(params.big_lwe_dimension()),
+            Seed(ret_seed).into(),
+            native(),
+        );
+        generate_seeded_lwe_keyswitch_key(
+            own_key,
+            big,
+            &mut ret,
+            gaussian(params.glwe_noise_std()),
+            seeder,
+        );
+        ret
+    });
     CompressedSetKey {
         bsk,
         ksk,
+        ret,
         bsk_seed,
         ksk_seed,
+        ret_seed,
     }
 }
 
@@ -486,6 +572,8 @@ impl CompressedServerKey {
                     bsk: k.bsk.as_ref(),
                     ksk_seed: k.ksk_seed,
                     ksk: k.ksk.as_ref(),
+                    ret_seed: k.ret_seed,
+                    ret: k.ret.as_ref().map(|r| r.as_ref()),
                 })
                 .collect(),
         };
@@ -517,8 +605,19 @@ impl CompressedServerKey {
             )));
         }
         let mut sets = Vec::with_capacity(params.len());
-        for (k, p) in payload.sets.into_iter().zip(params.sets()) {
-            if Some(k.bsk.len()) != seeded_bsk_len(p) || Some(k.ksk.len()) != seeded_ksk_len(p) {
+        let main = params.big_lwe_dimension();
+        for (i, (k, p)) in payload.sets.into_iter().zip(params.sets()).enumerate() {
+            let ret_len_ok = match (&k.ret, params.return_keyswitch(i)) {
+                (Some(ret), Some(r)) => {
+                    Some(ret.len()) == seeded_ksk_len(p.big_lwe_dimension(), r.level)
+                }
+                (None, None) => true,
+                _ => false,
+            };
+            if Some(k.bsk.len()) != seeded_bsk_len(p)
+                || Some(k.ksk.len()) != seeded_ksk_len(main, p.ks_level)
+                || !ret_len_ok
+            {
                 return Err(format(format!(
                     "key sizes do not match the parameters ({p})"
                 )));
@@ -540,11 +639,23 @@ impl CompressedServerKey {
                 Seed(k.ksk_seed).into(),
                 native(),
             );
+            let ret = k.ret.zip(params.return_keyswitch(i)).map(|(ret, r)| {
+                SeededLweKeyswitchKey::from_container(
+                    ret,
+                    DecompositionBaseLog(r.base_log),
+                    DecompositionLevelCount(r.level),
+                    LweDimension(main).to_lwe_size(),
+                    Seed(k.ret_seed).into(),
+                    native(),
+                )
+            });
             sets.push(CompressedSetKey {
                 bsk,
                 ksk,
+                ret,
                 bsk_seed: k.bsk_seed,
                 ksk_seed: k.ksk_seed,
+                ret_seed: k.ret_seed,
             });
         }
         Ok(CompressedServerKey {
@@ -576,6 +687,10 @@ impl CompressedServerKey {
                     params: *p,
                     bsk,
                     ksk: k.ksk.clone().par_decompress_into_lwe_keyswitch_key(),
+                    ret: k
+                        .ret
+                        .as_ref()
+                        .map(|r| r.clone().par_decompress_into_lwe_keyswitch_key()),
                     fft: Fft::new(PolynomialSize(p.polynomial_size)),
                 }
             })
