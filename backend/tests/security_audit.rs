@@ -99,14 +99,14 @@ fn curve_matches_the_tfhe_source() {
 #[test]
 fn every_parameter_set_the_optimizer_can_emit_is_secure() {
     let candidates = candidate_params();
-    // The whole documented search space: (k, N) with k in 1..=4 (k = 4 only for the sets
-    // per class of lookups), N in 2^9..=2^15, k*N <= 2^15; n in 500..=1200 step 8; PBS
-    // levels 1..=6 and keyswitch levels 1..=12.
-    let kn_pairs = (1..=4usize)
-        .flat_map(|k| (9..=15u32).map(move |l| k << l))
+    // The whole documented search space: (k, N) with k in 1..=8 and N in 2^8..=2^15 (the
+    // one-set search uses k <= 3, N >= 2^9 of them), k*N <= 2^15; n in 500..=1200 step 8;
+    // PBS levels 1..=6 and keyswitch levels 1..=12.
+    let kn_pairs = (1..=8usize)
+        .flat_map(|k| (8..=15u32).map(move |l| k << l))
         .filter(|&kn| kn <= 1 << 15)
         .count();
-    assert_eq!(kn_pairs, 23);
+    assert_eq!(kn_pairs, 47);
     assert_eq!(candidates.len(), kn_pairs * 88 * 6 * 12);
     let mut min_margin_bits = f64::INFINITY;
     for p in &candidates {

@@ -4,8 +4,15 @@
 //! ```text
 //! cargo run --release -p fhec-runtime --example pbs_timing [-- OUTPUT_FILE]
 //! cargo run --release -p fhec-runtime --example pbs_timing -- --batch
+//! cargo run --release -p fhec-runtime --example pbs_timing -- --fit
 //! ```
 //! The numbers feed the optimizer's cost model; with OUTPUT_FILE they are appended there.
+//!
+//! `--fit` measures the engine as circuits run it (2 threads, batch blind rotations) over a
+//! grid of sets, the keyswitch alone on 2 threads too, and fits the optimizer's cost model
+//! (`backend/src/optimizer/mod.rs`, `COST`): seconds per keyswitch multiply-add from the
+//! keyswitches, seconds per FFT operation from the rest; it prints each set's measured and
+//! fitted thread-milliseconds per lookup.
 //!
 //! `--batch` asks whether bootstrapping several ciphertexts per pass over the Fourier key
 //! raises throughput: on 2 threads, `COUNT` lookups as the engine does them (keyswitch,
@@ -44,7 +51,8 @@ fn params(pbs: (usize, usize), ks: (usize, usize)) -> CryptoParams {
     }
 }
 
-/// Seconds per lookup of `batch` lookups on a pool of `threads` threads (best of `reps`).
+/// Seconds per lookup of `batch` lookups on a pool of `threads` threads (best of `reps`),
+/// a 4-bit table.
 fn measure(
     engine: &FheEngine,
     client: &ClientKey,
@@ -52,11 +60,25 @@ fn measure(
     batch: usize,
     reps: usize,
 ) -> f64 {
+    measure_table(engine, client, threads, batch, reps, 4)
+}
+
+/// [`measure`] with a `precision`-bit table (`N = 256` rings only hold small ones: their
+/// modulus switch is too coarse for 4 bits).
+fn measure_table(
+    engine: &FheEngine,
+    client: &ClientKey,
+    threads: usize,
+    batch: usize,
+    reps: usize,
+    precision: u32,
+) -> f64 {
+    let top = (1i64 << precision) - 1;
     let lut = Lut {
         input_min: 0,
-        precision: 4,
+        precision,
         rounding: None,
-        tables: vec![(0..16).map(|i| 15 - i).collect()],
+        tables: vec![(0..=top).map(|i| top - i).collect()],
         axis: None,
         sets: Default::default(),
     };
@@ -64,12 +86,12 @@ fn measure(
     let info = ValueInfo {
         shape: vec![batch],
         min: 0,
-        max: 15,
+        max: top,
         delta_log2: delta,
         noise_factor: 1.0,
     };
     let cts: Vec<_> = (0..batch)
-        .map(|i| client.encrypt_value((i % 16) as i64, delta))
+        .map(|i| client.encrypt_value(i as i64 % (top + 1), delta))
         .collect();
     let refs: Vec<_> = cts.iter().collect();
     let tables = vec![0; batch];
@@ -85,7 +107,7 @@ fn measure(
             .expect("lookup");
         best = best.min(start.elapsed().as_secs_f64() / batch as f64);
         for (i, ct) in out.iter().enumerate() {
-            assert_eq!(client.decrypt_raw(ct, delta).0, 15 - (i % 16) as i64);
+            assert_eq!(client.decrypt_raw(ct, delta).0, top - i as i64 % (top + 1));
         }
     }
     best
@@ -226,10 +248,120 @@ fn measure_ks(server: &fhec_runtime::ServerKey, client: &ClientKey) -> f64 {
     best
 }
 
+/// Operations of the cost model for one lookup of `p`: (FFT operations of the blind
+/// rotation, keyswitch multiply-adds), as `backend/src/optimizer/mod.rs` counts them.
+fn model_ops(p: &CryptoParams) -> (f64, f64) {
+    let (n, k, poly, l) = (
+        p.lwe_dimension as f64,
+        p.glwe_dimension as f64,
+        p.polynomial_size as f64,
+        p.pbs_level as f64,
+    );
+    let ffts = n * (k + 1.0) * (l + 1.0) * poly * poly.log2();
+    let products = n * (k + 1.0) * (k + 1.0) * l * poly;
+    let macs = (p.big_lwe_dimension() * p.ks_level * (p.lwe_dimension + 1)) as f64;
+    (ffts + products, macs)
+}
+
+/// Thread-seconds per keyswitch, `COUNT` of them on the 2 threads of `pool` (best of 3).
+fn parallel_ks(set: &SetKey, client: &ClientKey, pool: &rayon::ThreadPool) -> f64 {
+    let cts: Vec<_> = (0..COUNT)
+        .map(|i| client.encrypt_value(i as i64 % 8, 59))
+        .collect();
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let start = Instant::now();
+        pool.install(|| {
+            cts.par_iter().for_each(|ct| {
+                let mut out = LweCiphertext::new(
+                    0u64,
+                    LweSize(set.params.lwe_dimension + 1),
+                    CiphertextModulus::new_native(),
+                );
+                keyswitch_lwe_ciphertext(&set.ksk, ct, &mut out);
+            })
+        });
+        best = best.min(2.0 * start.elapsed().as_secs_f64() / COUNT as f64);
+    }
+    best
+}
+
+/// `--fit`: the cost model's constants from the engine's measured lookups.
+fn fit() {
+    let set = |n, k, poly: usize, pbs: (usize, usize), ks: (usize, usize)| CryptoParams {
+        lwe_dimension: n,
+        glwe_dimension: k,
+        polynomial_size: poly,
+        lwe_noise_std: 2f64.powi(-40),
+        glwe_noise_std: 2f64.powi(-60),
+        ..params(pbs, ks)
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("thread pool");
+    let grid = [
+        set(600, 1, 512, (23, 1), (3, 4)),
+        set(570, 6, 256, (16, 2), (3, 4)),
+        set(570, 8, 256, (12, 3), (3, 4)),
+        set(600, 4, 512, (16, 2), (3, 4)),
+        set(600, 2, 1024, (16, 2), (4, 4)),
+        set(850, 1, 1024, (23, 1), (3, 5)),
+        set(850, 1, 2048, (23, 1), (3, 5)),
+        set(850, 1, 2048, (15, 2), (3, 5)),
+        set(850, 1, 2048, (9, 4), (2, 8)),
+        set(850, 2, 2048, (15, 2), (5, 3)),
+        set(850, 1, 4096, (15, 2), (4, 4)),
+        set(850, 1, 4096, (9, 4), (2, 8)),
+        set(1000, 1, 2048, (11, 3), (3, 6)),
+    ];
+    // (model ops, measured thread-seconds per lookup, keyswitch thread-seconds)
+    let mut rows = Vec::new();
+    for p in grid {
+        let (client, compressed) = ClientKey::generate_insecure_for_tests(p).expect("keygen");
+        let server = compressed.expand();
+        let engine = FheEngine::new(&server);
+        eprintln!("measuring {p}");
+        let precision = if p.polynomial_size < 1024 { 1 } else { 4 };
+        let lookup = 2.0 * measure_table(&engine, &client, 2, COUNT, 2, precision);
+        let ks = parallel_ks(&server.sets[0], &client, &pool);
+        rows.push((p, model_ops(&p), lookup, ks));
+    }
+    // Keyswitch: seconds per multiply-add, least squares on relative error.
+    let ratio_fit = |pairs: &[(f64, f64)]| {
+        // minimise sum ((c * x - t) / t)^2  =>  c = sum(x/t) / sum((x/t)^2)
+        let (num, den) = pairs.iter().fold((0.0, 0.0), |(a, b), &(x, t)| {
+            (a + x / t, b + (x / t).powi(2))
+        });
+        num / den
+    };
+    let ks_pairs: Vec<(f64, f64)> = rows.iter().map(|(_, (_, m), _, k)| (*m, *k)).collect();
+    let ks_mac_s = ratio_fit(&ks_pairs);
+    let fft_pairs: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|(_, (f, m), t, _)| (*f, t - ks_mac_s * m))
+        .collect();
+    let fft_op_s = ratio_fit(&fft_pairs);
+    for (p, (f, m), t, k) in &rows {
+        let fitted = fft_op_s * f + ks_mac_s * m;
+        println!(
+            "{p}: measured {:.2} thread-ms per lookup (keyswitch {:.2}), fitted {:.2} ({:+.0} %)",
+            t * 1e3,
+            k * 1e3,
+            fitted * 1e3,
+            (fitted / t - 1.0) * 100.0
+        );
+    }
+    println!("fft_op_s: {fft_op_s:.4e}, ks_mac_s: {ks_mac_s:.4e}");
+}
+
 fn main() {
     let out_file = std::env::args().nth(1);
     if out_file.as_deref() == Some("--batch") {
         return batch_comparison();
+    }
+    if out_file.as_deref() == Some("--fit") {
+        return fit();
     }
     let mut lines = Vec::new();
     for (pbs, ks) in [

@@ -2,8 +2,8 @@
 //! latency model) whose every bootstrap meets the failure-probability target, under the same
 //! noise model the simulator uses ([`fhec_runtime::noise`]).
 //!
-//! Search space: GLWE dimension `k` in 1..=3, polynomial size `N` in 2^9..=2^15 with
-//! `k*N <= 2^15`, LWE dimension `n` in 500..=1200 (step 8), PBS decomposition level 1..=6 and
+//! Search space: GLWE dimension `k` in 1..=3, polynomial size `N` in 2^9..=2^15 (with sets
+//! per class: `k` in 1..=8, `N` in 2^8..=2^15) with `k*N <= 2^15`, LWE dimension `n` in 500..=1200 (step 8), PBS decomposition level 1..=6 and
 //! keyswitch level 1..=12 with `base_log * level <= 64`. Noise levels are the minimal secure
 //! ones for each key (132-bit security by construction). The program's bootstraps are first
 //! grouped by lookup kind (precision, rounding), keeping the largest input noise factor of
@@ -13,11 +13,11 @@
 //! best keyswitch base per level; the latency model then orders the candidates and only
 //! cheaper ones are checked.
 //!
-//! Latency model of one keyswitch + bootstrap (single thread): blind rotation is `n`
+//! Latency model of one keyswitch + bootstrap (thread-seconds): blind rotation is `n`
 //! external products, each `(k+1)*level` forward and `k+1` inverse FFTs of size `N` plus
 //! `(k+1)^2*level` pointwise products; the keyswitch is `k*N*level_ks*(n+1)` multiply-adds.
-//! The constants are fitted to tfhe-rs 1.8.2's own shortint parameter sets measured on the
-//! development machine (see [`COST`]).
+//! The constants are fitted to the engine's batched lookups measured on the development
+//! machine (see [`COST`]).
 
 mod sets;
 
@@ -125,17 +125,22 @@ pub struct CostModel {
     pub linear_word_s: f64,
 }
 
-/// Calibrated on tfhe-rs 1.8.2's TUniform shortint sets, KS+PBS single-thread on the 2-core
-/// development machine: message 1 carry 1 (k=4, N=512, n=879) 13-19 ms, message 2 carry 2
-/// (k=1, N=2048, n=918) 22-26 ms, message 3 carry 3 (k=1, N=8192, n=1077, level 2)
-/// 180-200 ms. The fit predicts 14.5, 24 and 190 ms.
+/// Fitted to the engine as circuits run it (`cargo run --release -p fhec-runtime --example
+/// pbs_timing -- --fit`: 256 lookups on 2 threads with batch blind rotations, and 256
+/// keyswitches alone, over 13 sets from k=6 and k=8 at N=256 to k=1 N=4096 level 4), in
+/// thread-seconds per lookup, on the 2-core development machine (AMD EPYC, 2026-12-07): every
+/// set within 7 % of its measurement. E.g. n=570 k=6 N=256 level 2: 4.7 ms; n=850 k=1
+/// N=2048: level 1 10.3 ms, level 4 22.5 ms; n=850 k=1 N=4096 level 4 50.0 ms. (The previous constants,
+/// fitted to tfhe-rs's shortint sets one bootstrap at a time, over-predicted the batched
+/// engine about 2x and keyswitches 3x.)
 pub const COST: CostModel = CostModel {
-    fft_op_s: 0.214e-9,
-    ks_mac_s: 0.63e-9,
+    fft_op_s: 0.0950e-9,
+    ks_mac_s: 0.223e-9,
     linear_word_s: 0.3e-9,
 };
 
-/// Predicted single-thread latency of one keyswitch + programmable bootstrap, seconds.
+/// Predicted thread-seconds of one keyswitch + programmable bootstrap (as the engine runs
+/// them, in batches).
 pub fn pbs_latency_s(params: &CryptoParams) -> f64 {
     pbs_latency_parts(
         params.lwe_dimension,
@@ -290,11 +295,24 @@ fn predict_classes(
     })
 }
 
-/// Search bounds. With one set per class, set shapes with `k` up to 4 share one big key
-/// (`k * N` equal): a small table takes a small `N` and a larger `k`.
-const GLWE_DIMENSIONS: std::ops::RangeInclusive<usize> = 1..=3;
-const SET_GLWE_DIMENSIONS: std::ops::RangeInclusive<usize> = 1..=4;
-const LOG2_POLY: std::ops::RangeInclusive<u32> = 9..=15;
+/// The `(k, N)` shapes a search visits.
+#[derive(Clone, Debug)]
+struct Shapes {
+    glwe_dimensions: std::ops::RangeInclusive<usize>,
+    log2_polys: std::ops::RangeInclusive<u32>,
+}
+
+/// Search bounds of the one-set search.
+const ONE_SET: Shapes = Shapes {
+    glwe_dimensions: 1..=3,
+    log2_polys: 9..=15,
+};
+/// With one set per class, wider shapes: a class of small tables (a 1-bit extraction) runs
+/// cheapest on a small `N` with a larger `k` (Concrete ML runs them at k=6 N=256).
+const PER_CLASS: Shapes = Shapes {
+    glwe_dimensions: 1..=8,
+    log2_polys: 8..=15,
+};
 const MAX_BIG_LWE_DIMENSION: usize = 1 << 15;
 const LWE_DIMENSIONS: std::ops::RangeInclusive<usize> = 500..=1200;
 const LWE_STEP: usize = 8;
@@ -339,12 +357,12 @@ fn best_bases(levels: usize, variance: impl Fn(usize, usize) -> f64) -> Vec<(usi
 /// Calls `visit` for every `(k, N, n)` of the search space whose tables fit (`N >= 2^(R+1)`)
 /// with, per PBS level and keyswitch level, the best base and resulting variance.
 fn for_each_point(
-    glwe_dimensions: std::ops::RangeInclusive<usize>,
+    shapes: Shapes,
     max_precision: u32,
     mut visit: impl FnMut(&CryptoParams, &[(usize, f64)], &[(usize, f64)], f64),
 ) {
-    for k in glwe_dimensions {
-        for log_poly in LOG2_POLY {
+    for k in shapes.glwe_dimensions {
+        for log_poly in shapes.log2_polys.clone() {
             let poly = 1usize << log_poly;
             if k * poly > MAX_BIG_LWE_DIMENSION || (poly as u64) < 2u64 << max_precision.min(62) {
                 continue;
@@ -394,12 +412,15 @@ fn with_levels(
     }
 }
 
-/// Every parameter set [`choose_params`] and [`choose_param_sets`] can return: each `(k, N, n)` of the search space
-/// with its noise levels and, per PBS and keyswitch level, the base the search would pick.
-/// For audits (the security test checks every one of them against tfhe-rs's curves).
+/// Every parameter set [`choose_params`] and [`choose_param_sets`] can return: each `(k, N, n)`
+/// of the search space with its noise levels and, per PBS and keyswitch level, the base the
+/// search would pick (the keyswitch base for a keyswitch from the set's own `k*N`; a set
+/// with a big key of its own keyswitches from the circuit big key, whose base differs, and
+/// its return keyswitch key is encrypted under the circuit big key at that key's noise).
+/// For audits (the security test checks every key of them against tfhe-rs's curves).
 pub fn candidate_params() -> Vec<CryptoParams> {
     let mut out = Vec::new();
-    for_each_point(SET_GLWE_DIMENSIONS, 0, |base, pbs, ks, _| {
+    for_each_point(PER_CLASS, 0, |base, pbs, ks, _| {
         for (l, &(pbs_base, _)) in pbs.iter().enumerate() {
             for (m, &(ks_base, _)) in ks.iter().enumerate() {
                 out.push(with_levels(base, (l + 1, pbs_base), (m + 1, ks_base)));
@@ -463,7 +484,7 @@ pub fn choose_params(
         .unwrap_or(1);
 
     let mut best: Option<(f64, CryptoParams)> = None;
-    for_each_point(GLWE_DIMENSIONS, max_precision, |base, pbs, ks, var_ms| {
+    for_each_point(ONE_SET, max_precision, |base, pbs, ks, var_ms| {
         let big = base.big_lwe_dimension();
         let linear_s = linear as f64 * (big + 1) as f64 * COST.linear_word_s;
         for (l, &(pbs_base, var_pbs)) in pbs.iter().enumerate() {
@@ -533,14 +554,14 @@ fn diagnose(
             },
             noise_factor: 1.0,
         });
-    let max_poly = 1u64 << LOG2_POLY.end();
+    let max_poly = 1u64 << ONE_SET.log2_polys.end();
     if (2u64 << max_precision.min(62)) > max_poly {
         return OptimizerError::NoParameters {
             constraint: format!(
                 "a {max_precision}-bit table needs a polynomial size of at least 2^{}, above \
                  the largest supported 2^{}",
                 max_precision + 1,
-                LOG2_POLY.end()
+                ONE_SET.log2_polys.end()
             ),
             precision: max_precision,
             rounding: rounding_text(worst_kind.kind),
@@ -553,7 +574,7 @@ fn diagnose(
     // Smallest failure probability each constraint reaches anywhere in the search space.
     let mut best_p = vec![f64::INFINITY; constraints.len()];
     let mut best_at: Vec<Option<CryptoParams>> = vec![None; constraints.len()];
-    for_each_point(GLWE_DIMENSIONS, max_precision, |base, pbs, ks, var_ms| {
+    for_each_point(ONE_SET, max_precision, |base, pbs, ks, var_ms| {
         let (l, &(pbs_base, var_pbs)) = pbs
             .iter()
             .enumerate()

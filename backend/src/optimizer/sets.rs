@@ -29,7 +29,7 @@ use fhec_runtime::{CryptoParams, ParamSets, ReturnKeyswitch};
 use super::{
     best_bases, blind_rotation_s, choose_params, for_each_point, keyswitch_s, linear_ops,
     predict_classes, return_keyswitch_s, with_levels, OptimizerError, PErrorTarget, COST,
-    KS_LEVELS, SET_GLWE_DIMENSIONS,
+    KS_LEVELS, PER_CLASS,
 };
 
 /// How [`choose_param_sets`] may split a circuit's bootstraps.
@@ -229,7 +229,7 @@ fn search(groups: &[(Group, Need)], per_pbs: f64, own_keys: bool) -> BTreeMap<us
         .map(|(g, _)| (g.half_width() * sigma).powi(2))
         .collect();
     let mut points = Vec::new();
-    for_each_point(SET_GLWE_DIMENSIONS, 0, |base, pbs, _, var_ms| {
+    for_each_point(PER_CLASS, 0, |base, pbs, _, var_ms| {
         points.push(Point {
             base: *base,
             pbs: pbs.to_vec(),
