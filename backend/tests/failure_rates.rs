@@ -87,6 +87,9 @@ struct Counts {
     /// The simulator's lookup elements (every one, on clear inputs) and wrong outputs.
     simulated: usize,
     simulated_wrong: usize,
+    /// Parameter sets of the circuit, and how many have a big key of their own.
+    sets: usize,
+    own_keys: usize,
 }
 
 /// Runs `samples` test samples of a fixture through the circuit compiled for a per-bootstrap
@@ -115,7 +118,11 @@ fn measure(
         kernels: true,
     };
     let (file, nhwc) = data_of(stem);
-    let mut c = Counts::default();
+    let mut c = Counts {
+        sets: circuit.params.len(),
+        own_keys: circuit.params.returns().iter().flatten().count(),
+        ..Counts::default()
+    };
     for x in data_samples(file, "x_test", nhwc, n) {
         let inputs = [x];
         let encrypted = client.encrypt(&circuit.program, &inputs).unwrap();
@@ -171,17 +178,26 @@ fn check_simulator(what: &str, c: &Counts) {
 }
 
 /// Without rounding every element sits at the centre of its box, so the model's failure
-/// event (noise past half a box) is exactly what the trace counts. Two parameter sets.
+/// event (noise past half a box) is exactly what the trace counts. Three circuits: one
+/// parameter set; two sets, the 7-bit lookups on a big key of their own (their outputs
+/// keyswitched back); three sets sharing one big key in three ring shapes (a CNN).
 #[test]
 fn real_failures_match_the_model_and_the_simulator() {
-    for (stem, bits, p, samples, seed) in [
+    for (stem, bits, p, samples, seed, sets, own_keys) in [
         // n=860 k=1 N=2048, 48 lookups per sample.
-        ("mlp_torch_pruned", 2, 0.05, 12, 1),
-        // n=932 k=1 N=4096, 96 lookups per sample.
-        ("mlp_torch", 2, 0.05, 16, 2),
+        ("mlp_torch_pruned", 2, 0.05, 12, 1, 1, 0),
+        // 64 6-bit lookups per sample at k=1 N=2048, 32 7-bit ones at k=1 N=4096 (own key).
+        ("mlp_torch", 2, 0.05, 16, 2, 2, 1),
+        // 272 lookups per sample: 3, 4 and 5 bits at k=8 N=256, k=4 N=512, k=2 N=1024.
+        ("cnn_torch_8", 2, 0.05, 4, 3, 3, 0),
     ] {
         let what = format!("{stem} at {bits} bits, p {p}");
         let c = measure(stem, bits, None, p, samples, seed);
+        assert_eq!(
+            (c.sets, c.own_keys),
+            (sets, own_keys),
+            "{what}: the circuit no longer has the parameter sets this case is about"
+        );
         check_model(&what, &c);
         check_simulator(&what, &c);
     }
