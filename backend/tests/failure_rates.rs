@@ -111,7 +111,7 @@ fn measure(
     let server = server.expand();
     let simulation = PlainEngine {
         lookups: CountingSimulation {
-            sim: SimulationEngine::new(&circuit.params, seed),
+            sim: SimulationEngine::for_program(&circuit.params, &circuit.program, seed).unwrap(),
             elements: AtomicUsize::new(0),
             wrong: AtomicUsize::new(0),
         },

@@ -408,7 +408,10 @@ fn element_bootstraps(
 }
 
 /// The noise of a circuit's bootstraps: one [`NoiseModel`] per parameter set, and the unit
-/// every noise factor counts in (the largest bootstrap output variance of the sets).
+/// every noise factor counts in: the largest output variance of the sets whose outputs leave
+/// their lookup (table bootstraps, max-pool comparisons). The bit extractions of exact
+/// rounding only feed the rest of their own lookup, whose noise counts them directly, so a
+/// set serving nothing else does not set the unit.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CircuitNoise {
     pub sets: Vec<NoiseModel>,
@@ -416,14 +419,42 @@ pub struct CircuitNoise {
 }
 
 impl CircuitNoise {
+    /// The noise of `params` with the unit over every set (what a circuit whose lookups are
+    /// unknown, or all on one set, gets).
     pub fn new(params: &ParamSets) -> Self {
-        let models = params
+        Self::from_models(Self::models(params))
+    }
+
+    /// The noise of `params` as the lookups of `program` use them.
+    pub fn for_program(params: &ParamSets, program: &Program) -> Result<Self, RuntimeError> {
+        Self::for_classes(params, &lookup_classes(program)?)
+    }
+
+    /// The noise of `params` as lookups of these classes use them: the unit over the sets
+    /// their tables are read on (over every set if there are none).
+    pub fn for_classes(params: &ParamSets, classes: &[LookupClass]) -> Result<Self, RuntimeError> {
+        let sets = Self::models(params);
+        let mut unit = 0f64;
+        for c in classes {
+            unit = unit.max(
+                sets.get(c.sets.table)
+                    .ok_or_else(|| params.get(c.sets.table).unwrap_err())?
+                    .var_pbs,
+            );
+        }
+        if classes.is_empty() {
+            return Ok(Self::from_models(sets));
+        }
+        Ok(CircuitNoise { sets, unit })
+    }
+
+    fn models(params: &ParamSets) -> Vec<NoiseModel> {
+        params
             .sets()
             .iter()
             .zip(params.returns())
             .map(|(set, &ret)| NoiseModel::in_circuit(params, set, ret))
-            .collect();
-        Self::from_models(models)
+            .collect()
     }
 
     /// The noise of sets with these models (at least one).
@@ -669,6 +700,49 @@ mod tests {
         assert_eq!(total, 4 * 3 + 4 * 5 + 8);
         // 9 taps: levels of 4, 2, 1, 1 comparisons.
         assert_eq!(per_level.len(), 4);
+    }
+
+    #[test]
+    fn the_unit_counts_only_sets_whose_outputs_leave_their_lookup() {
+        let table = crate::fhe::insecure_test_params();
+        // A smaller ring over the same key, much noisier: what bit extractions may run on.
+        let bits = CryptoParams {
+            glwe_dimension: 4,
+            polynomial_size: 256,
+            glwe_noise_std: table.glwe_noise_std,
+            pbs_base_log: 20,
+            pbs_level: 1,
+            ..table
+        };
+        let params = ParamSets::new(vec![table, bits]).unwrap();
+        let all = CircuitNoise::new(&params);
+        assert!(all.sets[1].var_pbs > 4.0 * all.sets[0].var_pbs, "{all:?}");
+        assert_eq!(all.unit, all.sets[1].var_pbs);
+        let exact = LookupClass {
+            kind: LookupKind {
+                precision: 4,
+                shift: 3,
+                exact: true,
+            },
+            noise_factor: 2.0,
+            elements: 10,
+            role: LookupRole::Table,
+            sets: LookupSets { table: 0, bits: 1 },
+        };
+        let noise = CircuitNoise::for_classes(&params, &[exact]).unwrap();
+        assert_eq!(noise.unit, noise.sets[0].var_pbs);
+        // The bit outputs still count, at their own variance, inside their lookup.
+        let b = noise.bootstraps(exact.kind, 2.0, exact.sets).unwrap();
+        let (s0, s1) = (&noise.sets[0], &noise.sets[1]);
+        let last = b.last().unwrap().variance;
+        let want = 2.0 * s0.var_pbs + 3.0 * s1.var_pbs + s0.var_ks + s0.var_ms;
+        assert!((last / want - 1.0).abs() < 1e-12, "{last} vs {want}");
+        // A class naming a missing set is refused.
+        let wrong = LookupClass {
+            sets: LookupSets { table: 2, bits: 0 },
+            ..exact
+        };
+        assert!(CircuitNoise::for_classes(&params, &[wrong]).is_err());
     }
 
     #[test]

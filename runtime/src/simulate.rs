@@ -52,9 +52,23 @@ pub struct SimulatedLookups {
 }
 
 impl SimulationEngine {
-    /// An engine simulating the noise of `params`; `seed` fixes every random draw.
+    /// An engine simulating the noise of `params`, every set counted in the unit of the
+    /// noise factors (exact for one set; [`Self::for_program`] for a circuit's sets); `seed`
+    /// fixes every random draw.
     pub fn new(params: &ParamSets, seed: u64) -> Self {
         Self::with_model(CircuitNoise::new(params), seed)
+    }
+
+    /// An engine simulating `program`'s lookups on `params` ([`CircuitNoise::for_program`]).
+    pub fn for_program(
+        params: &ParamSets,
+        program: &crate::Program,
+        seed: u64,
+    ) -> Result<Self, RuntimeError> {
+        Ok(Self::with_model(
+            CircuitNoise::for_program(params, program)?,
+            seed,
+        ))
     }
 
     /// An engine with an explicit noise model (tests, what-if studies).
@@ -244,7 +258,8 @@ pub fn simulate_program(
     seed: u64,
 ) -> Result<Vec<ArrayD<i64>>, RuntimeError> {
     let quantized = quantize_inputs(program, inputs)?;
-    let outputs = execute(program, &SimulationEngine::new(params, seed), quantized)?;
+    let engine = SimulationEngine::for_program(params, program, seed)?;
+    let outputs = execute(program, &engine, quantized)?;
     Ok(decoded_outputs(program, outputs))
 }
 

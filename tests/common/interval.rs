@@ -173,7 +173,7 @@ pub fn output_bounds(
         .map(|a| a.mapv(|v| Iv { lo: v, hi: v }))
         .collect();
     let engine = IntervalEngine {
-        noise: CircuitNoise::new(&circuit.params),
+        noise: CircuitNoise::for_program(&circuit.params, &circuit.program)?,
     };
     execute(&circuit.program, &engine, ivs)
 }

@@ -261,7 +261,7 @@ fn predict_classes(
     threads: usize,
 ) -> Result<Prediction, OptimizerError> {
     let threads = threads.max(1);
-    let failure = CircuitNoise::new(params).classes_failure(classes)?;
+    let failure = CircuitNoise::for_classes(params, classes)?.classes_failure(classes)?;
     let mut pbs_per_set = vec![0u64; params.len()];
     for c in classes {
         pbs_per_set[c.sets.table] += c.elements;

@@ -10,14 +10,17 @@
 //! over `D`, with both kinds of set priced for every group.
 //!
 //! The groups are coupled only through the noise of the values they read, which any set
-//! may have produced. The search bounds it by a common ceiling `V` on every set's output
-//! variance (the unit noise factors count in): at a given `(D, V)` each group's constraints
-//! depend on its own set alone (output variance, return keyswitch included, `<= V` and, per
-//! bootstrap, `A * V + var_ks + var_ms <= (half_width / z)^2`, where `A` is the largest noise
-//! amplification of the group and `z` the failure target's Gaussian quantile), so each group
-//! takes its cheapest set independently, and the best `(D, V)` minimises the total (with at
-//! least one set on the circuit big key: set 0 defines it). `V` runs over a grid of quarter
-//! bits of variance; the chosen circuit is then checked with the exact noise model.
+//! may have produced. The search bounds it by a common ceiling `V` on the output variance of
+//! every set whose outputs leave their lookup (the unit noise factors count in), and a
+//! ceiling `V * 2^m` on the bit extractions' (their outputs only feed the rest of their own
+//! lookup; `m` from [`BIT_CEILINGS`]): at a given `(D, V, m)` each group's constraints
+//! depend on its own set alone (output variance, return keyswitch included, under its
+//! ceiling and, per bootstrap, `A * V + var_ks + var_ms <= (half_width / z)^2`, where `A` is
+//! the group's largest noise amplification with bit outputs at their ceiling and `z` the
+//! failure target's Gaussian quantile), so each group takes its cheapest set independently,
+//! and the best `(D, V, m)` minimises the total (with at least one set on the circuit big
+//! key: set 0 defines it). `V` runs over a grid of quarter bits of variance; the chosen
+//! circuit is then checked with the exact noise model.
 
 use std::collections::BTreeMap;
 
@@ -83,25 +86,33 @@ impl Group {
     }
 }
 
+/// Ceilings of the bit extractions' output variance tried, as `log2(V_bits / V)`: their
+/// outputs only feed the rest of their own lookup (never a noise factor), so they may be
+/// noisier (a smaller, cheaper ring) or quieter than the sets whose outputs leave a lookup.
+const BIT_CEILINGS: [i32; 9] = [-4, -2, 0, 2, 4, 6, 8, 10, 12];
+
 /// What a group asks of its set.
 #[derive(Clone, Copy, Debug)]
 struct Need {
     /// Bootstraps per inference.
     count: u64,
-    /// Largest coefficient of `V` in the input variance of one of its bootstraps.
-    amplification: f64,
+    /// Per bit ceiling of [`BIT_CEILINGS`]: the largest coefficient of `V` in the input
+    /// variance of one of its bootstraps (bit outputs counted at their ceiling).
+    amplification: [f64; BIT_CEILINGS.len()],
 }
 
 /// The groups of `classes` and their needs.
 fn needs(classes: &[LookupClass]) -> BTreeMap<Group, Need> {
     let mut out: BTreeMap<Group, Need> = BTreeMap::new();
-    let mut add = |group: Group, count: u64, amplification: f64| {
+    let mut add = |group: Group, count: u64, amplification: &dyn Fn(f64) -> f64| {
         let need = out.entry(group).or_insert(Need {
             count: 0,
-            amplification: 0.0,
+            amplification: [0.0; BIT_CEILINGS.len()],
         });
         need.count += count;
-        need.amplification = need.amplification.max(amplification);
+        for (a, &m) in need.amplification.iter_mut().zip(&BIT_CEILINGS) {
+            *a = a.max(amplification(2f64.powi(m)));
+        }
     };
     for c in classes {
         let kind = c.kind;
@@ -112,18 +123,57 @@ fn needs(classes: &[LookupClass]) -> BTreeMap<Group, Need> {
         };
         if kind.exact {
             let b = kind.input_bits() as i32;
-            // Bit j reads (alpha + j bit outputs) scaled by 4^(B-j); j = 0 or the last one
-            // is the largest.
-            let worst = (0..kind.shift as i32)
-                .map(|j| 4f64.powi(b - j) * (alpha + j as f64))
-                .fold(0.0, f64::max);
-            add(Group::Bits, c.elements * kind.shift as u64, worst);
-            add(group, c.elements, alpha + kind.shift as f64);
+            let shift = kind.shift as i32;
+            // Bit j reads (alpha + j bit outputs) scaled by 4^(B-j), a bit output being
+            // `bits` times V.
+            let worst = |bits: f64| {
+                (0..shift)
+                    .map(|j| 4f64.powi(b - j) * (alpha + j as f64 * bits))
+                    .fold(0.0, f64::max)
+            };
+            add(Group::Bits, c.elements * kind.shift as u64, &worst);
+            add(group, c.elements, &|bits| alpha + shift as f64 * bits);
         } else {
-            add(group, c.elements, alpha);
+            add(group, c.elements, &|_| alpha);
         }
     }
     out
+}
+
+/// One way a group is searched: its margin, precision, coefficient of `V` and the ceiling of
+/// its own output variance (`V * 2^ceiling`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Variant {
+    half_width: f64,
+    precision: u32,
+    amplification: f64,
+    ceiling: i32,
+}
+
+/// The distinct variants of `groups` over [`BIT_CEILINGS`], and per group and bit ceiling
+/// the index of its variant (groups that read no bit output have one variant).
+fn variants(groups: &[(Group, Need)]) -> (Vec<Variant>, Vec<[usize; BIT_CEILINGS.len()]>) {
+    let mut out: Vec<Variant> = Vec::new();
+    let index = groups
+        .iter()
+        .map(|(group, need)| {
+            let mut at = [0; BIT_CEILINGS.len()];
+            for (k, &m) in BIT_CEILINGS.iter().enumerate() {
+                let v = Variant {
+                    half_width: group.half_width(),
+                    precision: group.precision(),
+                    amplification: need.amplification[k],
+                    ceiling: if *group == Group::Bits { m } else { 0 },
+                };
+                at[k] = out.iter().position(|x| *x == v).unwrap_or_else(|| {
+                    out.push(v);
+                    out.len() - 1
+                });
+            }
+            at
+        })
+        .collect();
+    (out, index)
 }
 
 /// The largest noise std (relative to the half width) whose two-sided Gaussian tail stays
@@ -181,7 +231,7 @@ struct Cheapest {
     any: Option<Choice>,
 }
 
-/// Per grid index and group, the cheapest choices found.
+/// Per grid index and variant, the cheapest choices found.
 type Table = Vec<Vec<Cheapest>>;
 
 /// A point `(k, N, n)` of the search space: the best PBS base and variance per level, and
@@ -221,12 +271,13 @@ fn cheapest_exits(exits: &[Exit]) -> Vec<Option<Exit>> {
     out
 }
 
-/// The cheapest choices per group and `V`, for every circuit big key dimension `D`.
-fn search(groups: &[(Group, Need)], per_pbs: f64, own_keys: bool) -> BTreeMap<usize, Table> {
+/// The cheapest choices per variant (see [`variants`]) and `V`, for every circuit big key
+/// dimension `D`.
+fn search(variants: &[Variant], per_pbs: f64, own_keys: bool) -> BTreeMap<usize, Table> {
     let sigma = std_per_half_width(per_pbs);
-    let budgets: Vec<f64> = groups
+    let budgets: Vec<f64> = variants
         .iter()
-        .map(|(g, _)| (g.half_width() * sigma).powi(2))
+        .map(|v| (v.half_width * sigma).powi(2))
         .collect();
     let mut points = Vec::new();
     for_each_point(PER_CLASS, 0, |base, pbs, _, var_ms| {
@@ -246,7 +297,7 @@ fn search(groups: &[(Group, Need)], per_pbs: f64, own_keys: bool) -> BTreeMap<us
         // per level, with (level, base, variance, cost).
         let mut ks_by_n: BTreeMap<usize, Vec<(usize, usize, f64, f64)>> = BTreeMap::new();
         let mut returns_by_dim: BTreeMap<usize, Vec<(ReturnKeyswitch, f64, f64)>> = BTreeMap::new();
-        let mut table: Table = vec![vec![Cheapest::default(); groups.len()]; len];
+        let mut table: Table = vec![vec![Cheapest::default(); variants.len()]; len];
         for point in &points {
             let (n, k, poly) = (
                 point.base.lwe_dimension,
@@ -304,18 +355,23 @@ fn search(groups: &[(Group, Need)], per_pbs: f64, own_keys: bool) -> BTreeMap<us
                 }
             }
             let exits = cheapest_exits(&exits);
-            for (g, ((group, need), budget)) in groups.iter().zip(&budgets).enumerate() {
-                if (poly as u64) < 2u64 << group.precision() {
+            for (g, (variant, budget)) in variants.iter().zip(&budgets).enumerate() {
+                if (poly as u64) < 2u64 << variant.precision {
                     continue;
                 }
                 // The room left for the keyswitch shrinks as V grows: the cheapest feasible
                 // keyswitch level only moves up.
                 let mut m = 0;
-                for (i, exit) in exits.iter().enumerate() {
-                    let Some(exit) = exit else {
+                // The exit whose output variance is at most V * 2^ceiling.
+                let offset = variant.ceiling as isize * STEPS as isize;
+                for (i, row) in table.iter_mut().enumerate() {
+                    let Some(Some(exit)) = usize::try_from(i as isize + offset)
+                        .ok()
+                        .and_then(|j| exits.get(j))
+                    else {
                         continue;
                     };
-                    let room = budget - point.var_ms - need.amplification * grid_v(i);
+                    let room = budget - point.var_ms - variant.amplification * grid_v(i);
                     if room <= 0.0 {
                         break;
                     }
@@ -335,7 +391,7 @@ fn search(groups: &[(Group, Need)], per_pbs: f64, own_keys: bool) -> BTreeMap<us
                         ),
                         ret: exit.ret,
                     };
-                    let slot = &mut table[i][g];
+                    let slot = &mut row[g];
                     if slot.any.is_none_or(|c| choice.cost < c.cost) {
                         slot.any = Some(choice);
                     }
@@ -350,9 +406,23 @@ fn search(groups: &[(Group, Need)], per_pbs: f64, own_keys: bool) -> BTreeMap<us
     by_dimension
 }
 
-/// The cheapest choice per group at one `(D, V)` with at least one set on the circuit big
-/// key, and its total cost (`None` if some group has no set).
-fn cheapest_total(groups: &[(Group, Need)], cheapest: &[Cheapest]) -> Option<(f64, Vec<Choice>)> {
+/// The cheapest choice per group at one `(D, V)` over the bit ceilings, and its total cost.
+fn cheapest_total(
+    groups: &[(Group, Need)],
+    variant_of: &[[usize; BIT_CEILINGS.len()]],
+    row: &[Cheapest],
+) -> Option<(f64, Vec<Choice>)> {
+    (0..BIT_CEILINGS.len())
+        .filter_map(|k| {
+            let cheapest: Vec<Cheapest> = variant_of.iter().map(|at| row[at[k]]).collect();
+            cheapest_at(groups, &cheapest)
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+}
+
+/// The cheapest choice per group at one `(D, V)` and bit ceiling with at least one set on
+/// the circuit big key, and its total cost (`None` if some group has no set).
+fn cheapest_at(groups: &[(Group, Need)], cheapest: &[Cheapest]) -> Option<(f64, Vec<Choice>)> {
     let mut total = 0.0;
     let mut chosen = Vec::with_capacity(groups.len());
     for ((_, need), found) in groups.iter().zip(cheapest) {
@@ -386,10 +456,11 @@ fn best_sets(
     own_keys: bool,
 ) -> Option<(Vec<Choice>, Vec<usize>)> {
     let mut best: Option<(f64, Vec<Choice>)> = None;
-    for (big, table) in search(groups, per_pbs, own_keys) {
+    let (variants, variant_of) = variants(groups);
+    for (big, table) in search(&variants, per_pbs, own_keys) {
         let linear_s = linear as f64 * (big + 1) as f64 * COST.linear_word_s;
-        for cheapest in &table {
-            let Some((total, chosen)) = cheapest_total(groups, cheapest) else {
+        for row in &table {
+            let Some((total, chosen)) = cheapest_total(groups, &variant_of, row) else {
                 continue;
             };
             let total = total + linear_s;

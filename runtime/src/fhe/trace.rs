@@ -171,18 +171,23 @@ fn torus_diff(a: u64, b: u64) -> f64 {
 }
 
 impl<'a> TraceEngine<'a> {
-    pub fn new(server_key: &'a ServerKey, client: &'a ClientKey) -> Self {
-        TraceEngine {
+    /// A trace of `program`'s lookups (their noise model depends on which sets they use).
+    pub fn new(
+        server_key: &'a ServerKey,
+        client: &'a ClientKey,
+        program: &crate::Program,
+    ) -> Result<Self, RuntimeError> {
+        Ok(TraceEngine {
             fhe: FheEngine::new(server_key),
             client,
-            model: CircuitNoise::new(&server_key.params),
+            model: CircuitNoise::for_program(&server_key.params, program)?,
             cursor: Mutex::new(Cursor {
                 instruction: 0,
                 op: "",
                 batches: 0,
             }),
             records: Mutex::new(Vec::new()),
-        }
+        })
     }
 
     fn begin(&self, instruction: usize, ins: &Instruction) {
@@ -445,7 +450,7 @@ pub fn run_traced(
                 .map_err(|e| RuntimeError::Mismatch(e.to_string()))?,
         );
     }
-    let engine = TraceEngine::new(server_key, client);
+    let engine = TraceEngine::new(server_key, client, program)?;
     let outputs = execute_observed(program, &engine, paired, |i, ins| engine.begin(i, ins))?;
 
     let mut output_elements = 0;
