@@ -196,21 +196,29 @@ fn batch_rate(set: &SetKey, client: &ClientKey, pool: &rayon::ThreadPool, batch:
     best
 }
 
-/// `--batch`: engine path against batch blind rotations, per set and batch size.
-fn batch_comparison() {
-    // Noise far below the real sets' (timing does not depend on it; results stay exact).
-    let set = |n, k, poly: usize, pbs: (usize, usize), ks: (usize, usize)| CryptoParams {
+/// A timing set: noise far below the real sets' (timing does not depend on it; results stay
+/// exact).
+fn set(n: usize, k: usize, poly: usize, pbs: (usize, usize), ks: (usize, usize)) -> CryptoParams {
+    CryptoParams {
         lwe_dimension: n,
         glwe_dimension: k,
         polynomial_size: poly,
         lwe_noise_std: 2f64.powi(-40),
         glwe_noise_std: 2f64.powi(-60),
         ..params(pbs, ks)
-    };
-    let pool = rayon::ThreadPoolBuilder::new()
+    }
+}
+
+fn two_threads() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build()
-        .expect("thread pool");
+        .expect("thread pool")
+}
+
+/// `--batch`: engine path against batch blind rotations, per set and batch size.
+fn batch_comparison() {
+    let pool = two_threads();
     for p in [
         set(828, 1, 2048, (9, 4), (3, 5)),
         set(916, 2, 2048, (15, 2), (5, 3)),
@@ -288,18 +296,7 @@ fn parallel_ks(set: &SetKey, client: &ClientKey, pool: &rayon::ThreadPool) -> f6
 
 /// `--fit`: the cost model's constants from the engine's measured lookups.
 fn fit() {
-    let set = |n, k, poly: usize, pbs: (usize, usize), ks: (usize, usize)| CryptoParams {
-        lwe_dimension: n,
-        glwe_dimension: k,
-        polynomial_size: poly,
-        lwe_noise_std: 2f64.powi(-40),
-        glwe_noise_std: 2f64.powi(-60),
-        ..params(pbs, ks)
-    };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .expect("thread pool");
+    let pool = two_threads();
     let grid = [
         set(600, 1, 512, (23, 1), (3, 4)),
         set(570, 6, 256, (16, 2), (3, 4)),

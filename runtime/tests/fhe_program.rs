@@ -170,9 +170,9 @@ fn encrypted_program_matches_reference() {
     let (client, server) = ClientKey::generate_insecure_for_tests(&circuit.params).unwrap();
     let server = server.expand();
     let mut rng = rand::rng();
-    let mut cases: Vec<Vec<i64>> = vec![vec![0, 0, 0], vec![3, 3, 3], vec![3, 0, 3], vec![0, 3, 0]];
+    let mut cases: Vec<[i64; 3]> = vec![[0, 0, 0], [3, 3, 3], [3, 0, 3], [0, 3, 0]];
     for _ in 0..4 {
-        cases.push((0..3).map(|_| rng.random_range(0..4)).collect());
+        cases.push(std::array::from_fn(|_| rng.random_range(0..4)));
     }
     check_against_reference(&circuit, &client, &server, &cases);
 }
@@ -183,11 +183,11 @@ fn check_against_reference(
     circuit: &fhec_runtime::Circuit,
     client: &ClientKey,
     server: &fhec_runtime::ServerKey,
-    cases: &[Vec<i64>],
+    cases: &[[i64; 3]],
 ) {
     let program = &circuit.program;
     for x in cases {
-        let input = ArrayD::from_shape_vec(IxDyn(&[1, 3]), x.clone()).unwrap();
+        let input = ArrayD::from_shape_vec(IxDyn(&[1, 3]), x.to_vec()).unwrap();
         let enc = client
             .encrypt_integers(program, std::slice::from_ref(&input))
             .unwrap();
@@ -405,16 +405,15 @@ fn program_on_three_sets() -> Program {
     program
 }
 
-#[test]
-fn a_circuit_on_three_parameter_sets_matches_the_reference_after_a_file_round_trip() {
+/// Inputs of the multi-set tests: every max-pool and table branch.
+const SET_CASES: [[i64; 3]; 5] = [[0, 0, 0], [3, 3, 3], [3, 0, 3], [0, 3, 0], [1, 2, 3]];
+
+/// Keys for `params`, written to files and read back (the circuit file refuses insecure
+/// parameters, so only the keys and the bytes of the circuit's encoding go through files in
+/// these tests).
+fn keys_through_files(params: &fhec_runtime::ParamSets) -> (ClientKey, fhec_runtime::ServerKey) {
     let dir = tempfile::tempdir().unwrap();
-    let mut circuit = common::circuit(program_on_three_sets(), insecure_test_params());
-    circuit.params = three_sets();
-    circuit.check_lookup_sets().unwrap();
-    let (client, server) = ClientKey::generate_insecure_for_tests(&circuit.params).unwrap();
-    assert_eq!(server.sets.len(), 3);
-    // Circuit and keys survive their files (the circuit file refuses insecure parameters,
-    // so only the keys and the bytes of the circuit's encoding go through files here).
+    let (client, server) = ClientKey::generate_insecure_for_tests(params).unwrap();
     let (ck, sk) = (dir.path().join("client.key"), dir.path().join("server.key"));
     client.save(&ck).unwrap();
     server.save(&sk).unwrap();
@@ -422,16 +421,19 @@ fn a_circuit_on_three_parameter_sets_matches_the_reference_after_a_file_round_tr
     let server = fhec_runtime::CompressedServerKey::load(&sk)
         .unwrap()
         .expand();
+    (client, server)
+}
+
+#[test]
+fn a_circuit_on_three_parameter_sets_matches_the_reference_after_a_file_round_trip() {
+    let mut circuit = common::circuit(program_on_three_sets(), insecure_test_params());
+    circuit.params = three_sets();
+    circuit.check_lookup_sets().unwrap();
+    let (client, server) = keys_through_files(&circuit.params);
+    assert_eq!(server.sets.len(), 3);
     assert_eq!(client.small_lwe.len(), 3);
     assert_eq!(server.params, circuit.params);
-    let cases = [
-        vec![0, 0, 0],
-        vec![3, 3, 3],
-        vec![3, 0, 3],
-        vec![0, 3, 0],
-        vec![1, 2, 3],
-    ];
-    check_against_reference(&circuit, &client, &server, &cases);
+    check_against_reference(&circuit, &client, &server, &SET_CASES);
 }
 
 /// Three parameter sets, two with big keys of their own: set 1 (k=1, N=2048: a larger
@@ -459,20 +461,12 @@ fn sets_with_own_keys() -> fhec_runtime::ParamSets {
 
 #[test]
 fn a_circuit_on_sets_with_their_own_big_keys_matches_the_reference_after_a_file_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
     let mut circuit = common::circuit(program_on_three_sets(), insecure_test_params());
     circuit.params = sets_with_own_keys();
     circuit.check_lookup_sets().unwrap();
-    let (client, server) = ClientKey::generate_insecure_for_tests(&circuit.params).unwrap();
+    let (client, server) = keys_through_files(&circuit.params);
     assert!(server.sets[0].ret.is_none());
     assert!(server.sets[1].ret.is_some() && server.sets[2].ret.is_some());
-    let (ck, sk) = (dir.path().join("client.key"), dir.path().join("server.key"));
-    client.save(&ck).unwrap();
-    server.save(&sk).unwrap();
-    let client = ClientKey::load(&ck).unwrap();
-    let server = fhec_runtime::CompressedServerKey::load(&sk)
-        .unwrap()
-        .expand();
     assert_eq!(
         client.own_big_lwe(1).map(|k| k.lwe_dimension().0),
         Some(2048)
@@ -483,14 +477,7 @@ fn a_circuit_on_sets_with_their_own_big_keys_matches_the_reference_after_a_file_
     );
     assert!(client.own_big_lwe(0).is_none());
     assert_eq!(server.params, circuit.params);
-    let cases = [
-        vec![0, 0, 0],
-        vec![3, 3, 3],
-        vec![3, 0, 3],
-        vec![0, 3, 0],
-        vec![1, 2, 3],
-    ];
-    check_against_reference(&circuit, &client, &server, &cases);
+    check_against_reference(&circuit, &client, &server, &SET_CASES);
 }
 
 #[test]
