@@ -355,11 +355,12 @@ fn best_bases(levels: usize, variance: impl Fn(usize, usize) -> f64) -> Vec<(usi
 }
 
 /// Calls `visit` for every `(k, N, n)` of the search space whose tables fit (`N >= 2^(R+1)`)
-/// with, per PBS level and keyswitch level, the best base and resulting variance.
+/// with, per PBS level, the best base and resulting variance, and the modulus-switch
+/// variance (keyswitches depend on the key they read: [`keyswitch_bases`]).
 fn for_each_point(
     shapes: Shapes,
     max_precision: u32,
-    mut visit: impl FnMut(&CryptoParams, &[(usize, f64)], &[(usize, f64)], f64),
+    mut visit: impl FnMut(&CryptoParams, &[(usize, f64)], f64),
 ) {
     for k in shapes.glwe_dimensions {
         for log_poly in shapes.log2_polys.clone() {
@@ -376,9 +377,6 @@ fn for_each_point(
                 let lwe_std = minimal_secure_std_lwe(n);
                 let pbs: Vec<(usize, f64)> =
                     pbs_unit.iter().map(|&(b, v)| (b, v * n as f64)).collect();
-                let ks = best_bases(KS_LEVELS, |b, l| {
-                    noise::ks_variance(k * poly, n, b, l, lwe_std)
-                });
                 let params = CryptoParams {
                     lwe_dimension: n,
                     glwe_dimension: k,
@@ -390,10 +388,19 @@ fn for_each_point(
                     ks_base_log: 0,
                     ks_level: 0,
                 };
-                visit(&params, &pbs, &ks, noise::ms_variance(n, poly));
+                visit(&params, &pbs, noise::ms_variance(n, poly));
             }
         }
     }
+}
+
+/// Per keyswitch level, the best base and resulting variance of a keyswitch from dimension
+/// `input` to the small key of `point` (at its noise).
+fn keyswitch_bases(input: usize, point: &CryptoParams) -> Vec<(usize, f64)> {
+    let (n, lwe_std) = (point.lwe_dimension, point.lwe_noise_std);
+    best_bases(KS_LEVELS, |b, l| {
+        noise::ks_variance(input, n, b, l, lwe_std)
+    })
 }
 
 /// A point of the search space with the PBS level `pbs_level` and keyswitch level
@@ -420,7 +427,8 @@ fn with_levels(
 /// For audits (the security test checks every key of them against tfhe-rs's curves).
 pub fn candidate_params() -> Vec<CryptoParams> {
     let mut out = Vec::new();
-    for_each_point(PER_CLASS, 0, |base, pbs, ks, _| {
+    for_each_point(PER_CLASS, 0, |base, pbs, _| {
+        let ks = keyswitch_bases(base.big_lwe_dimension(), base);
         for (l, &(pbs_base, _)) in pbs.iter().enumerate() {
             for (m, &(ks_base, _)) in ks.iter().enumerate() {
                 out.push(with_levels(base, (l + 1, pbs_base), (m + 1, ks_base)));
@@ -484,7 +492,8 @@ pub fn choose_params(
         .unwrap_or(1);
 
     let mut best: Option<(f64, CryptoParams)> = None;
-    for_each_point(ONE_SET, max_precision, |base, pbs, ks, var_ms| {
+    for_each_point(ONE_SET, max_precision, |base, pbs, var_ms| {
+        let ks = keyswitch_bases(base.big_lwe_dimension(), base);
         let big = base.big_lwe_dimension();
         let linear_s = linear as f64 * (big + 1) as f64 * COST.linear_word_s;
         for (l, &(pbs_base, var_pbs)) in pbs.iter().enumerate() {
@@ -574,7 +583,8 @@ fn diagnose(
     // Smallest failure probability each constraint reaches anywhere in the search space.
     let mut best_p = vec![f64::INFINITY; constraints.len()];
     let mut best_at: Vec<Option<CryptoParams>> = vec![None; constraints.len()];
-    for_each_point(ONE_SET, max_precision, |base, pbs, ks, var_ms| {
+    for_each_point(ONE_SET, max_precision, |base, pbs, var_ms| {
+        let ks = keyswitch_bases(base.big_lwe_dimension(), base);
         let (l, &(pbs_base, var_pbs)) = pbs
             .iter()
             .enumerate()

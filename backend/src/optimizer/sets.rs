@@ -30,9 +30,9 @@ use fhec_runtime::noise::{lookup_classes, p_fail, LookupClass, LookupRole};
 use fhec_runtime::{CryptoParams, ParamSets, ReturnKeyswitch};
 
 use super::{
-    best_bases, blind_rotation_s, choose_params, for_each_point, keyswitch_s, linear_ops,
-    predict_classes, return_keyswitch_s, with_levels, OptimizerError, PErrorTarget, COST,
-    KS_LEVELS, PER_CLASS,
+    best_bases, blind_rotation_s, choose_params, for_each_point, keyswitch_bases, keyswitch_s,
+    linear_ops, predict_classes, return_keyswitch_s, with_levels, OptimizerError, PErrorTarget,
+    COST, PER_CLASS,
 };
 
 /// How [`choose_param_sets`] may split a circuit's bootstraps.
@@ -280,7 +280,7 @@ fn search(variants: &[Variant], per_pbs: f64, own_keys: bool) -> BTreeMap<usize,
         .map(|v| (v.half_width * sigma).powi(2))
         .collect();
     let mut points = Vec::new();
-    for_each_point(PER_CLASS, 0, |base, pbs, _, var_ms| {
+    for_each_point(PER_CLASS, 0, |base, pbs, var_ms| {
         points.push(Point {
             base: *base,
             pbs: pbs.to_vec(),
@@ -310,8 +310,7 @@ fn search(variants: &[Variant], per_pbs: f64, own_keys: bool) -> BTreeMap<usize,
                 continue;
             }
             let ks = ks_by_n.entry(n).or_insert_with(|| {
-                let lwe_std = minimal_secure_std_lwe(n);
-                best_bases(KS_LEVELS, |b, l| ks_variance(main, n, b, l, lwe_std))
+                keyswitch_bases(main, &point.base)
                     .into_iter()
                     .enumerate()
                     .map(|(m, (base, var))| (m + 1, base, var, keyswitch_s(n, main, m + 1)))
