@@ -436,11 +436,8 @@ impl CircuitNoise {
         let sets = Self::models(params);
         let mut unit = 0f64;
         for c in classes {
-            unit = unit.max(
-                sets.get(c.sets.table)
-                    .ok_or_else(|| params.get(c.sets.table).unwrap_err())?
-                    .var_pbs,
-            );
+            params.get(c.sets.table)?;
+            unit = unit.max(sets[c.sets.table].var_pbs);
         }
         if classes.is_empty() {
             return Ok(Self::from_models(sets));
